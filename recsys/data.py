@@ -1,0 +1,364 @@
+"""Canonical events -> sessions -> filtered, split, indexed data set (the processed folder every later step reads).
+
+Processed folder layout (see README "Processed data set format"):
+    train.parquet, valid.parquet, test.parquet   one row per session: session_id, user_id, start, end, items (list<int32>)
+    items.parquet                                 one row per item index 1..n: item_id, category_id, popularity, first_seen, last_seen
+    meta.json                                     source, options, per-split protocol, statistics, format version
+"""
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys.datasets.schema import DataError
+from recsys.sessions import Sessions
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "valid", "test")
+US_PER_DAY = 86_400 * 1_000_000
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Options for turning an events table into a processed data set. Defaults follow GRU4Rec / SR-GNN."""
+
+    split: str = "temporal"  # "temporal" (last days) or "loo" (leave-one-out per user)
+    session_gap_minutes: float = 30.0  # split a visitor's stream at this inactivity gap when there is no session id
+    collapse_repeats: bool = False  # merge consecutive views of the same item
+    min_item_support: int = 5  # drop items seen fewer times (iteratively, with short sessions)
+    min_session_length: int = 2
+    max_session_length: int | None = None  # drop sessions longer than this (one seed kept 3..28)
+    iqr_outliers: bool = False  # drop sessions whose length is an IQR outlier (above Q3 + 1.5 IQR)
+    max_length: int = 50  # keep only the most recent items of longer sessions
+    test_days: float = 1.0
+    valid_days: float = 1.0
+
+    def __post_init__(self):
+        if self.split not in ("temporal", "loo"):
+            raise ValueError(f"split must be 'temporal' or 'loo', got {self.split!r}")
+        if self.min_session_length < 2:
+            raise ValueError("min_session_length must be at least 2 (a session needs a next item)")
+
+
+class ItemVocab:
+    """Raw item id <-> index. Index 0 is padding; real items are 1..n."""
+
+    def __init__(self, item_ids):
+        self.item_ids = [str(i) for i in item_ids]
+        self._index = {item: i + 1 for i, item in enumerate(self.item_ids)}
+        if len(self._index) != len(self.item_ids):
+            raise ValueError("duplicate item ids in vocabulary")
+
+    def __len__(self) -> int:
+        """Vocabulary size including padding."""
+        return len(self.item_ids) + 1
+
+    def __contains__(self, item_id) -> bool:
+        return str(item_id) in self._index
+
+    def encode(self, item_ids, *, strict: bool = True) -> list[int]:
+        """Raw ids -> indices; unknown ids raise KeyError when strict, else are skipped."""
+        if strict:
+            unknown = [i for i in item_ids if str(i) not in self._index]
+            if unknown:
+                raise KeyError(f"unknown item ids: {unknown[:10]}")
+        return [self._index[str(i)] for i in item_ids if str(i) in self._index]
+
+    def decode(self, indices) -> list[str]:
+        return [self.item_ids[int(i) - 1] for i in indices]
+
+
+@dataclass
+class Dataset:
+    train: Sessions
+    valid: Sessions
+    test: Sessions
+    items: pd.DataFrame  # row i describes item index i + 1
+    meta: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # split -> DataFrame(session_id, user_id, start, end)
+
+    @property
+    def n_items(self) -> int:
+        """Vocabulary size including the padding index 0 (the width of every score matrix)."""
+        return len(self.items) + 1
+
+    @property
+    def vocab(self) -> ItemVocab:
+        return ItemVocab(self.items["item_id"])
+
+    def split(self, name: str) -> Sessions:
+        return {"train": self.train, "valid": self.valid, "test": self.test}[name]
+
+    def protocol(self, name: str) -> str:
+        return self.meta.get("protocols", {}).get(name, "all")
+
+    def item_categories(self) -> np.ndarray:
+        """(n_items,) int64 category index per item index (0 for padding and unknown categories)."""
+        codes, _ = pd.factorize(self.items["category_id"])
+        return np.concatenate([[0], np.where(codes >= 0, codes + 1, 0)]).astype(np.int64)
+
+    def popularity(self) -> np.ndarray:
+        """(n_items,) training counts per item index, 0 for padding."""
+        return np.concatenate([[0], self.items["popularity"].to_numpy(np.int64)])
+
+    def save(self, out: str | Path) -> Path:
+        """Write the processed folder atomically: a temporary sibling folder renamed into place."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            for name in SPLITS:
+                _write_split(tmp / f"{name}.parquet", self.split(name), self.info.get(name))
+            self.items.to_parquet(tmp / "items.parquet", index=False)
+            meta = {**self.meta, "format_version": FORMAT_VERSION, "stats": self.stats()}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Dataset":
+        path = Path(path)
+        if not (path / "meta.json").is_file():
+            raise DataError("not a processed data set folder (no meta.json); run scripts/prepare_data.py", path=path)
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"unsupported format_version {meta.get('format_version')}", path=path / "meta.json")
+        splits, info = {}, {}
+        for name in SPLITS:
+            table = pq.read_table(path / f"{name}.parquet")
+            col = table.column("items").combine_chunks()
+            splits[name] = Sessions(
+                col.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False),
+                col.offsets.to_numpy().astype(np.int64),
+            )
+            info[name] = table.drop_columns(["items"]).to_pandas()
+        items = pd.read_parquet(path / "items.parquet")
+        return cls(splits["train"], splits["valid"], splits["test"], items, meta, info)
+
+    def stats(self) -> dict:
+        out = {"n_items": len(self.items)}
+        for name in SPLITS:
+            s = self.split(name)
+            out[name] = {"sessions": len(s), "events": int(len(s.items)),
+                         "mean_length": round(float(s.lengths.mean()), 3) if len(s) else 0.0}
+        return out
+
+
+def _write_split(path: Path, sessions: Sessions, info: pd.DataFrame | None) -> None:
+    items = pa.ListArray.from_arrays(pa.array(sessions.offsets.astype(np.int32)), pa.array(sessions.items))
+    table = pa.Table.from_pandas(info.reset_index(drop=True), preserve_index=False) if info is not None else pa.table({})
+    pq.write_table(table.append_column("items", items), path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# events -> processed data set
+
+
+def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(), source: str = "events") -> Dataset:
+    """Sessionize, filter, split and index a canonical events table (see recsys.datasets.schema)."""
+    if len(events) == 0:
+        raise DataError("the events table is empty")
+    item_codes, item_ids = pd.factorize(events["item_id"])
+    ts = events["timestamp"].astype("datetime64[us, UTC]").array.asi8.copy()
+    user_codes, user_ids = pd.factorize(events["user_id"], use_na_sentinel=True)
+    if config.split == "loo":
+        if (user_codes < 0).all():
+            raise DataError("leave-one-out needs user ids", column="user_id")
+        key = user_codes.astype(np.int64)
+        order = np.lexsort((ts, key))
+        key, item, ts = key[order], item_codes[order].astype(np.int64), ts[order]
+        session_labels = np.asarray(user_ids, dtype=object)
+    else:
+        key, item, ts, session_labels = _sessionize(events, item_codes, ts, user_codes, config.session_gap_minutes)
+    n_raw = len(item)
+    if config.collapse_repeats:
+        keep = np.ones(len(item), dtype=bool)
+        keep[1:] = (item[1:] != item[:-1]) | (key[1:] != key[:-1])
+        key, item, ts = key[keep], item[keep], ts[keep]
+    key, item, ts = _iterative_filter(key, item, ts, config)
+    if len(item) == 0:
+        raise DataError(
+            f"no sessions left after filtering (min_item_support={config.min_item_support}, "
+            f"min_session_length={config.min_session_length}); lower them or use more data")
+    # one row per session: boundaries in the (key, ts)-sorted arrays
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    bounds = np.r_[starts, len(key)]
+    s_start, s_end = ts[starts], np.maximum.reduceat(ts, starts)
+    s_key = key[starts]
+    cat = _latest_category(events, item_codes)
+    if config.split == "loo":
+        parts, counts = _split_loo(item, bounds)
+    else:
+        parts, counts = _split_temporal(item, bounds, s_start, s_end, config)
+    # Vocabulary: items that occur in training, ordered by first appearance in training.
+    train_idx, train_items, _ = parts["train"]
+    vocab_raw, first = np.unique(train_items, return_index=True)
+    vocab_raw = vocab_raw[np.argsort(first, kind="stable")]
+    remap = np.zeros(len(item_ids), dtype=np.int32)
+    remap[vocab_raw] = np.arange(1, len(vocab_raw) + 1, dtype=np.int32)
+    splits, info, dropped = {}, {}, {}
+    for name in SPLITS:
+        sess_rows, flat, offsets = parts[name]
+        mapped = remap[flat]
+        unknown = mapped == 0
+        dropped[name] = int(unknown.sum())
+        seqs = Sessions(mapped, offsets)
+        if unknown.any():  # drop test items never seen in training, then too-short sessions
+            seqs = Sessions(mapped[~unknown], _recount(offsets, ~unknown))
+        keep = seqs.lengths >= 2
+        dropped[f"{name}_sessions"] = int((~keep).sum())
+        splits[name] = seqs.select(keep).truncate(config.max_length)
+        rows = np.asarray(sess_rows)[keep]
+        info[name] = pd.DataFrame({
+            "session_id": pd.array([str(session_labels[k]) for k in s_key[rows]], dtype="string"),
+            "start": pd.to_datetime(s_start[rows], unit="us", utc=True),
+            "end": pd.to_datetime(s_end[rows], unit="us", utc=True)})
+    pop = np.bincount(splits["train"].items, minlength=len(vocab_raw) + 1)[1:]
+    first_seen, last_seen = _item_times(item, ts, vocab_raw, len(item_ids))
+    items = pd.DataFrame({
+        "item_id": pd.array(np.asarray(item_ids, dtype=object)[vocab_raw].astype(str), dtype="string"),
+        "category_id": pd.array(cat[vocab_raw], dtype="string"),
+        "popularity": pop.astype(np.int64),
+        "first_seen": pd.to_datetime(first_seen, unit="us", utc=True),
+        "last_seen": pd.to_datetime(last_seen, unit="us", utc=True)})
+    protocols = {"train": "all", "valid": "last", "test": "last"} if config.split == "loo" else \
+        {"train": "all", "valid": "all", "test": "all"}
+    meta = {"source": source, "config": asdict(config), "protocols": protocols, "raw_events": n_raw,
+            "events_after_filter": int(len(item)), "dropped_unknown_items": dropped, "split_counts": counts}
+    return Dataset(splits["train"], splits["valid"], splits["test"], items, meta, info)
+
+
+def _sessionize(events, item_codes, ts, user_codes, gap_minutes):
+    """Sort events into sessions: native session ids where given, else a visitor's stream cut at inactivity gaps.
+
+    Returns (session key, item code, timestamp) sorted by (key, timestamp), and the label of every key.
+    Sessions cut from a visitor stream are labelled "<user_id>:<n>" (n counts that visitor's sessions from 0).
+    """
+    has_sid = events["session_id"].notna().to_numpy()
+    sid_codes, sid_labels = pd.factorize(events["session_id"], use_na_sentinel=True)
+    key = np.where(has_sid, sid_codes, -1).astype(np.int64)
+    labels = list(np.asarray(sid_labels, dtype=object))
+    rows = np.flatnonzero(~has_sid)
+    if len(rows):
+        if (user_codes[rows] < 0).any():
+            line = int(rows[user_codes[rows] < 0][0]) + 2
+            raise DataError("row has neither session_id nor user_id", column="session_id", line=line)
+        user_labels = np.asarray(events["user_id"].factorize()[1], dtype=object)
+        rows = rows[np.lexsort((ts[rows], user_codes[rows]))]
+        user, t = user_codes[rows], ts[rows]
+        first_of_user = np.r_[True, user[1:] != user[:-1]]
+        new = first_of_user | np.r_[True, np.diff(t) > int(gap_minutes * 60 * 1_000_000)]
+        seg = np.cumsum(new) - 1
+        counter = seg - np.maximum.accumulate(np.where(first_of_user, seg, 0))
+        key[rows] = len(labels) + seg
+        labels += [f"{user_labels[user[i]]}:{counter[i]}" for i in np.flatnonzero(new)]
+    order = np.lexsort((ts, key))
+    return key[order], item_codes[order].astype(np.int64), ts[order], np.asarray(labels, dtype=object)
+
+
+def _iterative_filter(key, item, ts, config):
+    """Drop rare items and short (or outlier-long) sessions until nothing changes."""
+    while True:
+        n = len(item)
+        if n == 0:
+            return key, item, ts
+        support = np.bincount(item)
+        keep = support[item] >= config.min_item_support
+        key, item, ts = key[keep], item[keep], ts[keep]
+        if len(key) == 0:
+            return key, item, ts
+        _, inverse, lengths = np.unique(key, return_inverse=True, return_counts=True)
+        ok = lengths >= config.min_session_length
+        if config.max_session_length is not None:
+            ok &= lengths <= config.max_session_length
+        if config.iqr_outliers:
+            q1, q3 = np.percentile(lengths, [25, 75])
+            ok &= lengths <= q3 + 1.5 * (q3 - q1)
+        keep = ok[inverse]
+        key, item, ts = key[keep], item[keep], ts[keep]
+        if len(item) == n:
+            return key, item, ts
+
+
+def _split_temporal(item, bounds, s_start, s_end, config):
+    """Sessions ending in the last `test_days` are test, the `valid_days` before that valid, the rest train.
+
+    Training sessions end before the validation window starts, so nothing in train is later than the
+    start of validation/test (the leakage guarantee tested in tests/test_data.py).
+    """
+    t_max = s_end.max()
+    test_cut = t_max - int(config.test_days * US_PER_DAY)
+    valid_cut = test_cut - int(config.valid_days * US_PER_DAY)
+    which = np.where(s_end > test_cut, 2, np.where(s_end > valid_cut, 1, 0))
+    # valid/test sessions that started before their window would leak into train-time; they stay in their window
+    parts, counts = {}, {}
+    for code, name in enumerate(SPLITS):
+        rows = np.flatnonzero(which == code)
+        rows = rows[np.argsort(s_start[rows], kind="stable")]  # sessions in time order
+        parts[name] = _gather(item, bounds, rows)
+        counts[name] = len(rows)
+    if counts["train"] == 0 or counts["test"] == 0:
+        raise DataError(f"temporal split left an empty split {counts}; adjust test_days/valid_days")
+    return parts, counts
+
+
+def _split_loo(item, bounds):
+    """Leave-one-out per user: train = all but the last two items, valid = all but the last, test = everything."""
+    rows = np.arange(len(bounds) - 1)
+    lengths = np.diff(bounds)
+    rows = rows[lengths >= 3]
+    parts = {}
+    for name, cut in (("train", 2), ("valid", 1), ("test", 0)):
+        b = bounds[:-1][rows], bounds[1:][rows] - cut
+        parts[name] = _gather_ranges(item, rows, *b)
+    return parts, {name: len(rows) for name in SPLITS}
+
+
+def _gather(item, bounds, rows):
+    return _gather_ranges(item, rows, bounds[:-1][rows], bounds[1:][rows])
+
+
+def _gather_ranges(item, rows, begin, end):
+    lengths = end - begin
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    pos = np.arange(offsets[-1], dtype=np.int64) + np.repeat(begin - offsets[:-1], lengths)
+    return rows, item[pos], offsets
+
+
+def _recount(offsets, keep_mask):
+    kept = np.r_[0, np.cumsum(keep_mask)]
+    return kept[offsets].astype(np.int64)
+
+
+def _latest_category(events, item_codes):
+    """Category per raw item code: the latest non-null category seen for it (documented in the README)."""
+    n = int(item_codes.max()) + 1
+    out = np.full(n, None, dtype=object)
+    cat = events["category_id"]
+    known = cat.notna().to_numpy()
+    if known.any():
+        order = np.argsort(events["timestamp"].to_numpy()[known], kind="stable")
+        codes = item_codes[known][order]
+        out[codes] = cat.to_numpy(dtype=object)[known][order]  # later assignments win
+    return out
+
+
+def _item_times(item, ts, vocab_raw, n_raw):
+    first = np.full(n_raw, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(n_raw, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(first, item, ts)
+    np.maximum.at(last, item, ts)
+    return first[vocab_raw], last[vocab_raw]

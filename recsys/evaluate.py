@@ -1,0 +1,142 @@
+"""One evaluator for every model: full ranking over the whole catalogue, pessimistic ties.
+
+The rank of the target is 1 + the number of other items whose score is >= the target's score, so an item
+tied with the target ranks ahead of it (GRU4Rec's "conservative" ties). Padding is never ranked. With
+`exclude_seen`, items already in the prefix are removed before ranking (a target that repeats a seen item
+is then a miss); by default repeats are allowed, and the report says which was used.
+
+Scoring runs in chunks of `batch_size` cases, so memory is bounded by batch_size x n_items floats.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+from tqdm.auto import tqdm
+
+from recsys.models.base import Recommender, mask_scores, score_batch
+from recsys.sessions import Cases, Sessions, make_cases
+
+KS = (5, 10, 20)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    ranks: np.ndarray  # (n_cases,) 1-based pessimistic rank of the target
+    topk: np.ndarray  # (n_cases, max k) recommended item indices
+    n_items: int  # vocabulary size including padding
+    ks: tuple[int, ...]
+    popularity: np.ndarray | None  # training counts per item index, for the popularity-bias metric
+
+    def per_case(self) -> dict[str, np.ndarray]:
+        """Per-case values of the ranking metrics (their means are the reported metrics)."""
+        out = {}
+        r = self.ranks.astype(np.float64)
+        for k in self.ks:
+            hit = r <= k
+            out[f"hr@{k}"] = hit.astype(np.float64)
+            out[f"precision@{k}"] = hit / k
+            out[f"mrr@{k}"] = np.where(hit, 1.0 / r, 0.0)
+            out[f"ndcg@{k}"] = np.where(hit, 1.0 / np.log2(r + 1.0), 0.0)
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        out = {name: float(v.mean()) if len(v) else 0.0 for name, v in self.per_case().items()}
+        n_real = self.n_items - 1
+        pop_share = None
+        if self.popularity is not None and self.popularity.sum() > 0:
+            pop_share = self.popularity / self.popularity.sum()
+        for k in self.ks:
+            top = self.topk[:, :k]
+            out[f"coverage@{k}"] = float(len(np.unique(top)) / n_real) if top.size else 0.0
+            if pop_share is not None:
+                out[f"popularity@{k}"] = float(pop_share[top].mean()) if top.size else 0.0
+        out["cases"] = len(self.ranks)
+        return out
+
+    def confidence_intervals(self, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, tuple]:
+        """Percentile bootstrap CIs of each ranking metric's mean, resampling test cases."""
+        per_case = self.per_case()
+        if len(self.ranks) == 0:
+            return {}
+        names = list(per_case)
+        values = np.stack([per_case[n] for n in names], axis=1)  # (n, m)
+        means = bootstrap_means(values, n_boot, seed)
+        lo, hi = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100], axis=0)
+        return {n: (float(a), float(b)) for n, a, b in zip(names, lo, hi)}
+
+    def report(self, n_boot: int = 1000) -> dict[str, dict]:
+        """{"hr@10": {"value": .., "ci95": [lo, hi]}, ...} plus coverage/popularity without CI."""
+        cis = self.confidence_intervals(n_boot)
+        out = {}
+        for name, value in self.metrics().items():
+            out[name] = {"value": value}
+            if name in cis:
+                out[name]["ci95"] = list(cis[name])
+        return out
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int, seed: int, chunk: int = 50) -> np.ndarray:
+    """(n_boot, m) means of `values` (n, m) over resamples of its rows, drawn in chunks to bound memory."""
+    rng = np.random.default_rng(seed)
+    n = len(values)
+    out = []
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        idx = rng.integers(0, n, size=(b, n))
+        out.append(values[idx].mean(axis=1))
+    return np.concatenate(out)
+
+
+def paired_test(a: EvalResult, b: EvalResult, metric: str = "mrr@20", n_boot: int = 1000, seed: int = 0) -> dict:
+    """Compare two models on the same cases: mean difference a - b, its bootstrap CI and a paired t-test p-value."""
+    if len(a.ranks) != len(b.ranks):
+        raise ValueError("paired test needs both models evaluated on the same cases")
+    diff = a.per_case()[metric] - b.per_case()[metric]
+    boots = bootstrap_means(diff[:, None], n_boot, seed)[:, 0]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    p = float(stats.ttest_rel(a.per_case()[metric], b.per_case()[metric]).pvalue) if diff.any() else 1.0
+    return {"metric": metric, "mean_diff": float(diff.mean()), "ci95": [float(lo), float(hi)], "p_value": p}
+
+
+def rank_targets(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1-based pessimistic rank: items scoring >= the target (the target included) count."""
+    target_scores = scores.gather(1, targets[:, None])
+    return (scores >= target_scores).sum(dim=1)
+
+
+def evaluate(
+    model: Recommender,
+    sessions: Sessions | Cases,
+    protocol: str = "all",
+    ks: Sequence[int] = KS,
+    batch_size: int = 1024,
+    exclude_seen: bool = False,
+    popularity: np.ndarray | None = None,
+    progress: bool = False,
+    max_cases: int | None = None,
+    desc: str = "evaluate",
+) -> EvalResult:
+    """Rank every case's target among all items. `sessions` are split into cases by `protocol` ("all"/"last").
+
+    `max_cases` evaluates an evenly spaced subset (used for quick validation during training only).
+    """
+    cases = sessions if isinstance(sessions, Cases) else make_cases(sessions, protocol)
+    rows = np.arange(len(cases))
+    if max_cases is not None and len(rows) > max_cases:
+        rows = np.linspace(0, len(rows) - 1, max_cases).astype(np.int64)
+    ks = tuple(sorted(ks))
+    kmax = min(ks[-1], model.n_items - 1)
+    ranks = np.empty(len(rows), dtype=np.int64)
+    topk = np.zeros((len(rows), ks[-1]), dtype=np.int64)
+    targets_all = torch.from_numpy(cases.targets.astype(np.int64))
+    for start in tqdm(range(0, len(rows), batch_size), desc=desc, disable=not progress, leave=False):
+        chunk = rows[start : start + batch_size]
+        prefixes = cases.prefixes(chunk)
+        scores = mask_scores(score_batch(model, prefixes), prefixes, exclude_seen)
+        targets = targets_all[chunk]
+        ranks[start : start + len(chunk)] = rank_targets(scores, targets).numpy()
+        topk[start : start + len(chunk), :kmax] = torch.topk(scores, kmax, dim=1).indices.numpy()
+    return EvalResult(ranks, topk[:, :kmax] if kmax < ks[-1] else topk, model.n_items, ks, popularity)

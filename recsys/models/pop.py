@@ -1,0 +1,83 @@
+"""Popularity baselines: Pop (global counts), S-Pop (session items first) and Random.
+
+Counts live in a buffer, so these save and load like every other model.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recsys.models.base import FitOptions, Recommender
+
+
+@dataclass(frozen=True)
+class PopConfig:
+    pass
+
+
+class Pop(Recommender):
+    """Global popularity: every session gets the training item counts."""
+
+    name = "pop"
+    Config = PopConfig
+
+    def __init__(self, config: PopConfig, n_items: int):
+        super().__init__(config, n_items)
+        self.register_buffer("counts", torch.zeros(n_items))
+
+    def fit(self, data, options: FitOptions = FitOptions()) -> dict:
+        counts = np.bincount(data.train.items, minlength=self.n_items).astype(np.float32)
+        self.counts = torch.from_numpy(counts)
+        return {}
+
+    def score(self, sessions):
+        return self.counts.expand(len(sessions), -1).clone()
+
+
+@dataclass(frozen=True)
+class SPopConfig:
+    exclude_session: bool = False  # True: popularity excluding the current session's items (no repeats)
+
+
+class SPop(Pop):
+    """Session popularity: items of the current session by frequency there, then by global popularity.
+
+    With `exclude_session=True` it is the opposite baseline: global popularity with the session's items removed.
+    """
+
+    name = "spop"
+    Config = SPopConfig
+
+    def score(self, sessions):
+        pop = self.counts / (self.counts.max() + 1.0)  # in [0, 1): below any in-session count
+        scores = pop.expand(len(sessions), -1).clone()
+        rows = torch.from_numpy(np.repeat(np.arange(len(sessions)), [len(s) for s in sessions]))
+        cols = torch.from_numpy(np.concatenate([np.asarray(s, dtype=np.int64) for s in sessions]))
+        if self.config.exclude_session:
+            scores[rows, cols] = -1.0
+        else:
+            scores.index_put_((rows, cols), torch.ones(len(cols)), accumulate=True)
+        return scores
+
+
+@dataclass(frozen=True)
+class RandomConfig:
+    seed: int = 0
+
+
+class RandomRec(Recommender):
+    """Uniformly random scores, fixed per session content so repeated calls agree (a floor for every metric)."""
+
+    name = "random"
+    Config = RandomConfig
+
+    def fit(self, data, options: FitOptions = FitOptions()) -> dict:
+        return {}
+
+    def score(self, sessions):
+        out = torch.empty(len(sessions), self.n_items)
+        for row, s in enumerate(sessions):
+            gen = torch.Generator().manual_seed(hash((self.config.seed, tuple(int(i) for i in s))) % (2**63))
+            out[row] = torch.rand(self.n_items, generator=gen)
+        return out
