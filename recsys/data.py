@@ -99,6 +99,23 @@ class Dataset:
     def protocol(self, name: str) -> str:
         return self.meta.get("protocols", {}).get(name, "all")
 
+    def with_valid_in_train(self) -> "Dataset":
+        """The data set for a final refit after model selection: validation data joins training.
+
+        Session splits: train + valid sessions. Leave-one-out: the validation sequences (each user's items up
+        to the second to last). Valid is kept as it was (neural models still need a stopping signal; the
+        refit trains for the epoch count selected on the first fit). Test is untouched.
+        """
+        if self.protocol("valid") == "last" and self.protocol("test") == "last" and len(self.valid) == len(self.test):
+            train = self.valid
+        else:
+            train = Sessions(np.concatenate([self.train.items, self.valid.items]),
+                             np.concatenate([self.train.offsets, self.valid.offsets[1:] + self.train.offsets[-1]]))
+        items = self.items.copy()
+        items["popularity"] = np.bincount(train.items, minlength=self.n_items)[1:].astype(np.int64)
+        meta = {**self.meta, "refit": "train+valid"}
+        return Dataset(train, self.valid, self.test, items, meta, self.info)
+
     def item_categories(self) -> np.ndarray:
         """(n_items,) int64 category index per item index (0 for padding and unknown categories)."""
         codes, _ = pd.factorize(self.items["category_id"])
@@ -202,9 +219,10 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         parts, counts = _split_loo(item, bounds)
     else:
         parts, counts = _split_temporal(item, bounds, s_start, s_end, config)
-    # Vocabulary: items that occur in training, ordered by first appearance in training.
-    train_idx, train_items, _ = parts["train"]
-    vocab_raw, first = np.unique(train_items, return_index=True)
+    # Vocabulary: items that occur in training, ordered by first appearance in training. Leave-one-out keeps
+    # every item of the users' sequences (the standard SASRec protocol ranks the whole catalogue).
+    _, vocab_items, _ = parts["test" if config.split == "loo" else "train"]
+    vocab_raw, first = np.unique(vocab_items, return_index=True)
     vocab_raw = vocab_raw[np.argsort(first, kind="stable")]
     remap = np.zeros(len(item_ids), dtype=np.int32)
     remap[vocab_raw] = np.arange(1, len(vocab_raw) + 1, dtype=np.int32)

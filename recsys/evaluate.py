@@ -20,6 +20,7 @@ from recsys.models.base import Recommender, mask_scores, score_batch
 from recsys.sessions import Cases, Sessions, make_cases
 
 KS = (5, 10, 20)
+MISS_RANK = 2**40  # rank given to targets that cannot be recommended at all
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,14 @@ def paired_test(a: EvalResult, b: EvalResult, metric: str = "mrr@20", n_boot: in
 
 
 def rank_targets(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1-based pessimistic rank: items scoring >= the target (the target included) count."""
+    """1-based pessimistic rank: items scoring >= the target (the target included) count.
+
+    A target that cannot be recommended (score -inf: padding, or a seen item under exclude_seen) gets
+    MISS_RANK, a miss at every K.
+    """
     target_scores = scores.gather(1, targets[:, None])
-    return (scores >= target_scores).sum(dim=1)
+    ranks = (scores >= target_scores).sum(dim=1)
+    return torch.where(torch.isneginf(target_scores[:, 0]), MISS_RANK, ranks)
 
 
 def evaluate(

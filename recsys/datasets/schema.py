@@ -36,6 +36,8 @@ def canonical_events(df: pd.DataFrame, *, path=None) -> pd.DataFrame:
     Missing optional columns are added as nulls; `item_id` and `timestamp` are required.
     Rows are sorted by (session_id, user_id, timestamp) with a stable sort, and exact duplicate rows dropped.
     """
+    if len(df) == 0:
+        raise DataError("the events table is empty", path=path)
     for required in ("item_id", "timestamp"):
         if required not in df.columns:
             raise DataError(f"missing required column; found {list(df.columns)}", path=path, column=required)
