@@ -1,0 +1,90 @@
+"""Human-readable results: the comparison table (markdown and terminal) and the comparison chart."""
+
+from pathlib import Path
+
+TABLE_METRICS = ("hr@10", "hr@20", "mrr@10", "mrr@20", "ndcg@10", "ndcg@20", "coverage@20", "popularity@20")
+
+
+def _fmt(entry: dict | None, ci: bool) -> str:
+    if entry is None:
+        return "–"
+    value = 100 * entry["value"]
+    if ci and "ci95" in entry:
+        lo, hi = (100 * v for v in entry["ci95"])
+        return f"{value:.2f} ({lo:.2f}–{hi:.2f})"
+    return f"{value:.2f}"
+
+
+def results_table(results: dict, split: str = "test", ci: bool = True, metrics=TABLE_METRICS) -> str:
+    """Markdown table of one split, models in order of validation MRR@20 (best first), values in percent."""
+    models = results["models"]
+    order = sorted(models, key=lambda n: -models[n]["valid"].get("mrr@20", {"value": 0})["value"])
+    head = "| model | " + " | ".join(metrics) + " | fit s |"
+    rows = [head, "|" + "---|" * (len(metrics) + 2)]
+    for name in order:
+        m = models[name][split]
+        cells = [_fmt(m.get(k), ci and not k.startswith(("coverage", "popularity"))) for k in metrics]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {models[name]['fit_seconds']:.1f} |")
+    return "\n".join(rows)
+
+
+def results_markdown(results: dict) -> str:
+    proto = results["protocol"]
+    data = results["data"]
+    lines = [
+        "# Results",
+        "",
+        f"Data: {data.get('source')} — {data['n_items']:,} items; train {data['train']['sessions']:,} sessions, "
+        f"valid {data['valid']['sessions']:,}, test {data['test']['sessions']:,}.",
+        f"Protocol: {proto['ranking']}; valid cases '{proto['valid']}', test cases '{proto['test']}' "
+        f"('all' = every prefix predicts its next item, 'last' = last item only); "
+        f"seen items {'excluded' if proto['exclude_seen'] else 'allowed (repeats count)'}.",
+        "Values in percent with bootstrap 95% confidence intervals; models ordered by validation MRR@20 "
+        "(selection never looks at test).",
+        "",
+        "## Test",
+        "",
+        results_table(results, "test"),
+        "",
+        "## Validation",
+        "",
+        results_table(results, "valid", ci=False),
+    ]
+    if results.get("paired_tests"):
+        lines += ["", "## Paired tests (test MRR@20, against the best model on validation)", "",
+                  "| model | vs | mean diff | 95% CI | p |", "|---|---|---|---|---|"]
+        for t in results["paired_tests"]:
+            lines.append(f"| {t['a']} | {t['b']} | {100 * t['mean_diff']:+.2f} | "
+                         f"{100 * t['ci95'][0]:+.2f}…{100 * t['ci95'][1]:+.2f} | {t['p_value']:.2g} |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_chart(results: dict, path: Path, metrics=("hr@20", "mrr@20", "ndcg@10")) -> Path:
+    """Grouped bar chart of test metrics per model with 95% CI error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models = results["models"]
+    names = sorted(models, key=lambda n: -models[n]["test"]["mrr@20"]["value"])
+    x = np.arange(len(names))
+    width = 0.8 / len(metrics)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) + 2), 4))
+    for j, metric in enumerate(metrics):
+        vals = np.array([100 * models[n]["test"][metric]["value"] for n in names])
+        ci = np.array([[100 * c for c in models[n]["test"][metric].get("ci95", [v / 100, v / 100])]
+                       for n, v in zip(names, vals)])
+        err = np.abs(ci.T - vals)
+        ax.bar(x + (j - (len(metrics) - 1) / 2) * width, vals, width, yerr=err, capsize=2, label=metric.upper())
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("percent (test, 95% CI)")
+    ax.set_title(f"Model comparison on {results['data'].get('source')} (full ranking)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,71 @@
+"""Turn a raw event log (or pre-split files, or the synthetic generator) into a processed data set folder.
+
+    python scripts/prepare_data.py --source synthetic --out data/processed/synthetic
+    python scripts/prepare_data.py --source retailrocket --input events.csv item_properties_part1.csv \
+        item_properties_part2.csv category_tree.csv --events view --out data/processed/retailrocket
+    python scripts/prepare_data.py --source sessions --input train_sessions.txt test_pairs.tsv --out DIR
+"""
+
+import argparse
+import sys
+
+import _path  # noqa: F401
+
+from recsys.datasets.schema import DataError
+from recsys.prepare import SOURCES, SYNTHETIC_SPLIT, config_from_options, prepare
+
+
+def parse_columns(text: str | None) -> dict | None:
+    if not text:
+        return None
+    pairs = [p.split("=", 1) for p in text.split(",")]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit("--columns must look like user_id=customer,item_id=sku,timestamp=date")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", choices=SOURCES, required=True)
+    p.add_argument("--input", nargs="*", default=[], help="input file(s) of the source")
+    p.add_argument("--out", required=True, help="processed data set folder to write")
+    p.add_argument("--columns", help="csv source: canonical=file column pairs, comma separated")
+    p.add_argument("--timestamp-unit", choices=("s", "ms"), help="csv source: numeric epoch timestamps")
+    p.add_argument("--events", help="keep only these event types, comma separated (e.g. view or addtocart,transaction)")
+    p.add_argument("--split", choices=("temporal", "loo"))
+    p.add_argument("--session-gap-minutes", type=float)
+    p.add_argument("--collapse-repeats", action="store_true", default=None)
+    p.add_argument("--min-item-support", type=int)
+    p.add_argument("--min-session-length", type=int)
+    p.add_argument("--max-session-length", type=int)
+    p.add_argument("--iqr-outliers", action="store_true", default=None)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--test-days", type=float)
+    p.add_argument("--valid-days", type=float)
+    p.add_argument("--n-events", type=int, help="synthetic: number of events (default 150,000)")
+    p.add_argument("--seed", type=int, help="synthetic: seed")
+    args = p.parse_args(argv)
+    opts = {k: getattr(args, k) for k in ("split", "session_gap_minutes", "collapse_repeats", "min_item_support",
+                                          "min_session_length", "max_session_length", "iqr_outliers",
+                                          "max_length", "test_days", "valid_days")}
+    if args.source == "synthetic":
+        opts = {**SYNTHETIC_SPLIT, **{k: v for k, v in opts.items() if v is not None}}
+    synthetic = {k: v for k, v in (("n_events", args.n_events), ("seed", args.seed)) if v is not None}
+    try:
+        data = prepare(args.source, args.input, args.out, config_from_options(**opts),
+                       columns=parse_columns(args.columns), timestamp_unit=args.timestamp_unit,
+                       events_filter=tuple(args.events.split(",")) if args.events else None, synthetic=synthetic)
+    except (DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    stats = data.stats()
+    print(f"wrote {args.out}: {stats['n_items']:,} items; " + ", ".join(
+        f"{s} {stats[s]['sessions']:,} sessions / {stats[s]['events']:,} events" for s in ("train", "valid", "test")))
+    dropped = data.meta.get("dropped_unknown_items")
+    if dropped:
+        print(f"dropped (unknown in training): {dropped}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Fit and evaluate every model (or the ones named) and write the comparison.
+
+    python scripts/train_and_eval.py                       # the embedded synthetic default, every model
+    python scripts/train_and_eval.py --data data/processed/retailrocket --models pop,sknn,sasrec --out runs/rr
+
+Writes one model folder per model, results.json and results.md into --out, and the comparison chart and
+training curves into assets/.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import _path  # noqa: F401
+
+from recsys.data import Dataset
+from recsys.datasets.schema import DataError
+from recsys.models import REGISTRY
+from recsys.pipeline import RunConfig, load_params, run
+from recsys.prepare import load_or_prepare_default
+from recsys.report import results_table
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="processed data set folder (default: the synthetic one, generated if missing)")
+    p.add_argument("--models", default=",".join(REGISTRY), help=f"comma separated, from: {','.join(REGISTRY)}")
+    p.add_argument("--out", default="checkpoints", help="where model folders and results go")
+    p.add_argument("--params", nargs="*", default=[], help="tuned parameter files from scripts/tune.py")
+    p.add_argument("--max-epochs", type=int, help="passed to every model that trains in epochs")
+    p.add_argument("--exclude-seen", action="store_true", help="never recommend items already in the session")
+    p.add_argument("--refit", action="store_true", help="baselines: refit on train+valid after validation")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--assets", default="assets")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in REGISTRY]
+    if unknown:
+        print(f"error: unknown model(s) {unknown}; choose from {sorted(REGISTRY)}", file=sys.stderr)
+        return 2
+    try:
+        data = Dataset.load(args.data) if args.data else load_or_prepare_default()
+        config = RunConfig(models=models, out=Path(args.out), params=load_params(args.params),
+                           max_epochs=args.max_epochs, exclude_seen=args.exclude_seen, n_boot=args.bootstrap,
+                           seed=args.seed, progress=not args.quiet, assets=Path(args.assets), refit=args.refit)
+        results = run(data, config)
+    except (DataError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("\nTest (percent, 95% CI):\n" + results_table(results, "test"))
+    print(f"\nWrote {args.out}/results.json, {args.out}/results.md and {args.assets}/model_comparison.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
