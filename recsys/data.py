@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -189,16 +190,18 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         raise DataError("the events table is empty")
     item_codes, item_ids = pd.factorize(events["item_id"])
     ts = events["timestamp"].astype("datetime64[us, UTC]").array.asi8.copy()
+    cat = _latest_category(events, item_codes, ts)
     user_codes, user_ids = pd.factorize(events["user_id"], use_na_sentinel=True)
     if config.split == "loo":
         if (user_codes < 0).all():
             raise DataError("leave-one-out needs user ids", column="user_id")
         key = user_codes.astype(np.int64)
-        order = np.lexsort((ts, key))
+        order = _order_by(key, ts)
         key, item, ts = key[order], item_codes[order].astype(np.int64), ts[order]
         session_labels = np.asarray(user_ids, dtype=object)
     else:
-        key, item, ts, session_labels = _sessionize(events, item_codes, ts, user_codes, config.session_gap_minutes)
+        key, item, ts, session_labels = _sessionize(events, item_codes, ts, user_codes, user_ids,
+                                                    config.session_gap_minutes)
     n_raw = len(item)
     if config.collapse_repeats:
         keep = np.ones(len(item), dtype=bool)
@@ -214,7 +217,6 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
     bounds = np.r_[starts, len(key)]
     s_start, s_end = ts[starts], np.maximum.reduceat(ts, starts)
     s_key = key[starts]
-    cat = _latest_category(events, item_codes)
     if config.split == "loo":
         parts, counts = _split_loo(item, bounds)
     else:
@@ -240,7 +242,7 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         splits[name] = seqs.select(keep).truncate(config.max_length)
         rows = np.asarray(sess_rows)[keep]
         info[name] = pd.DataFrame({
-            "session_id": pd.array([str(session_labels[k]) for k in s_key[rows]], dtype="string"),
+            "session_id": pd.array(session_labels[s_key[rows]], dtype="string"),
             "start": pd.to_datetime(s_start[rows], unit="us", utc=True),
             "end": pd.to_datetime(s_end[rows], unit="us", utc=True)})
     pop = np.bincount(splits["train"].items, minlength=len(vocab_raw) + 1)[1:]
@@ -258,7 +260,7 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
     return Dataset(splits["train"], splits["valid"], splits["test"], items, meta, info)
 
 
-def _sessionize(events, item_codes, ts, user_codes, gap_minutes):
+def _sessionize(events, item_codes, ts, user_codes, user_ids, gap_minutes):
     """Sort events into sessions: native session ids where given, else a visitor's stream cut at inactivity gaps.
 
     Returns (session key, item code, timestamp) sorted by (key, timestamp), and the label of every key.
@@ -273,38 +275,46 @@ def _sessionize(events, item_codes, ts, user_codes, gap_minutes):
         if (user_codes[rows] < 0).any():
             line = int(rows[user_codes[rows] < 0][0]) + 2
             raise DataError("row has neither session_id nor user_id", column="session_id", line=line)
-        user_labels = np.asarray(events["user_id"].factorize()[1], dtype=object)
-        rows = rows[np.lexsort((ts[rows], user_codes[rows]))]
+        user_labels = np.asarray(user_ids, dtype=object)
+        rows = rows[_order_by(user_codes[rows], ts[rows])]
         user, t = user_codes[rows], ts[rows]
         first_of_user = np.r_[True, user[1:] != user[:-1]]
         new = first_of_user | np.r_[True, np.diff(t) > int(gap_minutes * 60 * 1_000_000)]
         seg = np.cumsum(new) - 1
         counter = seg - np.maximum.accumulate(np.where(first_of_user, seg, 0))
         key[rows] = len(labels) + seg
-        labels += [f"{user_labels[user[i]]}:{counter[i]}" for i in np.flatnonzero(new)]
-    order = np.lexsort((ts, key))
+        starts = np.flatnonzero(new)
+        labels += pd.Series(user_labels[user[starts]], dtype="string").str.cat(
+            pd.Series(counter[starts]).astype("string"), sep=":").to_numpy(dtype=object).tolist()
+    order = _order_by(key, ts)
     return key[order], item_codes[order].astype(np.int64), ts[order], np.asarray(labels, dtype=object)
 
 
+def _order_by(key: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Stable permutation sorting by (key, ts); polars' multi-threaded sort is ~10x np.lexsort here."""
+    frame = pl.DataFrame({"key": key, "ts": ts}).with_row_index("row")
+    return frame.sort(["key", "ts"], maintain_order=True)["row"].to_numpy().astype(np.int64)
+
+
 def _iterative_filter(key, item, ts, config):
-    """Drop rare items and short (or outlier-long) sessions until nothing changes."""
+    """Drop rare items and short (or outlier-long) sessions until nothing changes. `key` is sorted."""
     while True:
         n = len(item)
         if n == 0:
             return key, item, ts
-        support = np.bincount(item)
-        keep = support[item] >= config.min_item_support
+        keep = np.bincount(item)[item] >= config.min_item_support
         key, item, ts = key[keep], item[keep], ts[keep]
         if len(key) == 0:
             return key, item, ts
-        _, inverse, lengths = np.unique(key, return_inverse=True, return_counts=True)
+        new = np.r_[True, key[1:] != key[:-1]]
+        lengths = np.diff(np.r_[np.flatnonzero(new), len(key)])
         ok = lengths >= config.min_session_length
         if config.max_session_length is not None:
             ok &= lengths <= config.max_session_length
         if config.iqr_outliers:
             q1, q3 = np.percentile(lengths, [25, 75])
             ok &= lengths <= q3 + 1.5 * (q3 - q1)
-        keep = ok[inverse]
+        keep = ok[np.cumsum(new) - 1]
         key, item, ts = key[keep], item[keep], ts[keep]
         if len(item) == n:
             return key, item, ts
@@ -361,16 +371,14 @@ def _recount(offsets, keep_mask):
     return kept[offsets].astype(np.int64)
 
 
-def _latest_category(events, item_codes):
+def _latest_category(events, item_codes, ts):
     """Category per raw item code: the latest non-null category seen for it (documented in the README)."""
-    n = int(item_codes.max()) + 1
-    out = np.full(n, None, dtype=object)
-    cat = events["category_id"]
-    known = cat.notna().to_numpy()
+    out = np.full(int(item_codes.max()) + 1, None, dtype=object)
+    codes, labels = pd.factorize(events["category_id"], use_na_sentinel=True)
+    known = codes >= 0
     if known.any():
-        order = np.argsort(events["timestamp"].to_numpy()[known], kind="stable")
-        codes = item_codes[known][order]
-        out[codes] = cat.to_numpy(dtype=object)[known][order]  # later assignments win
+        order = pl.DataFrame({"ts": ts[known]}).with_row_index("row").sort("ts", maintain_order=True)["row"].to_numpy()
+        out[item_codes[known][order]] = np.asarray(labels, dtype=object)[codes[known][order]]  # later ones win
     return out
 
 
