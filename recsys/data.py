@@ -1,9 +1,12 @@
 """Canonical events -> sessions -> filtered, split, indexed data set (the processed folder every later step reads).
 
 Processed folder layout (see README "Processed data set format"):
-    train.parquet, valid.parquet, test.parquet   one row per session: session_id, user_id, start, end, items (list<int32>)
-    items.parquet                                 one row per item index 1..n: item_id, category_id, popularity, first_seen, last_seen
-    meta.json                                     source, options, per-split protocol, statistics, format version
+    train.parquet, valid.parquet, test.parquet
+        one row per session: session_id, start, end, items (list<int32> of item indices)
+    items.parquet
+        one row per item index 1..n: item_id, category_id, popularity, first_seen, last_seen
+    meta.json
+        source, options, per-split protocol, statistics, format version
 """
 
 import json
@@ -176,7 +179,7 @@ class Dataset:
 
 def _write_split(path: Path, sessions: Sessions, info: pd.DataFrame | None) -> None:
     items = pa.ListArray.from_arrays(pa.array(sessions.offsets.astype(np.int32)), pa.array(sessions.items))
-    table = pa.Table.from_pandas(info.reset_index(drop=True), preserve_index=False) if info is not None else pa.table({})
+    table = pa.table({}) if info is None else pa.Table.from_pandas(info.reset_index(drop=True), preserve_index=False)
     pq.write_table(table.append_column("items", items), path)
 
 
