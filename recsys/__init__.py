@@ -16,13 +16,19 @@ def load(path_or_repo: str, revision: str | None = None):
     """Load a model folder (local path, or a Hugging Face Hub repo id) ready for `recommend`."""
     from pathlib import Path
 
-    from recsys.folder import load_folder
+    from recsys.folder import ModelFolderError, load_folder
 
-    if Path(path_or_repo).exists():
-        return load_folder(path_or_repo, REGISTRY)
-    from recsys.hub import download
+    text = str(path_or_repo)
+    if Path(text).expanduser().exists():
+        return load_folder(Path(text).expanduser(), REGISTRY)
+    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") not in (1, 2):
+        raise ModelFolderError(f"no model folder at {text} (and it is not a Hub repo id like user/repo/model)")
+    from recsys.hub import HubError, download
 
-    return load_folder(download(path_or_repo, revision=revision), REGISTRY)
+    try:
+        return load_folder(download(text, revision=revision), REGISTRY)
+    except HubError as err:
+        raise ModelFolderError(f"{text} is not a local model folder, and from the Hub: {err}") from None
 
 
 __all__ = ["Dataset", "FitOptions", "ItemVocab", "PrepareConfig", "REGISTRY", "Recommender", "Sessions",

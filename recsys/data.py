@@ -179,8 +179,11 @@ class Dataset:
 
 def _write_split(path: Path, sessions: Sessions, info: pd.DataFrame | None) -> None:
     items = pa.ListArray.from_arrays(pa.array(sessions.offsets.astype(np.int32)), pa.array(sessions.items))
-    table = pa.table({}) if info is None else pa.Table.from_pandas(info.reset_index(drop=True), preserve_index=False)
-    pq.write_table(table.append_column("items", items), path)
+    if info is None or len(info) != len(sessions):
+        table = pa.table({"items": items})
+    else:
+        table = pa.Table.from_pandas(info.reset_index(drop=True), preserve_index=False).append_column("items", items)
+    pq.write_table(table, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""Deploy the Gradio app to a Hugging Face Space.
+
+    python scripts/deploy_space.py --repo USER/recsys-demo [--private] [--with-checkpoints]
+
+Uploads app.py, requirements.txt, README.md (its front matter configures the Space: `sdk: gradio`, `app_file`,
+...), the recsys/ package and assets/ (screenshots), plus packages.txt if present, in one commit. With
+--with-checkpoints the model folders under checkpoints/ go too (JSON, safetensors, MD, PNG only), for a Space
+that must not depend on a model repo; otherwise the app loads its models from the Hub. Never uploaded: .venv,
+data, tests, caches. Files the Space has under recsys/, assets/ (and checkpoints/ with that flag) that are gone
+locally are deleted, so the Space runs exactly this code. Unchanged files are skipped (no empty commit).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+from httpx2 import TransportError  # huggingface_hub 2.x's HTTP client
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub.errors import HfHubHTTPError
+
+ROOT = Path(__file__).resolve().parents[1]
+TOP_FILES = ("app.py", "requirements.txt", "README.md", "packages.txt")
+REQUIRED = ("app.py", "requirements.txt", "README.md")
+ASSET_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".css", ".md")
+CHECKPOINT_SUFFIXES = (".safetensors", ".json", ".md", ".png")
+
+
+def space_files(root: Path = ROOT, with_checkpoints: bool = False) -> dict[str, Path]:
+    """path in the Space -> local file."""
+    missing = [f for f in REQUIRED if not (root / f).is_file()]
+    if missing:
+        raise SystemExit(f"error: {root} lacks {missing}, which a Space needs")
+    _check_front_matter(root / "README.md")
+    files = {name: root / name for name in TOP_FILES if (root / name).is_file()}
+    trees = [("recsys", None), ("assets", ASSET_SUFFIXES)] + ([("checkpoints", CHECKPOINT_SUFFIXES)]
+                                                                if with_checkpoints else [])
+    for top, suffixes in trees:
+        for path in sorted((root / top).rglob("*")):
+            rel = path.relative_to(root)
+            hidden = "__pycache__" in rel.parts or any(p.startswith(".") for p in rel.parts)
+            wanted = path.suffix in suffixes if suffixes else path.suffix not in (".pyc", ".pyo")
+            if path.is_file() and wanted and not hidden:
+                files[rel.as_posix()] = path
+    return files
+
+
+def _check_front_matter(readme: Path) -> None:
+    text = readme.read_text(encoding="utf-8")
+    meta = yaml.safe_load(text.split("---", 2)[1]) if text.startswith("---") else None
+    if not isinstance(meta, dict) or meta.get("sdk") != "gradio":
+        raise SystemExit(f"error: {readme} needs Space front matter with `sdk: gradio` (and app_file, title, ...): "
+                         "see https://huggingface.co/docs/hub/spaces-config-reference")
+
+
+def deploy(repo_id: str, files: dict[str, Path], *, private: bool = False, token: str | None = None,
+           message: str | None = None, prune: tuple[str, ...] = ("recsys/", "assets/")) -> str:
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    remote = api.list_repo_files(repo_id, repo_type="space")
+    ops = [CommitOperationAdd(path, str(local)) for path, local in sorted(files.items())]
+    ops += [CommitOperationDelete(p) for p in remote if p.startswith(prune) and p not in files]
+    info = api.create_commit(repo_id, ops, repo_type="space", commit_message=message or "Deploy the recsys demo")
+    return info.commit_url
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", required=True, help="USER/SPACE")
+    parser.add_argument("--private", action="store_true", help="create the Space private")
+    parser.add_argument("--with-checkpoints", action="store_true", help="also upload checkpoints/*/ model folders")
+    parser.add_argument("--message", help="commit message")
+    parser.add_argument("--token", help="Hub token with write access (default: HF_TOKEN or the saved login)")
+    parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)  # tests deploy a fixture tree
+    args = parser.parse_args(argv)
+    files = space_files(args.root, args.with_checkpoints)
+    prune = ("recsys/", "assets/") + (("checkpoints/",) if args.with_checkpoints else ())
+    try:
+        url = deploy(args.repo, files, private=args.private, token=args.token, message=args.message, prune=prune)
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else "?"
+        hint = "check the token's write access (HF_TOKEN / --token / `hf auth login`)" if status in (401, 403) else ""
+        print(f"error: deploying to {args.repo} failed (HTTP {status}) {hint}".rstrip(), file=sys.stderr)
+        return 1
+    except TransportError as err:
+        print(f"error: cannot reach the Hub ({type(err).__name__}); check the network and HF_ENDPOINT", file=sys.stderr)
+        return 1
+    print(f"deployed {len(files)} files to the Space {args.repo}: {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

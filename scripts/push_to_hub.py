@@ -1,0 +1,51 @@
+"""Push model folders to one Hub repo (one repo per data set, one subfolder per model; see recsys/hub.py).
+
+    python scripts/push_to_hub.py --repo USER/recsys-retailrocket checkpoints/sasrec checkpoints/sknn
+    python scripts/push_to_hub.py --repo USER/recsys-retailrocket --all checkpoints/
+
+The token comes from --token, else HF_TOKEN, else `hf auth login`. Prefer the last two: a token on the command
+line lands in shell history and process lists. Pushing unchanged folders again makes no commit.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from recsys.folder import ModelFolderError  # noqa: E402
+from recsys.hub import HubError, push  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="*", type=Path, help="model folders; each lands in a subfolder of its name")
+    parser.add_argument("--all", type=Path, metavar="DIR", help="push every model folder (with config.json) in DIR")
+    parser.add_argument("--repo", required=True, help="USER/REPO (or USER/REPO/NAME for a single folder)")
+    parser.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps "
+                                                               "its visibility)")
+    parser.add_argument("--message", help="commit message")
+    parser.add_argument("--revision", help="branch to push to (created if missing; default main)")
+    parser.add_argument("--token", help="Hub token with write access (default: HF_TOKEN or the saved login)")
+    parser.add_argument("--no-repo-card", action="store_true", help="leave the repo's root README.md alone")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+
+    folders = list(args.folders)
+    if args.all:
+        folders += sorted(p.parent for p in args.all.glob("*/config.json"))
+    if not folders:
+        parser.error("give model folders or --all DIR")
+    try:
+        url = push(folders, args.repo, token=args.token, private=args.private, commit_message=args.message,
+                   revision=args.revision, update_repo_card=not args.no_repo_card)
+    except (HubError, ModelFolderError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"pushed {', '.join(f.name for f in folders)}: {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
