@@ -119,7 +119,10 @@ def recommend(model: Recommender, history, k: int = 10, exclude_seen: bool = Fal
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     scores = mask_scores(score_batch(model, batch), batch, exclude_seen)
-    k = min(int(k), model.n_items - 1)
+    # never pad the answer with masked items (padding, or seen items under exclude_seen)
+    k = min(int(k), int((scores > -torch.inf).sum(dim=1).min()))
+    if k == 0:
+        raise ValueError("no item left to recommend after excluding the session's items")
     top = torch.topk(scores, k, dim=1)
     ids, vals = top.indices.numpy(), top.values.numpy()
     return (ids[0], vals[0]) if single else (ids, vals)
