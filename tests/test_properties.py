@@ -30,8 +30,12 @@ def fitted_spop():
 @given(history=session, k=st.integers(1, 200), exclude=st.booleans())
 def test_recommend_returns_valid_distinct_sorted_items(history, k, exclude):
     model = fitted_spop()
-    ids, scores = recommend(model, history, k=k, exclude_seen=exclude)
     available = N_ITEMS - 1 - (len(set(history)) if exclude else 0)
+    if available == 0:
+        with pytest.raises(ValueError, match="no item left"):
+            recommend(model, history, k=k, exclude_seen=exclude)
+        return
+    ids, scores = recommend(model, history, k=k, exclude_seen=exclude)
     assert len(ids) == min(k, available)  # never padded with masked items
     assert len(set(ids.tolist())) == len(ids) and 0 not in ids
     assert np.all(np.diff(scores) <= 0) and np.isfinite(scores).all()
