@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
@@ -144,12 +145,26 @@ def load_folder(path: str | Path, registry: dict):
     if missing_keys or unexpected:
         raise ModelFolderError(f"model.safetensors does not match {name}: missing {missing_keys[:5]}, "
                                f"unexpected {unexpected[:5]}")
+    _check_scores(model, name)
     model.vocab = ItemVocab(item_ids)
     model.item_info = item_info
     model.metrics = _read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
     model.folder = path
     model.eval()
     return model
+
+
+def _check_scores(model, name: str) -> None:
+    """Score one session: weights that loaded but do not fit the vocabulary fail here, not in front of a user."""
+    from recsys.models.base import score_batch
+
+    try:
+        scores = score_batch(model, [np.array([1], dtype=np.int64)])
+    except (RuntimeError, IndexError, ValueError) as err:
+        raise ModelFolderError(f"model.safetensors does not fit the {model.n_items - 1}-item vocabulary of this "
+                               f"{name} model: {str(err).splitlines()[0][:200]}") from None
+    if not torch.isfinite(scores[0, 1:]).any():
+        raise ModelFolderError(f"model.safetensors gives no finite score for any item ({name})")
 
 
 def _tied_groups(model) -> list[list[str]]:
@@ -161,8 +176,6 @@ def _tied_groups(model) -> list[list[str]]:
 
 
 def _dtype(name: str):
-    import torch
-
     table = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
              "BOOL": torch.bool}

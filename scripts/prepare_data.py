@@ -20,7 +20,7 @@ def parse_columns(text: str | None) -> dict | None:
         return None
     pairs = [p.split("=", 1) for p in text.split(",")]
     if any(len(p) != 2 for p in pairs):
-        raise SystemExit("--columns must look like user_id=customer,item_id=sku,timestamp=date")
+        raise DataError("--columns must look like user_id=customer,item_id=sku,timestamp=date")
     return {k.strip(): v.strip() for k, v in pairs}
 
 
