@@ -43,7 +43,7 @@ def test_train_and_eval_writes_results_folders_and_chart(small_data, tmp_path):
     assert proc.returncode == 0, proc.stderr
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert set(results["models"]) == {"pop", "spop"}
-    for name, entry in results["models"].items():
+    for entry in results["models"].values():
         hr = entry["test"]["hr@10"]
         assert 0 <= hr["ci95"][0] <= hr["value"] <= hr["ci95"][1] <= 1
         assert {"valid", "test", "fit_seconds", "params"} <= set(entry)
