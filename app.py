@@ -1,0 +1,264 @@
+"""Gradio demo: next-item recommendations for a shopper's session, from any trained model folder.
+
+    python app.py          # serves on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860)
+
+Models: every `$RECSYS_CHECKPOINTS/<name>/` folder (default `checkpoints/`) and every model of the Hub repos in
+`$RECSYS_MODELS` (comma-separated repo ids). Sample visitors: `$RECSYS_SAMPLES` (default
+`<checkpoints>/sample_sessions.json`) or the test split of the processed data set `$RECSYS_DATA`
+(default `data/processed/synthetic`). On a machine with no model at all, `python app.py` first builds the
+default ones (recsys.pipeline.ensure_default_models), then serves.
+
+All logic lives in recsys/app_logic.py; the handlers here only adapt it to Gradio and never raise:
+errors come back as a status message (and a toast), never as a traceback.
+"""
+
+import functools
+import logging
+
+import gradio as gr
+
+from recsys import app_logic as logic
+
+log = logging.getLogger("recsys.app")
+
+SERVICE = logic.AppService.from_env()  # load at import: catalogue, visitors; models load on first use (cached)
+
+CSS = """
+.gradio-container {max-width: 1280px !important; margin: auto;}
+#status {min-height: 3em;}
+#caps, #hint {opacity: 0.75; font-size: 0.85em;}
+#why td:first-child {white-space: nowrap;}
+footer {display: none !important;}
+"""
+
+
+# system fonts only: the app must render offline (the default themes fetch Google Fonts)
+THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def guarded(n_outputs: int, fallback=None):
+    """Catch anything a handler raises: show a short message (toast + status), log the traceback server-side."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:
+                log.exception("handler %s failed", fn.__name__)
+                message = f"Something went wrong: {logic.md(err, 200)}"
+                gr.Warning(message)
+                out = fallback(message) if fallback else (gr.skip(),) * n_outputs
+                return out if n_outputs > 1 else out[0]
+
+        return inner
+
+    return wrap
+
+
+def _outputs(r: logic.Recommendations, status: str | None = None):
+    """Recommendations -> (table, chart figure, status markdown, explanation markdown)."""
+    return r.table, logic.bar_figure(r.chart, "Scores, best first"), status or r.status, r.explanation
+
+
+def _error_outputs(message):
+    return _outputs(logic.error_result(message))
+
+
+def _target(held, session):
+    """The held-out next item of a loaded visitor, while the session is still that visitor's history."""
+    if isinstance(held, dict) and held.get("session") == session:
+        return held.get("target")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# handlers (each takes plain values and returns plain values; the session travels with the request)
+
+
+@guarded(4, _error_outputs)
+def recommend(model: str, session: str, k: float = logic.DEFAULT_K, category: str | None = None,
+              exclude_seen: bool = True, held=None):
+    """Top-K items for a session: table, bar chart, status and explanation."""
+    r = logic.recommend_view(SERVICE, model, session, k, category, exclude_seen, _target(held, session))
+    if r.mode == "error":
+        gr.Warning(r.status.removeprefix("⚠️ "))
+    return _outputs(r)
+
+
+@guarded(6, lambda m: (gr.skip(), gr.skip(), *_error_outputs(m)))
+def recommend_visitor(visitor: str | None, model: str, k: float = logic.DEFAULT_K, category: str | None = None,
+                      exclude_seen: bool = True):
+    """A visitor's session (their last item held out) and its recommendations; unknown visitor -> cold start."""
+    session, target, note = logic.load_visitor(SERVICE, visitor)
+    r = logic.recommend_view(SERVICE, model, session, k, category, exclude_seen, target)
+    return session, {"session": session, "target": target}, *_outputs(r, f"{note}\n\n{r.status}")
+
+
+@guarded(1)
+def suggest_visitors(query: str):
+    """Offer the visitors whose id matches what is typed in the search box (the samples when it is empty)."""
+    matches = SERVICE.visitors.search(query, 50)
+    text = logic.clean_text(query)
+    info = (f"{len(matches)}{'+' if len(matches) == 50 else ''} visitors match {text!r}." if text else
+            f"Sample visitors ({len(SERVICE.visitors):,} in all): pick one or search by id below.")
+    return gr.Dropdown(choices=matches, info=info)
+
+
+@guarded(1)
+def pick_searched(query: str):
+    """Enter in the search box: load that visitor (an unknown id gives the cold-start fallback)."""
+    text = logic.clean_text(query)[: logic.MAX_TOKEN_CHARS]
+    return gr.Dropdown(value=text) if text else gr.skip()
+
+
+@guarded(1)
+def append_clicked(session: str, evt: gr.SelectData):
+    """Append the clicked recommendation (any cell of its row) to the session."""
+    row = evt.row_value or []
+    if len(row) < 2 or not str(row[1]).strip():
+        return gr.skip()
+    return logic.append_item(session, row[1])
+
+
+@guarded(2, lambda m: (f"⚠️ {m}", gr.skip()))
+def model_info(model: str | None):
+    """About the chosen model (kind, metrics) and its categories for the cold-start picker."""
+    cats = logic.categories(SERVICE, model)
+    return logic.model_card(SERVICE, model), gr.Dropdown(choices=cats, value=None)
+
+
+def clear_session():
+    return "", None, None, "Session cleared: recommendations fall back to popular items until you add one."
+
+
+# typed endpoints for API clients (no UI of their own)
+
+
+def list_models() -> list[dict]:
+    """Every available model: key (pass it as `model`), label, where it lives, kind, test metrics."""
+    return [{"key": e.key, "label": e.label, "where": e.where, "kind": e.kind,
+             "test": {m: logic.metric_value(e.metrics, "test", m) for m, _ in logic.HEADLINE}}
+            for e in SERVICE.catalogue.values()]
+
+
+def search_visitors(query: str = "", limit: int = 20) -> list[str]:
+    """Visitor ids matching `query` (prefix matches first); the sample visitors when the query is empty."""
+    return SERVICE.visitors.search(query, max(1, min(int(limit), 100)))
+
+
+def append_item(session: str, item: str) -> str:
+    """The session with `item` appended (what clicking a recommendation does)."""
+    return logic.append_item(session, item)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# layout
+
+
+def build_demo(service: logic.AppService) -> gr.Blocks:
+    default = service.default_model
+    with gr.Blocks(title="Next-item recommender") as demo:
+        held = gr.State(None)  # {"session": text, "target": held-out item} of the last loaded visitor
+        gr.Markdown("# Next-item recommender\nWhat will this shopper look at next? Give a session "
+                    "(a sample visitor, a visitor id, or item ids), pick a model, and click an item to keep browsing.")
+        if not service.catalogue:
+            gr.Markdown("⚠️ **No model found.** Run `make train` (or `python app.py`, which builds the default "
+                        "models), or set `RECSYS_MODELS` to a Hugging Face Hub repo.")
+        for note in service.notes:
+            gr.Markdown(f"⚠️ {note}")
+        with gr.Row(equal_height=False):
+            model = gr.Dropdown(service.choices, value=default, label="Model", scale=3,
+                                info="Test-set scores beside each name; the default is the best on validation.",
+                                allow_custom_value=True)
+            with gr.Column(scale=2), gr.Accordion("About this model: what it does, all its scores", open=False):
+                card = gr.Markdown(logic.model_card(service, default) if default else "", label="model_card")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=340):
+                with gr.Tabs():
+                    with gr.Tab("Visitor"):
+                        visitor = gr.Dropdown(service.visitors.samples, value=None, label="Visitor",
+                                              info=f"Sample visitors ({len(service.visitors):,} in all): "
+                                                   "pick one or search by id below.",
+                                              allow_custom_value=True, filterable=True)
+                        search = gr.Textbox(label="Search visitors by id", max_lines=1, elem_id="search",
+                                            placeholder="type part of an id; Enter loads exactly that id")
+                    with gr.Tab("Type items"):
+                        gr.Markdown("Type item ids (or item names, where the data has them), oldest first, "
+                                    "separated by commas or spaces, then press **Recommend**.")
+                session = gr.Textbox(label="Session (item ids, oldest first)", lines=2, max_lines=6,
+                                     placeholder="e.g. 12, 57, 3", elem_id="session")
+                k = gr.Slider(1, logic.MAX_K, value=logic.DEFAULT_K, step=1, label="How many items (K)")
+                with gr.Row(equal_height=True):
+                    category = gr.Dropdown(logic.categories(service, default) if default else [], value=None,
+                                           label="Category", info="used only for cold start",
+                                           allow_custom_value=True, scale=1, min_width=120)
+                    exclude = gr.Checkbox(True, label="Hide items already in the session", scale=1, min_width=120)
+                with gr.Row():
+                    go = gr.Button("Recommend", variant="primary", scale=3, elem_id="recommend")
+                    clear = gr.Button("Clear session", scale=1)
+                gr.Markdown(f"Sessions are cut to their {logic.MAX_SESSION_ITEMS} most recent items; "
+                            f"K is at most {logic.MAX_K}.", elem_id="caps")
+            with gr.Column(scale=3, min_width=420):
+                status = gr.Markdown("Choose a visitor or type a session, then press **Recommend**.",
+                                     label="status", elem_id="status")
+                table = gr.Dataframe(logic.empty_table(), label="Recommendations", interactive=False, wrap=True,
+                                     max_height=420, elem_id="recs")
+                gr.Markdown("Click a recommended item to add it to the session and recommend again.",
+                            elem_id="hint")
+                # matplotlib, not gr.BarPlot: its Vega sort shuffles tied bars out of ranking order
+                chart = gr.Plot(label="Scores", show_label=False, format="png", elem_id="chart")
+                with gr.Accordion("Why these items", open=True):
+                    explanation = gr.Markdown(label="explanation", elem_id="why")
+        with gr.Accordion("About: the models, the metrics and how they were measured", open=False):
+            gr.Markdown(logic.ABOUT)
+
+        rec_in = [model, session, k, category, exclude, held]
+        rec_out = [table, chart, status, explanation]
+        go.click(recommend, rec_in, rec_out, api_name="recommend")
+        session.submit(recommend, rec_in, rec_out, api_visibility="private")
+        k.release(recommend, rec_in, rec_out, api_visibility="private")
+        visitor.change(recommend_visitor, [visitor, model, k, category, exclude], [session, held, *rec_out],
+                       api_name="recommend_visitor")
+        search.input(suggest_visitors, [search], [visitor], show_progress="hidden", api_visibility="private",
+                     trigger_mode="always_last")
+        search.submit(pick_searched, [search], [visitor], api_visibility="private")
+        table.select(append_clicked, [session], [session], api_visibility="private").then(
+            recommend, rec_in, rec_out, api_visibility="private")
+        model.change(model_info, [model], [card, category], api_name="model_info").then(
+            recommend, rec_in, rec_out, api_visibility="private")
+        clear.click(clear_session, None, [session, held, visitor, status], api_visibility="private")
+        gr.api(list_models, api_name="models")
+        gr.api(search_visitors, api_name="search_visitors")
+        gr.api(append_item, api_name="append_item")
+    return demo
+
+
+demo = build_demo(SERVICE)
+
+
+def ensure_models(service: logic.AppService) -> bool:
+    """On a fresh machine: build the default models (prints progress). True if the catalogue changed."""
+    if service.catalogue:
+        return False
+    try:
+        from recsys.pipeline import ensure_default_models
+    except ImportError as err:
+        print(f"No model found and recsys.pipeline is unavailable ({err}); serving without models.")
+        return False
+    print(f"No model found in {service.checkpoints_dir}/: building the default models (one-off)...", flush=True)
+    try:
+        ensure_default_models(checkpoints_dir=service.checkpoints_dir, progress=print)
+    except Exception as err:  # serve anyway: the page says no model is available and how to get one
+        log.exception("building the default models failed")
+        print(f"Building the default models failed ({err}); serving without models.")
+    service.refresh()
+    return bool(service.catalogue)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if ensure_models(SERVICE):
+        demo = build_demo(SERVICE)
+    demo.queue(default_concurrency_limit=4).launch(css=CSS, theme=THEME)

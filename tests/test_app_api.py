@@ -1,0 +1,205 @@
+"""The launched app, called the way any client would: `python app.py` in a subprocess, gradio_client against it.
+
+The app serves tiny Pop / S-Pop / item-kNN folders built here (RECSYS_CHECKPOINTS) and visitors from a tiny
+processed data set (RECSYS_DATA); nothing touches the network (HF_HUB_OFFLINE=1).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_app_logic import N, build_checkpoints, build_processed
+
+ROOT = Path(__file__).resolve().parents[1]
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_app(tmp: Path, timeout: float = 180.0):
+    """Start app.py on a free port with models and visitors under tmp/; returns (process, url)."""
+    build_checkpoints(tmp / "checkpoints")
+    build_processed(tmp / "data")
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "RECSYS_CHECKPOINTS": str(tmp / "checkpoints"), "RECSYS_DATA": str(tmp / "data"), "RECSYS_MODELS": "",
+           "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    log = open(tmp / "app.log", "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{(tmp / 'app.log').read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"app.py did not start in {timeout}s:\n{(tmp / 'app.log').read_text()[-3000:]}")
+
+
+def stop_app(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app_api")
+    proc, url = launch_app(tmp)
+    yield url, tmp
+    stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return gradio_client.Client(app[0], verbose=False)
+
+
+def recommend(client, model="itemknn", session="", k=5, category=None, exclude_seen=True):
+    table, chart, status, explanation = client.predict(model, session, k, category, exclude_seen,
+                                                       api_name="/recommend")
+    return table, chart, status, explanation
+
+
+def items(table) -> list[str]:
+    col = table["headers"].index("item")
+    return [row[col] for row in table["data"]]
+
+
+def test_named_endpoints(client):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/recommend", "/recommend_visitor", "/model_info", "/models", "/search_visitors",
+            "/append_item"} <= set(api)
+
+
+def test_personalized_for_a_sample_visitor(client):
+    visitors = client.predict("", api_name="/search_visitors")
+    assert "alice:0" in visitors and "visitor:7" in client.predict("visitor:", 2, api_name="/search_visitors")
+    session, table, chart, status, explanation = client.predict("alice:0", "itemknn", 5, None, True,
+                                                                api_name="/recommend_visitor")
+    assert session and "Personalised" in status and "held out" in status and "actually viewed" in status
+    assert len(table["data"]) == 5 and table["headers"][:3] == ["rank", "item", "category"]
+    assert chart["type"] == "matplotlib" and chart["plot"].startswith("data:image/png;base64,")
+    assert "Item neighbours" in explanation
+
+
+def test_manual_sequence_and_click_to_extend(client):
+    table, chart, status, _ = recommend(client, session="101, 102, 103", k=3)
+    assert "Personalised" in status and len(table["data"]) == 3
+    scores = [row[-1] for row in table["data"]]
+    assert scores[0] == 1.0 and scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    clicked = items(table)[0]
+    extended = client.predict("101, 102, 103", clicked, api_name="/append_item")
+    assert extended == f"101, 102, 103, {clicked}"
+    table2, _, status2, _ = recommend(client, session=extended, k=3)
+    assert "from 4 items" in status2 and clicked not in items(table2)
+
+
+def test_cold_start(client):
+    table, _, status, explanation = recommend(client, session="", k=4)
+    assert "Cold start" in status and "popular" in status and items(table)[0] == "101"
+    assert "Popularity fallback" in explanation
+    table, _, status, _ = recommend(client, session="", k=20, category="hats")
+    assert "category" in status and {row[2] for row in table["data"]} == {"hats"}
+    session, table, _, status, _ = client.predict("nobody:42", "pop", 3, None, True, api_name="/recommend_visitor")
+    assert session == "" and "Unknown visitor" in status and "Cold start" in status and len(table["data"]) == 3
+
+
+def test_unknown_items(client):
+    _, _, status, _ = recommend(client, session="101, not-an-item, 102", k=3)
+    assert "Personalised" in status and "Skipped 1 unknown item" in status and "not-an-item" in status
+    table, _, status, _ = recommend(client, session="<img src=x onerror=alert(1)>, 999", k=3)
+    assert "Cold start" in status and "`<img src=x onerror=alert(1)>`" in status and len(table["data"]) == 3
+
+
+def test_model_switch(client):
+    models = client.predict(api_name="/models")
+    assert {m["key"] for m in models} == {"pop", "spop", "itemknn"}
+    assert all(m["test"]["hr@10"] is not None and "HR@10" in m["label"] for m in models)
+    pop, _, pop_status, pop_why = recommend(client, model="pop", session="101, 102, 103", exclude_seen=False)
+    knn, _, knn_status, _ = recommend(client, model="itemknn", session="101, 102, 103", exclude_seen=False)
+    assert items(pop) != items(knn) and "**pop**" in pop_status and "**itemknn**" in knn_status
+    assert "Not available" in pop_why
+    card, _categories = client.predict("spop", api_name="/model_info")
+    assert "S-Pop" in card and "test" in card
+    _, _, status, _ = recommend(client, model="no-such-model", session="101")
+    assert "Unknown model" in status
+
+
+def test_caps_and_bad_k(client):
+    long = ", ".join(str(100 + (i % N) + 1) for i in range(300))
+    table, _, status, _ = recommend(client, session=long, k=100, exclude_seen=False)
+    assert "200 most recent of 300" in status and len(table["data"]) == N
+    with pytest.raises(Exception, match="less than minimum"):  # the slider refuses K < 1 with a clear message
+        recommend(client, session="101", k=-5)
+    # the app still serves after a refused request
+    assert "Personalised" in recommend(client, session="101", k=2)[2]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# app.py in-process: its handlers never raise, and a fresh machine builds the default models first
+
+
+@pytest.fixture()
+def app_module(tmp_path, monkeypatch):
+    build_checkpoints(tmp_path / "checkpoints", models=("pop",))
+    monkeypatch.setenv("RECSYS_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("RECSYS_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("RECSYS_MODELS", "")
+    monkeypatch.syspath_prepend(str(ROOT))
+    sys.modules.pop("app", None)
+    import app
+
+    yield app
+    sys.modules.pop("app", None)
+
+
+@pytest.mark.filterwarnings("ignore:Something went wrong")  # gr.Warning outside a request is a UserWarning
+def test_handlers_never_raise(app_module, monkeypatch):
+    table, fig, status, _ = app_module.recommend("pop", "101", 3)
+    assert len(table) == 3 and fig is not None and "Personalised" in status
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(app_module.logic, "recommend_view", boom)
+    table, fig, status, _ = app_module.recommend("pop", "101", 3)
+    assert "Something went wrong" in status and "disk on fire" in status and len(table) == 0 and fig is None
+    outputs = app_module.recommend_visitor("alice:0", "pop", 3)
+    assert len(outputs) == 6 and "Something went wrong" in outputs[4]
+
+
+def test_fresh_machine_builds_default_models_first(app_module, tmp_path, monkeypatch, capsys):
+    import recsys.pipeline
+
+    empty = tmp_path / "fresh"
+    calls = []
+
+    def fake_ensure(checkpoints_dir, progress=print):
+        progress("training pop ...")
+        calls.append(str(checkpoints_dir))
+        return [build_checkpoints(Path(checkpoints_dir), models=("pop",)) / "pop"]
+
+    monkeypatch.setattr(recsys.pipeline, "ensure_default_models", fake_ensure)
+    service = app_module.logic.AppService.from_env({"RECSYS_CHECKPOINTS": str(empty)})
+    assert service.catalogue == {}
+    assert app_module.ensure_models(service) and calls == [str(empty)] and list(service.catalogue) == ["pop"]
+    assert "training pop" in capsys.readouterr().out
+    assert not app_module.ensure_models(service) and len(calls) == 1  # models exist: nothing to build
+    assert app_module.build_demo(service) is not None
