@@ -21,7 +21,8 @@ from recsys.report import comparison_chart, results_markdown
 
 # What the app trains on a fresh machine: quick to fit, and covering each family.
 DEFAULT_APP_MODELS = ("pop", "spop", "itemknn", "sknn", "gru4rec", "sasrec")
-APP_MAX_EPOCHS = 8
+APP_MAX_EPOCHS = 5
+APP_TRAIN = {"val_max_cases": 2000, "patience": 2}
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,29 @@ class RunConfig:
 
 
 def build_model(name: str, n_items: int, params: dict | None = None):
+    """A fresh registry model. `params` holds Config fields, and for neural models optionally
+    {"train": {TrainConfig fields}}; unknown names fail loudly."""
     if name not in REGISTRY:
         raise KeyError(f"unknown model {name!r}; choose from {sorted(REGISTRY)}")
     cls = REGISTRY[name]
+    params = dict(params or {})
+    train = params.pop("train", None)
     base = cls.Config()
     known = {f.name for f in dataclasses.fields(base)}
-    unknown = set(params or {}) - known
+    unknown = set(params) - known
     if unknown:
         raise ValueError(f"unknown parameters for {name}: {sorted(unknown)} (known: {sorted(known)})")
-    return cls(dataclasses.replace(base, **(params or {})), n_items)
+    model = cls(dataclasses.replace(base, **params), n_items)
+    if train:
+        if not cls.trains_in_epochs:
+            raise ValueError(f"{name} does not train in epochs: training parameters {sorted(train)} do not apply")
+        from recsys.lit import TrainConfig
+
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        if set(train) - fields:
+            raise ValueError(f"unknown training parameters for {name}: {sorted(set(train) - fields)}")
+        model.train_config = dataclasses.replace(TrainConfig(), **train)
+    return model
 
 
 def load_params(paths: list[str | Path]) -> dict:
@@ -97,7 +112,7 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         test = evaluate(model, data.test, data.protocol("test"), desc=f"{name} test", **eval_kw)
         tests[name] = test
         entry = {"valid": valid.report(config.n_boot), "test": test.report(config.n_boot),
-                 "fit_seconds": round(fit_seconds, 2), "params": dataclasses.asdict(model.config),
+                 "fit_seconds": round(fit_seconds, 2), "params": _params_of(model),
                  "fit": {k: v for k, v in fit_info.items() if k != "history"}}
         results["models"][name] = entry
         log(f"[{name}] {fit_seconds:.1f}s  valid mrr@20 {entry['valid']['mrr@20']['value']:.4f}  "
@@ -121,6 +136,13 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
     return results
 
 
+def _params_of(model) -> dict:
+    params = dataclasses.asdict(model.config)
+    if getattr(model, "train_config", None) is not None:
+        params["train"] = dataclasses.asdict(model.train_config)
+    return params
+
+
 def _paired_against_best_baseline(tests: dict[str, EvalResult], results: dict) -> list[dict]:
     """Each model against the best model by validation MRR@20 (selection on validation, never test)."""
     if len(tests) < 2:
@@ -131,17 +153,29 @@ def _paired_against_best_baseline(tests: dict[str, EvalResult], results: dict) -
 
 
 def ensure_default_models(checkpoints_dir: str | Path = "checkpoints", progress=print,
-                          models: tuple[str, ...] = DEFAULT_APP_MODELS) -> list[Path]:
-    """On a fresh machine: build the synthetic data set and quickly train a few models for the app."""
-    from recsys.prepare import load_or_prepare_default
+                          models: tuple[str, ...] = DEFAULT_APP_MODELS, data_dir: str | Path | None = None,
+                          **synthetic) -> list[Path]:
+    """On a fresh machine: build the synthetic data set and quickly train the app's models.
+
+    Only models without a folder are trained, so an interrupted first start resumes where it stopped.
+    Neural models get a short schedule (APP_MAX_EPOCHS, small validation sample) to keep the first start quick;
+    `make train` (scripts/train_and_eval.py) trains them fully.
+    """
+    from recsys.prepare import DEFAULT_DATA, load_or_prepare_default
 
     checkpoints_dir = Path(checkpoints_dir)
-    existing = sorted(p.parent for p in checkpoints_dir.glob("*/config.json"))
-    if existing:
-        return existing
-    data = load_or_prepare_default(progress=progress)
     wanted = tuple(m for m in models if m in REGISTRY)
-    progress(f"No models in {checkpoints_dir}/: training {', '.join(wanted)} on the synthetic data set ...")
-    run(data, RunConfig(models=wanted, out=checkpoints_dir, max_epochs=APP_MAX_EPOCHS, n_boot=200,
-                        progress=False), log=progress)
+    missing = tuple(m for m in wanted if not (checkpoints_dir / m / "config.json").is_file())
+    if missing:
+        data = load_or_prepare_default(data_dir or DEFAULT_DATA, progress=progress, **synthetic)
+        progress(f"Training {', '.join(missing)} on the synthetic data set into {checkpoints_dir}/ ...")
+        previous = checkpoints_dir / "results.json"
+        old = json.loads(previous.read_text()) if previous.is_file() else None
+        params = {m: {"train": APP_TRAIN} for m in missing if REGISTRY[m].trains_in_epochs}
+        results = run(data, RunConfig(models=missing, out=checkpoints_dir, max_epochs=APP_MAX_EPOCHS, n_boot=200,
+                                      params=params, progress=False), log=progress)
+        if old and old.get("data") == results["data"]:  # keep the models trained by an earlier, cut-short start
+            merged = {**results, "models": {**old["models"], **results["models"]}}
+            (checkpoints_dir / "results.json").write_text(json.dumps(merged, indent=2))
+            (checkpoints_dir / "results.md").write_text(results_markdown(merged))
     return sorted(p.parent for p in checkpoints_dir.glob("*/config.json"))

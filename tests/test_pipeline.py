@@ -86,3 +86,22 @@ def test_spop_beats_pop_on_synthetic(small_data, tmp_path):
         scores[name] = recsys.evaluate(model, data.test).metrics()["mrr@20"]
     assert scores["spop"] > 2 * scores["pop"]
     assert np.isfinite(list(scores.values())).all()
+
+
+def test_first_start_trains_only_what_is_missing(tmp_path):
+    from recsys.pipeline import ensure_default_models
+
+    logs = []
+    kw = dict(models=("pop", "spop"), data_dir=tmp_path / "data", progress=logs.append, n_events=8000)
+    folders = ensure_default_models(tmp_path / "ckpt", **kw)
+    assert [f.name for f in folders] == ["pop", "spop"]
+    assert any("Training pop, spop" in line for line in logs)
+    (tmp_path / "ckpt" / "spop" / "config.json").unlink()  # as if the first start was cut short
+    logs.clear()
+    ensure_default_models(tmp_path / "ckpt", **kw)
+    assert any("Training spop" in line for line in logs) and not any("pop," in line for line in logs)
+    results = json.loads((tmp_path / "ckpt" / "results.json").read_text())
+    assert set(results["models"]) == {"pop", "spop"}
+    logs.clear()
+    ensure_default_models(tmp_path / "ckpt", **kw)
+    assert logs == []  # nothing to do
