@@ -1,0 +1,278 @@
+"""Training for every neural model: TrainConfig, LitRecommender (the one LightningModule) and `train_neural`.
+
+    model = SASRec(SASRecConfig(), data.n_items)
+    result = model.fit(data, FitOptions(workdir="runs/sasrec"), train_config=TrainConfig(lr=1e-3))
+
+The model (a NeuralRecommender) computes states and logits; this module owns the loss, the optimiser, the
+epoch-end validation with `recsys.evaluate.evaluate` on `data.valid`, early stopping, best-epoch selection,
+checkpoints for resuming (Lightning's pickled .ckpt files stay in the workdir and are never published: the
+exported artifact is `lit.model` as safetensors), logs and the training-curves plot.
+"""
+
+import dataclasses
+import importlib.util
+import logging
+import math
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from recsys.datamodule import SessionDataModule
+from recsys.evaluate import KS, evaluate
+from recsys.models.base import FitOptions
+from recsys.models.neural import NeuralRecommender
+from recsys.plots import plot_training_curves
+from recsys.sessions import Sessions, make_cases
+
+METRICS = tuple(f"{m}@{k}" for m in ("hr", "mrr", "ndcg") for k in KS)
+SCHEDULES = ("plateau", "cosine", "constant")
+RESUMABLE_CHANGES = ("max_epochs", "patience", "num_workers")  # TrainConfig fields a resumed run may change
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training knobs for every neural model (the model's shape lives in its own Config)."""
+
+    batch_size: int = 256  # sessions (or prefixes) per batch on the CPU
+    gpu_batch_scale: int = 4  # on a GPU: batch_size * this, with bf16 (or fp16) mixed precision
+    lr: float = 1e-3
+    weight_decay: float = 0.0  # AdamW, decoupled; applied to matrices and embeddings, not to biases/norms
+    max_epochs: int = 50  # FitOptions.max_epochs overrides
+    patience: int = 3  # epochs without a better validation `monitor` before stopping
+    monitor: str = "ndcg@10"  # validation metric for early stopping and best-epoch selection
+    val_max_cases: int | None = 20_000  # validation cases per epoch (evenly spaced subset); None: all
+    grad_clip: float | None = 1.0  # max gradient norm
+    schedule: str = "plateau"  # "plateau" (halve lr after a flat epoch), "cosine" (per step), "constant"
+    warmup: int = 0  # optimiser steps of linear learning-rate warm-up
+    n_negatives: int = 0  # 0: full softmax over all items; > 0: sampled softmax with this many shared negatives
+    negative_sampling: str = "popularity"  # "popularity" (count ** sample_alpha) or "uniform"
+    sample_alpha: float = 0.75
+    logq: bool = True  # subtract log sampling probability from sampled logits (popularity correction)
+    num_workers: int = 0  # DataLoader workers; batches are built vectorized, so 0 is fine on a small CPU
+
+    def __post_init__(self):
+        if self.monitor not in METRICS:
+            raise ValueError(f"monitor must be one of {METRICS}, got {self.monitor!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.negative_sampling not in ("popularity", "uniform"):
+            raise ValueError(f"negative_sampling must be 'popularity' or 'uniform', got {self.negative_sampling!r}")
+        if not (self.lr > 0 and self.batch_size > 0 and self.max_epochs > 0 and self.gpu_batch_scale > 0):
+            raise ValueError("lr, batch_size, max_epochs and gpu_batch_scale must be positive")
+        if self.patience < 1 or self.n_negatives < 0 or self.warmup < 0 or self.weight_decay < 0:
+            raise ValueError("patience must be >= 1; n_negatives, warmup and weight_decay >= 0")
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class LitRecommender(L.LightningModule):
+    def __init__(self, model: NeuralRecommender, config: TrainConfig, valid: Sessions, protocol: str,
+                 log_q: torch.Tensor | None = None):
+        super().__init__()
+        self.model, self.config = model, config
+        self.valid, self.protocol = valid, protocol
+        self.has_valid = len(make_cases(valid, protocol)) > 0
+        # log sampling probability per item for the sampled softmax (-inf for padding); not saved
+        self.register_buffer("log_q", log_q, persistent=False)
+        self.history: list[dict] = []  # one row per finished epoch; kept in checkpoints for resuming
+        # what a checkpoint must match to be resumed (epoch budget and patience may change between runs)
+        train = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_CHANGES}
+        self.fingerprint = {"model": model.name, "n_items": model.n_items, "config": dataclasses.asdict(model.config),
+                            "train": train}
+
+    def on_fit_start(self):
+        hparams = {"model": self.model.name, "n_items": self.model.n_items,
+                   **{f"model.{k}": v for k, v in dataclasses.asdict(self.model.config).items()},
+                   **{f"train.{k}": v for k, v in dataclasses.asdict(self.config).items()}}
+        for logger in self.loggers:
+            logger.log_hyperparams(hparams)
+
+    def loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the target among all items, or among the target and shared sampled negatives."""
+        if self.config.n_negatives == 0:
+            logits = self.model.logits(h)  # (N, n_items)
+            logits[:, 0] = -torch.inf  # padding is never a candidate
+            return F.cross_entropy(logits, targets)
+        weight, bias = self.model.output_layer()
+        z = self.model.project(h)  # (N, E)
+        negatives = torch.multinomial(self.log_q.exp(), self.config.n_negatives, replacement=True)  # (K,)
+        pos = (z * weight[targets]).sum(-1, keepdim=True)  # (N, 1)
+        neg = z @ weight[negatives].T  # (N, K)
+        if bias is not None:
+            pos, neg = pos + bias[targets, None], neg + bias[negatives]
+        if self.config.logq:
+            pos, neg = pos - self.log_q[targets, None], neg - self.log_q[negatives]
+        neg = neg.masked_fill(negatives[None, :] == targets[:, None], -torch.inf)  # a sampled target is no negative
+        logits = torch.cat([pos, neg], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+    def training_step(self, batch, batch_idx):
+        x, y, lengths = batch
+        if self.model.per_position:
+            keep = y > 0  # every real (prefix -> next) position of every row
+            h, targets = self.model.sequence_states(x, lengths)[keep], y[keep]
+        else:
+            h, targets = self.model.final_state(x, lengths), y
+        loss = self.loss(h, targets)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"training loss is {loss.item()} at epoch {self.current_epoch + 1}, step {self.global_step}; "
+                f"lower lr ({self.config.lr}) or grad_clip ({self.config.grad_clip}). The last good checkpoint "
+                f"(end of the previous epoch) is kept for inspection or resuming.")
+        self._loss_sum += loss.detach() * len(targets)
+        self._loss_count += len(targets)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(targets))
+        return loss
+
+    def on_train_epoch_start(self):
+        self._loss_sum, self._loss_count, self._started = torch.zeros((), device=self.device), 0, time.perf_counter()
+
+    def on_train_batch_start(self, batch, batch_idx):
+        warmup = self.config.warmup
+        if warmup and self.config.schedule != "cosine" and self.global_step <= warmup:
+            for group in self.optimizers().param_groups:
+                group["lr"] = self.config.lr * min(1.0, (self.global_step + 1) / warmup)
+
+    def on_train_epoch_end(self):
+        row = {"epoch": self.current_epoch + 1, "train_loss": float(self._loss_sum) / max(self._loss_count, 1),
+               "lr": self.optimizers().param_groups[0]["lr"], "train_seconds": time.perf_counter() - self._started}
+        if self.has_valid:
+            started = time.perf_counter()
+            result = evaluate(self.model, self.valid, self.protocol, max_cases=self.config.val_max_cases)
+            self.model.train()  # evaluate switched it to eval mode
+            metrics = {k: v for k, v in result.metrics().items() if k in METRICS}
+            row.update(metrics, val_seconds=time.perf_counter() - started)
+            for name, value in metrics.items():
+                self.log(f"val_{name}", value, prog_bar=name == self.config.monitor)
+        self.history.append(row)
+
+    def configure_optimizers(self):
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.config.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.config.lr)
+        if self.config.schedule == "cosine":
+            total, warmup = max(int(self.trainer.estimated_stepping_batches), 1), self.config.warmup
+
+            def factor(step):
+                if step < warmup:
+                    return (step + 1) / warmup
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        if self.config.schedule == "plateau" and self.has_valid:
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch",
+                                                             "monitor": f"val_{self.config.monitor}"}}
+        return optimizer
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["recsys"] = {"history": self.history, "fingerprint": self.fingerprint}
+
+    def on_load_checkpoint(self, checkpoint):
+        saved = checkpoint.get("recsys", {})
+        if saved.get("fingerprint") != self.fingerprint:
+            raise ValueError(f"the checkpoint to resume from belongs to another run ({saved.get('fingerprint')}, "
+                             f"this run: {self.fingerprint}); delete it or use another workdir")
+        self.history = list(saved["history"])
+
+
+def _log_sampling_probs(data, config: TrainConfig, n_items: int) -> torch.Tensor | None:
+    if config.n_negatives == 0:
+        return None
+    if config.negative_sampling == "uniform":
+        weights = np.ones(n_items)
+    else:
+        weights = np.bincount(data.train.items, minlength=n_items).astype(np.float64) ** config.sample_alpha
+        weights += 1e-6 * weights.max()  # every item can be drawn
+    weights[0] = 0.0
+    with np.errstate(divide="ignore"):  # log 0 = -inf for padding: never drawn
+        return torch.from_numpy(np.log(weights / weights.sum())).float()
+
+
+def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: FitOptions = FitOptions()) -> dict:
+    """Train `model` on data.train, select the best epoch on data.valid, and restore its weights.
+
+    Returns {"epochs", "best_epoch", "best_valid", "history", "seconds_per_epoch"}. With options.workdir,
+    checkpoints (checkpoints/last.ckpt, best.ckpt), CSV logs and training_curves.png go there, and a rerun
+    resumes from last.ckpt (its epochs count toward max_epochs).
+    """
+    wants_gpu = options.accelerator in ("gpu", "cuda")
+    if wants_gpu and not torch.cuda.is_available():
+        raise RuntimeError(f"accelerator={options.accelerator!r} but no CUDA GPU is available")
+    gpu = torch.cuda.is_available() and options.accelerator in ("auto", "gpu", "cuda")
+    precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if gpu else "32-true"
+    max_epochs = options.max_epochs or config.max_epochs
+    L.seed_everything(options.seed, workers=True, verbose=False)
+    temp = tempfile.TemporaryDirectory(prefix="recsys-train-") if options.workdir is None else None
+    workdir = Path(temp.name if temp else options.workdir)
+    ckpt_dir = workdir / "checkpoints"
+    batch_size = config.batch_size * (config.gpu_batch_scale if gpu else 1)
+    datamodule = SessionDataModule(data.train, model.config.max_len, batch_size, model.pad_side, model.per_position,
+                                   pin_memory=gpu, num_workers=config.num_workers)
+    datamodule.setup("fit")
+    steps_per_epoch = math.ceil(len(datamodule.samples) / datamodule.batch_size)
+    lit = LitRecommender(model, config, data.valid, data.protocol("valid"),
+                         _log_sampling_probs(data, config, model.n_items))
+    monitor = f"val_{config.monitor}"
+    callbacks = [ModelCheckpoint(ckpt_dir, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
+                                 enable_version_counter=False)]
+    if lit.has_valid:
+        callbacks += [ModelCheckpoint(ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
+                                      save_on_train_epoch_end=True, enable_version_counter=False),
+                      EarlyStopping(monitor, mode="max", patience=config.patience, check_on_train_epoch_end=True)]
+    else:
+        warnings.warn("no validation cases: training for max_epochs without early stopping", stacklevel=2)
+    loggers = [CSVLogger(workdir, name="logs")]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(workdir, name="tensorboard"))
+    last = ckpt_dir / "last.ckpt"
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    lightning_log = logging.getLogger("lightning.pytorch")
+    log_level = lightning_log.level
+    if not options.progress:
+        lightning_log.setLevel(logging.WARNING)  # no "GPU available" / tips banner in quiet runs
+    try:
+        with warnings.catch_warnings():
+            for noise in ("does not have many workers", "val_dataloader", "validation_step", "LeafSpec",
+                          "exists and is not empty"):
+                warnings.filterwarnings("ignore", message=f".*{noise}.*")
+            trainer = L.Trainer(
+                accelerator="gpu" if gpu else "cpu", devices=1, precision=precision, max_epochs=max_epochs,
+                gradient_clip_val=config.grad_clip, deterministic=not gpu, callbacks=callbacks, logger=loggers,
+                enable_progress_bar=options.progress, enable_model_summary=options.progress, num_sanity_val_steps=0,
+                log_every_n_steps=min(50, steps_per_epoch), default_root_dir=workdir, use_distributed_sampler=False)
+            trainer.fit(lit, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
+        best_path = callbacks[1].best_model_path if lit.has_valid else ""
+        if best_path:  # restore the best epoch's weights
+            lit.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
+    finally:
+        lightning_log.setLevel(log_level)
+        torch.use_deterministic_algorithms(deterministic_before)  # Trainer(deterministic=True) sets it globally
+        if temp:
+            temp.cleanup()
+    model.cpu().eval()
+    history = lit.history
+    scored = [row for row in history if config.monitor in row]
+    best = max(scored, key=lambda row: row[config.monitor]) if scored else (history[-1] if history else {})
+    result = {"epochs": len(history), "best_epoch": best.get("epoch"),
+              "best_valid": {k: best[k] for k in METRICS if k in best}, "history": history,
+              "seconds_per_epoch": statistics.median(r["train_seconds"] for r in history) if history else None}
+    if options.workdir and history:
+        plot_training_curves(history, workdir / "training_curves.png", result["best_epoch"], title=model.name)
+    return result

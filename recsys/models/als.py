@@ -1,0 +1,75 @@
+"""Implicit-feedback ALS (Hu, Koren and Volinsky 2008) on the session x item matrix, with session fold-in.
+
+Fitting uses the `implicit` library (CPU). Only the item factors Y (n_items, f) are kept: a session is new at
+recommendation time, so its vector x is solved from its items with the same regularised least squares
+that ALS solves for every training row (implicit's `recalculate_user`):
+
+    c_i = alpha * r_i                 (r_i: times item i occurs in the session; every other item has c = 1, p = 0)
+    (Y^T Y + reg I + sum_i (c_i - 1) y_i y_i^T) x = sum_i c_i y_i
+    score = Y x
+
+The solve runs in float64 torch, batched over sessions.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recsys.models.base import FitOptions, Recommender
+from recsys.models.knn import session_item_matrix
+
+
+@dataclass(frozen=True)
+class ALSConfig:
+    factors: int = 64
+    regularization: float = 0.01
+    alpha: float = 1.0  # confidence per occurrence (implicit's alpha)
+    iterations: int = 15
+
+
+class ALS(Recommender):
+    """Matrix factorisation of which items occur in which training sessions; new sessions are folded in."""
+
+    name = "als"
+    Config = ALSConfig
+    search_space = {"factors": ("int", 16, 256, True), "regularization": ("float", 1e-4, 1.0, True),
+                    "alpha": ("float", 0.5, 100.0, True), "iterations": ("int", 5, 30)}
+
+    def __init__(self, config: ALSConfig, n_items: int):
+        super().__init__(config, n_items)
+        self.register_buffer("item_factors", torch.zeros(n_items, config.factors))
+
+    def fit(self, data, options: FitOptions = FitOptions()) -> dict:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        c = self.config
+        with threadpool_limits(1, "blas"):  # implicit runs its own threads; a BLAS pool on top of them thrashes
+            model = AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
+                                            iterations=c.iterations, random_state=options.seed,
+                                            num_threads=torch.get_num_threads(), calculate_training_loss=False)
+            model.fit(session_item_matrix(data.train, self.n_items, binary=False), show_progress=options.progress)
+        self.item_factors = torch.from_numpy(np.ascontiguousarray(model.item_factors, dtype=np.float32))
+        return {"factors": c.factors}
+
+    def session_vectors(self, sessions) -> torch.Tensor:
+        """(B, f) fold-in vectors x, solved as in the module docstring."""
+        y = self.item_factors.double()
+        f = y.shape[1]
+        counted = [np.unique(np.asarray(s, dtype=np.int64), return_counts=True) for s in sessions]
+        width = max((len(i) for i, _ in counted), default=0)
+        items = torch.zeros(len(sessions), width, dtype=torch.long)
+        conf = torch.zeros(len(sessions), width, dtype=torch.float64)  # c_i, 0 on padding columns
+        for row, (i, n) in enumerate(counted):
+            items[row, : len(i)] = torch.from_numpy(i)
+            conf[row, : len(i)] = torch.from_numpy(n * self.config.alpha)
+        yi = y[items]  # (B, L, f)
+        extra = (conf - 1) * (conf > 0)  # c_i - 1 on the session's items, 0 on padding
+        a = y.T @ y + self.config.regularization * torch.eye(f, dtype=torch.float64)
+        a = a + (yi * extra[..., None]).transpose(1, 2) @ yi  # (B, f, f)
+        b = (yi * conf[..., None]).sum(1)  # (B, f)
+        return torch.linalg.solve(a, b)
+
+    def score(self, sessions):
+        return self.session_vectors(sessions).float() @ self.item_factors.T

@@ -1,0 +1,110 @@
+"""What every neural model shares: padding, optional category input, scoring, and `fit` through recsys.lit.
+
+A neural model maps a padded batch of item sequences to hidden states, and hidden states to item logits:
+
+    sequence_states(x, lengths) -> (B, T, D)   the state after each position (causal models only)
+    final_state(x, lengths)     -> (B, D)      the state after the last item: what `score` ranks from
+    project(h) @ output_layer() -> (..., n_items)  logits; `output_layer()` gives (weight (n_items, E), bias)
+
+Causal models (`per_position` True) are trained on every position at once; the others (the bidirectional
+LSTM) on the last position of every prefix. Lightning is imported only when `fit` runs, so loading a model
+for serving stays light (Lightning alone takes ~5 s to import on the 2-core CPU).
+"""
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from recsys.models.base import FitOptions, Recommender, pad_sessions
+
+
+class NeuralRecommender(Recommender):
+    trains_in_epochs = True
+    pad_side: ClassVar[str] = "left"  # "left": sessions right-aligned (last item in the last column)
+
+    def __init__(self, config, n_items: int):
+        super().__init__(config, n_items)
+        self.train_config = None  # a recsys.lit.TrainConfig used by `fit`; None: TrainConfig() defaults
+        # category index per item, filled by fit from the data (empty when categories are not used)
+        self.register_buffer("item_category", torch.zeros(0, dtype=torch.long))
+        self.category_emb: nn.Embedding | None = None
+
+    # --- what each model defines -----------------------------------------------------------------------------
+    def sequence_states(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def output_layer(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        raise NotImplementedError
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        return h
+
+    # --- shared ----------------------------------------------------------------------------------------------
+    @property
+    def per_position(self) -> bool:
+        return True
+
+    @property
+    def device(self) -> torch.device:
+        return self.output_layer()[0].device
+
+    def final_state(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        states = self.sequence_states(x, lengths)  # (B, T, D)
+        if self.pad_side == "left":
+            return states[:, -1]
+        return states[torch.arange(len(x), device=x.device), lengths - 1]
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.output_layer()
+        out = self.project(h) @ weight.T  # (N, n_items)
+        return out if bias is None else out + bias
+
+    def score(self, sessions: Sequence[np.ndarray]) -> torch.Tensor:
+        x, lengths = pad_sessions(sessions, self.config.max_len, self.pad_side)
+        return self.logits(self.final_state(x.to(self.device), lengths.to(self.device)))
+
+    def category_embedding(self, dim: int, std: float) -> nn.Embedding | None:
+        """The category table the config asks for (one placeholder row until fit knows the categories)."""
+        if not self.config.use_categories:
+            return None
+        emb = nn.Embedding(max(self.config.n_categories, 1), dim, padding_idx=0)
+        nn.init.normal_(emb.weight, std=std)
+        with torch.no_grad():
+            emb.weight[0].zero_()
+        return emb
+
+    def embed_categories(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) item indices -> (B, T, C) category embeddings."""
+        return self.category_emb(self.item_category[x])
+
+    def set_categories(self, categories: np.ndarray) -> None:
+        """Store the item -> category table and size the category embedding to it (the size goes in the config)."""
+        if not self.config.use_categories:
+            return
+        categories = np.asarray(categories, dtype=np.int64)
+        if len(categories) != self.n_items:
+            raise ValueError(f"category table has {len(categories)} entries for {self.n_items} items")
+        n = int(categories.max(initial=0)) + 1
+        if n == 1:
+            warnings.warn("use_categories is set but the data has no item categories: the input gets none",
+                          stacklevel=3)
+        self.item_category = torch.from_numpy(categories).to(self.device)
+        if n != self.config.n_categories:
+            self.config = dataclasses.replace(self.config, n_categories=n)
+
+    def fit(self, data, options: FitOptions = FitOptions(), train_config=None) -> dict:
+        """Train from scratch (weights re-initialised from options.seed); see recsys.lit.train_neural."""
+        from recsys.lit import TrainConfig, train_neural
+
+        torch.manual_seed(options.seed)
+        self.set_categories(data.item_categories())
+        self.init_weights()
+        return train_neural(self, data, train_config or self.train_config or TrainConfig(), options)

@@ -1,0 +1,164 @@
+"""Recurrent next-item models: GRU4Rec (Hidasi et al., ICLR 2016) and LSTM variants; they differ only in config.
+
+How this differs from the official GRU4Rec code, and why:
+- Batches: each row is one whole session, padded on the right and run from a zero state, with full-softmax
+  cross-entropy at every non-padded position and backpropagation through the whole session. The official
+  code trains session-parallel mini-batches (one event per session slot per step, the state carried over and
+  reset when a slot's session ends, gradients one step deep) with the other slots' targets as negatives.
+  Padded rows use plain cuDNN/CPU kernels, make the state reset correct by construction (a flaw Hidasi and
+  Czapp found in third-party code), and let one trainer (recsys.lit) serve every neural model.
+- Loss: cross-entropy over all items by default; `TrainConfig.n_negatives` switches to a sampled softmax
+  with shared, popularity-biased negatives (sampled before the softmax, with a logQ correction). BPR-max is
+  not implemented. Optimiser: AdamW instead of Adagrad/momentum.
+- Kept from the official code: tied input/output embeddings (`tied`, with a projection when hidden !=
+  embedding size), an output bias, separate dropout on embeddings and on the hidden state.
+- `bidirectional` (lstm-bi) encodes the observed prefix in both directions; it never sees the item it
+  predicts, but a state mid-sequence depends on later items, so it is trained on the last position of every
+  (prefix -> next item) pair instead of every position (cost grows with the square of session length).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from recsys.models.neural import NeuralRecommender
+
+
+@dataclass(frozen=True)
+class RNNConfig:
+    cell: str = "gru"  # "gru" or "lstm"
+    emb_dim: int = 128
+    hidden: int = 256
+    n_layers: int = 1
+    bidirectional: bool = False  # encode the prefix both ways (trained on the last position of each prefix)
+    emb_dropout: float = 0.25
+    hidden_dropout: float = 0.25  # on the RNN outputs (and between stacked layers)
+    tied: bool = True  # output layer = input item embeddings, after a projection when hidden != emb_dim
+    max_len: int = 50  # most recent items the model reads
+    use_categories: bool = False  # concatenate a category embedding to each item's embedding
+    category_dim: int = 16
+    n_categories: int = 0  # size of the category table; set by fit from the data
+
+    def __post_init__(self):
+        if self.cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be 'gru' or 'lstm', got {self.cell!r}")
+
+
+class RNNRec(NeuralRecommender):
+    Config = RNNConfig
+    pad_side = "right"  # sessions left-aligned: padding after the items never touches their states
+
+    def __init__(self, config: RNNConfig, n_items: int):
+        super().__init__(config, n_items)
+        c = config
+        self.item_emb = nn.Embedding(n_items, c.emb_dim, padding_idx=0)
+        in_dim = c.emb_dim + (c.category_dim if c.use_categories else 0)
+        cell = nn.GRU if c.cell == "gru" else nn.LSTM
+        self.rnn = cell(in_dim, c.hidden, c.n_layers, batch_first=True, bidirectional=c.bidirectional,
+                        dropout=c.hidden_dropout if c.n_layers > 1 else 0.0)
+        out_dim = c.hidden * (2 if c.bidirectional else 1)
+        self.emb_drop, self.hidden_drop = nn.Dropout(c.emb_dropout), nn.Dropout(c.hidden_dropout)
+        self.proj = nn.Linear(out_dim, c.emb_dim) if c.tied and out_dim != c.emb_dim else nn.Identity()
+        self.out = None if c.tied else nn.Embedding(n_items, out_dim)  # untied output table, one row per item
+        self.out_bias = nn.Parameter(torch.zeros(n_items))
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        c = self.config
+        self.rnn.reset_parameters()
+        if isinstance(self.proj, nn.Linear):
+            self.proj.reset_parameters()
+        for table in (self.item_emb, self.out):
+            if table is not None:
+                nn.init.normal_(table.weight, std=table.embedding_dim ** -0.5)  # rows of about unit norm
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+            self.out_bias.zero_()
+        self.category_emb = self.category_embedding(c.category_dim, std=c.category_dim ** -0.5)
+
+    @property
+    def per_position(self) -> bool:
+        return not self.config.bidirectional
+
+    def output_layer(self):
+        return (self.item_emb.weight if self.out is None else self.out.weight), self.out_bias
+
+    def project(self, h):
+        return self.proj(h)
+
+    def embed(self, x):  # (B, T) -> (B, T, emb_dim [+ category_dim])
+        e = self.item_emb(x)
+        if self.category_emb is not None:
+            e = torch.cat([e, self.embed_categories(x)], dim=-1)
+        return self.emb_drop(e)
+
+    def sequence_states(self, x, lengths):
+        if self.config.bidirectional:
+            raise RuntimeError("a bidirectional encoder has no causal per-position states; use final_state")
+        out, _ = self.rnn(self.embed(x))  # (B, T, H); positions past a row's length are ignored
+        return self.hidden_drop(out)
+
+    def final_state(self, x, lengths):
+        if not self.config.bidirectional:
+            return super().final_state(x, lengths)
+        packed = pack_padded_sequence(self.embed(x), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, h = self.rnn(packed)
+        h = h[0] if isinstance(h, tuple) else h  # LSTM returns (h, c); h is (layers * 2, B, H)
+        return self.hidden_drop(torch.cat([h[-2], h[-1]], dim=-1))  # last layer: forward end, backward end
+
+
+@dataclass(frozen=True)
+class GRU4RecMediumConfig(RNNConfig):
+    emb_dim: int = 256
+    hidden: int = 256
+
+
+@dataclass(frozen=True)
+class GRU4RecLargeConfig(RNNConfig):
+    emb_dim: int = 256
+    hidden: int = 512
+
+
+@dataclass(frozen=True)
+class LSTMConfig(RNNConfig):
+    cell: str = "lstm"
+    emb_dim: int = 64
+    hidden: int = 128
+    emb_dropout: float = 0.3
+    hidden_dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class BiLSTMConfig(LSTMConfig):
+    bidirectional: bool = True
+
+
+@dataclass(frozen=True)
+class CatLSTMConfig(LSTMConfig):
+    use_categories: bool = True
+
+
+class GRU4Rec(RNNRec):
+    name, Config = "gru4rec", RNNConfig  # embedding 128, hidden 256
+
+
+class GRU4RecMedium(RNNRec):
+    name, Config = "gru4rec-medium", GRU4RecMediumConfig  # 256 / 256
+
+
+class GRU4RecLarge(RNNRec):
+    name, Config = "gru4rec-large", GRU4RecLargeConfig  # 256 / 512
+
+
+class LSTMRec(RNNRec):
+    name, Config = "lstm", LSTMConfig  # 64 / 128, dropout 0.3
+
+
+class BiLSTMRec(RNNRec):
+    name, Config = "lstm-bi", BiLSTMConfig
+
+
+class CatLSTMRec(RNNRec):
+    name, Config = "lstm-cat", CatLSTMConfig

@@ -1,0 +1,100 @@
+"""Hyperparameter search on the validation split (never test), with Optuna's seeded TPE sampler.
+
+Each model declares its search space next to its code, as a class attribute naming Config fields:
+
+    search_space = {"k": ("int", 50, 1000, True),          # (kind, low, high[, log])
+                    "alpha": ("float", 0.0, 1.0),
+                    "decay": ("cat", ["div", "linear"])}    # (kind, choices)
+
+Every trial builds `Config(**params)`, fits on `data.train` and scores `data.valid` with the one evaluator.
+The result, `{"model", "params", "metric", "value", "trials", "history"}`, is what
+`scripts/train_and_eval.py --params FILE` reads.
+"""
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import optuna
+
+from recsys.evaluate import evaluate
+from recsys.models import REGISTRY, FitOptions
+
+
+def suggest(trial: optuna.Trial, space: dict) -> dict:
+    """One value per search-space entry, checked against the declared kinds."""
+    params = {}
+    for name, spec in space.items():
+        kind = spec[0]
+        if kind == "int":
+            params[name] = trial.suggest_int(name, spec[1], spec[2], log=bool(spec[3:] and spec[3]))
+        elif kind == "float":
+            params[name] = trial.suggest_float(name, spec[1], spec[2], log=bool(spec[3:] and spec[3]))
+        elif kind == "cat":
+            params[name] = trial.suggest_categorical(name, spec[1])
+        else:
+            raise ValueError(f"search space entry {name!r}: unknown kind {kind!r} (int, float or cat)")
+    return params
+
+
+def search_space(name: str) -> dict:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(REGISTRY)}")
+    cls = REGISTRY[name]
+    space = getattr(cls, "search_space", None)
+    if not space:
+        raise ValueError(f"{cls.__name__} declares no search_space to tune")
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(space) - fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__}.search_space names {unknown}, which {cls.Config.__name__} does not have")
+    return space
+
+
+def tune(name: str, data, n_trials: int, metric: str = "mrr@20", seed: int = 0, max_cases: int | None = None,
+         fixed: dict | None = None, timeout: float | None = None, progress: bool = False) -> dict:
+    """Search `name`'s space for the best validation `metric`; returns the JSON-ready result."""
+    cls, space = REGISTRY[name], search_space(name)
+    fixed = fixed or {}
+    space = {k: v for k, v in space.items() if k not in fixed}
+    valid, protocol = data.valid, data.protocol("valid")
+    if len(valid) == 0:
+        raise ValueError("the data set has no validation sessions to tune on")
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**suggest(trial, space), **fixed}
+        model = cls(cls.Config(**params), data.n_items)
+        start = time.perf_counter()
+        model.fit(data, FitOptions(seed=seed, progress=False))
+        metrics = evaluate(model, valid, protocol, max_cases=max_cases).metrics()
+        if metric not in metrics:
+            raise ValueError(f"unknown metric {metric!r}; the evaluator reports {sorted(metrics)}")
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
+        return metrics[metric]
+
+    if not progress:
+        optuna.logging.set_verbosity(logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    # the defaults first: a search never reports something worse than the untuned model
+    study.enqueue_trial({k: getattr(cls.Config(), k) for k in space})
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=progress)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return {
+        "model": name,
+        "params": {**study.best_params, **fixed},
+        "metric": metric,
+        "value": study.best_value,
+        "trials": len(done),
+        "history": [{"params": t.params, "value": t.value, "seconds": t.user_attrs.get("seconds")} for t in done],
+    }
+
+
+def write_result(result: dict, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(out)
+    return out

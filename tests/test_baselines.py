@@ -1,0 +1,205 @@
+"""The non-neural baselines (itemknn, sr, sknn, vsknn, als) on tiny generated data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recsys.data import Dataset
+from recsys.evaluate import evaluate
+from recsys.folder import load_folder, save_folder
+from recsys.models import REGISTRY, FitOptions
+from recsys.models.knn import evidence_then_popularity
+from recsys.sessions import Sessions
+
+BASELINES = ["itemknn", "sr", "sknn", "vsknn", "als"]
+SEQUENTIAL = ["itemknn", "sr", "sknn", "vsknn"]
+
+
+def make_dataset(seqs, n_items, n_valid, n_test, protocol="all") -> Dataset:
+    """Train, valid, test = the sessions in that order (train first, so older)."""
+    n_train = len(seqs) - n_valid - n_test
+    items = pd.DataFrame({"item_id": pd.array([f"i{i}" for i in range(1, n_items)], dtype="string"),
+                          "category_id": pd.array([None] * (n_items - 1), dtype="string"),
+                          "popularity": np.bincount(np.concatenate(seqs[:n_train]), minlength=n_items)[1:]})
+    return Dataset(Sessions.from_lists(seqs[:n_train]), Sessions.from_lists(seqs[n_train : n_train + n_valid]),
+                   Sessions.from_lists(seqs[n_train + n_valid :]), items,
+                   {"protocols": {"train": "all", "valid": protocol, "test": protocol}})
+
+
+def cycle_dataset(n=12, n_sessions=300, length=8, seed=0) -> Dataset:
+    """Sessions are windows of the cycle 1 -> 2 -> ... -> n -> 1, starting anywhere."""
+    starts = np.random.default_rng(seed).integers(0, n, size=n_sessions)
+    return make_dataset([[(s + t) % n + 1 for t in range(length)] for s in starts], n + 1, 30, 30)
+
+
+def graph_dataset(n_items=80, n_sessions=2000, seed=0) -> Dataset:
+    """Random walks on a sparse transition graph: each item has 3 successors, taken with p = .6, .3, .1."""
+    rng = np.random.default_rng(seed)
+    successors = rng.integers(1, n_items, size=(n_items, 3))
+    seqs = []
+    for length in rng.integers(2, 9, size=n_sessions):
+        s = [int(rng.integers(1, n_items))]
+        for choice in rng.choice(3, size=length - 1, p=[0.6, 0.3, 0.1]):
+            s.append(int(successors[s[-1], choice]))
+        seqs.append(s)
+    return make_dataset(seqs, n_items, n_sessions // 10, n_sessions // 10)
+
+
+def fitted(name, data, **config):
+    cls = REGISTRY[name]
+    model = cls(cls.Config(**config), data.n_items)
+    model.fit(data, FitOptions(progress=False, seed=0))
+    return model
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return graph_dataset()
+
+
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_sequential_baselines_rank_the_next_item_of_a_cycle_first_for_every_prefix(name):
+    data = cycle_dataset()
+    result = evaluate(fitted(name, data), data.test, "all", ks=(1,), exclude_seen=True)
+    assert np.all(result.ranks == 1), f"{name}: ranks {np.bincount(result.ranks)}"
+
+
+def test_session_knn_beats_popularity_by_a_wide_margin(graph):
+    hr = {name: evaluate(fitted(name, graph), graph.test, "all", ks=(10,)).metrics()["hr@10"]
+          for name in ["pop", "sknn", "vsknn", "sr"]}
+    assert hr["sknn"] > hr["pop"] + 0.3 and hr["vsknn"] > hr["pop"] + 0.3 and hr["sr"] > hr["pop"] + 0.3, hr
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_save_load_gives_identical_scores(graph, tmp_path, name):
+    model = fitted(name, graph)
+    loaded = load_folder(save_folder(model, tmp_path / name, graph.items), REGISTRY)
+    sessions = [graph.test[0], graph.test[1], np.array([5]), np.array([3, 3, 7, 3])]
+    with torch.no_grad():
+        assert torch.equal(model.score(sessions), loaded.score(sessions))
+    assert model.explain(sessions[0]) == loaded.explain(sessions[0])
+
+
+@pytest.mark.parametrize("name", ["sknn", "vsknn"])
+def test_batched_scores_equal_one_session_at_a_time(graph, name):
+    model = fitted(name, graph, k=20, sample_size=50)
+    sessions = list(graph.test)[:40]
+    together = model.score(sessions)
+    for row, s in enumerate(sessions):
+        assert torch.allclose(together[row], model.score([s])[0], rtol=1e-6, atol=0), row
+
+
+def reference_vsknn_scores(model, train: list[list[int]], session, n_items) -> np.ndarray:
+    """V-SKNN / SKNN written out loop by loop, as the module docstring states it (recency = index)."""
+    c, vsknn = model.config, model.name == "vsknn"
+    events = np.bincount(np.concatenate(train), minlength=n_items)
+    idf = np.log(len(train) / np.maximum(events, 1))
+    sets = [list(dict.fromkeys(t)) for t in train]
+    last_pos = {item: p for p, item in enumerate(session, 1)}
+    n = len(session)
+    candidates = sorted(i for i, t in enumerate(sets) if set(t) & set(session))[-c.sample_size :]
+    sims = {}
+    for i in candidates:
+        shared = set(sets[i]) & set(session)
+        if vsknn:
+            sims[i] = sum(last_pos[j] / n for j in shared) / len(set(session))  # weighting "div"
+        else:
+            sims[i] = len(shared) / np.sqrt(len(set(session)) * len(sets[i]))
+    neighbours = sorted(candidates, key=lambda i: (-sims[i], -i))[: c.k]
+    scores = np.zeros(n_items)
+    for i in neighbours:
+        anchor_item = max(set(sets[i]) & set(session), key=lambda j: last_pos[j])
+        step = n - last_pos[anchor_item] + 1
+        weight = sims[i] / step if vsknn else sims[i]  # weighting_score "div"
+        anchor = sets[i].index(anchor_item)
+        for p, j in enumerate(sets[i]):
+            boost = 1 + c.idf_weighting * idf[j] if vsknn else 1.0
+            scores[j] += weight * (c.backward if p < anchor else 1.0) * boost
+    return scores
+
+
+@pytest.mark.parametrize("name, config", [("sknn", {}), ("sknn", {"k": 3, "sample_size": 7, "backward": 0.2}),
+                                          ("vsknn", {}), ("vsknn", {"k": 3, "sample_size": 7, "idf_weighting": 2.0})])
+def test_session_knn_matches_a_loop_by_loop_reference(graph, name, config):
+    model = fitted(name, graph, **config)
+    sessions = list(graph.test)[:25] + [np.array([4, 9, 4, 11])]
+    got = model.score(sessions)
+    pop = torch.from_numpy(np.bincount(graph.train.items, minlength=graph.n_items).astype(np.float32))
+    train = graph.train.to_lists()
+    for row, s in enumerate(sessions):
+        want = torch.from_numpy(reference_vsknn_scores(model, train, s.tolist(), graph.n_items).astype(np.float32))
+        want = evidence_then_popularity(want[None], pop)[0]
+        assert torch.allclose(got[row], want, rtol=1e-5, atol=1e-9), row
+
+
+def test_sknn_neighbours_are_the_most_recent_sessions_by_end_time():
+    data = make_dataset([[1, 2], [1, 3], [1, 4], [5, 6]], 7, 0, 0)
+    data.info = {"train": pd.DataFrame({"end": pd.to_datetime([3, 2, 1, 0], unit="s", utc=True)})}
+    model = fitted("sknn", data, sample_size=1)  # the one most recent session holding item 1 is [1, 2]
+    assert model.explain(np.array([1]))["neighbours"][0]["items"] == [1, 2]
+    scores = model.score([np.array([1])])[0]
+    assert scores[2] > scores[3] and scores[2] > scores[4]
+
+
+def test_sequential_rules_weights_by_hand():
+    data = make_dataset([[1, 2, 3], [2, 1]], 4, 0, 0)
+    model = fitted("sr", data, steps=2, weighting="quadratic")
+    rules = {(i, int(j)): float(w) for i in range(4)
+             for j, w in zip(model.neighbors[i], model.weights[i], strict=True) if w > 0}
+    assert rules == {(1, 2): 1.0, (1, 3): 0.25, (2, 3): 1.0, (2, 1): 1.0}
+
+
+def test_itemknn_is_cosine_of_session_co_occurrence_when_order_is_ignored():
+    seqs = [[1, 2], [2, 1, 3], [3, 4], [1, 4, 2]]
+    model = fitted("itemknn", make_dataset(seqs, 5, 0, 0), backward=1.0)
+    x = np.zeros((4, 5))
+    for r, s in enumerate(seqs):
+        x[r, s] = 1
+    co = x.T @ x
+    cos = co / np.sqrt(np.outer(np.diag(co), np.diag(co)) + 1e-12)
+    np.fill_diagonal(cos, 0)
+    dense = np.zeros((5, 5), dtype=np.float32)
+    for i in range(5):
+        dense[i, model.neighbors[i].long()] = model.weights[i]
+    dense[:, 0] = 0
+    assert np.allclose(dense, cos, atol=1e-6)
+
+
+def test_als_fold_in_solves_the_same_least_squares_as_implicit(graph):
+    from implicit.cpu.als import AlternatingLeastSquares
+    from scipy import sparse
+
+    model = fitted("als", graph, factors=8, iterations=3, alpha=2.0, regularization=0.1)
+    reference = AlternatingLeastSquares(factors=8, regularization=0.1, alpha=2.0)
+    reference.item_factors = model.item_factors.numpy()
+    sessions = [np.array([3, 3, 7]), np.array([5]), graph.test[0]]
+    rows = np.repeat(np.arange(len(sessions)), [len(s) for s in sessions])
+    counts = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, np.concatenate(sessions))),
+                               shape=(len(sessions), graph.n_items))
+    counts.sum_duplicates()
+    x = reference.recalculate_user(np.arange(len(sessions)), counts)
+    want = torch.from_numpy(x @ reference.item_factors.T)
+    assert torch.allclose(model.score(sessions), want, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["itemknn", "sr", "sknn", "vsknn"])
+def test_explain_names_neighbours(graph, name):
+    model = fitted(name, graph)
+    session = graph.test[0]
+    out = model.explain(session, top=3)
+    if name in ("sknn", "vsknn"):
+        assert 0 < len(out["neighbours"]) <= 3
+        assert all(set(n["items"]) & set(session.tolist()) for n in out["neighbours"])
+        sims = [n["similarity"] for n in out["neighbours"]]
+        assert sims == sorted(sims, reverse=True)
+    else:
+        assert out["items"][0]["item"] == int(session[-1]) and out["items"][0]["neighbours"]
+
+
+@pytest.mark.parametrize("name, bad", [("itemknn", {"decay": "nope"}), ("sr", {"weighting": "nope"}),
+                                       ("vsknn", {"weighting": "nope"}), ("sknn", {"k": 0})])
+def test_bad_config_fails_at_construction(name, bad):
+    cls = REGISTRY[name]
+    with pytest.raises(ValueError):
+        cls(cls.Config(**bad), 10)
