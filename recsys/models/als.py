@@ -8,7 +8,10 @@ that ALS solves for every training row (implicit's `recalculate_user`):
     (Y^T Y + reg I + sum_i (c_i - 1) y_i y_i^T) x = sum_i c_i y_i
     score = Y x
 
-The solve runs in float64 torch, batched over sessions.
+The solve runs in float64 torch, batched over sessions. Defaults come from a validation search on the SR-GNN
+Diginetica split (8 trials): session rows are short, so many factors and a high alpha pay (MRR@20 on 20k
+validation cases 3.75 with implicit's defaults of 64 factors and alpha 1; 7.89 with these; 10.09 with the best
+trial, 232 factors, alpha 33, regularization 0.0034, at twice the cost).
 """
 
 from dataclasses import dataclass
@@ -22,9 +25,9 @@ from recsys.models.knn import session_item_matrix
 
 @dataclass(frozen=True)
 class ALSConfig:
-    factors: int = 64
+    factors: int = 128
     regularization: float = 0.01
-    alpha: float = 1.0  # confidence per occurrence (implicit's alpha)
+    alpha: float = 20.0  # confidence per occurrence (implicit's alpha)
     iterations: int = 15
 
 
