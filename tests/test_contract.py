@@ -1,5 +1,7 @@
 """The contract every registry entry keeps (like implicit's RecommenderBaseTestMixin): one test, every model."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from recsys.data import Dataset
 from recsys.evaluate import evaluate
 from recsys.folder import load_folder, save_folder
 from recsys.models import REGISTRY, FitOptions, recommend
+from recsys.pipeline import build_model
 from recsys.sessions import Sessions
 
 N = 12  # items 1..N, sessions cycle 1 -> 2 -> ... -> N -> 1
@@ -31,14 +34,21 @@ def data():
     return cycling_dataset()
 
 
+def small(cls) -> dict:
+    """Small neural configurations (the contract does not depend on size) and a brisk schedule."""
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    params = {k: 32 for k in ("dim", "emb_dim", "hidden") if k in fields}
+    return {**params, "train": {"lr": 1e-2, "batch_size": 64, "patience": 3, "val_max_cases": 100}}
+
+
 @pytest.fixture(scope="module")
 def fitted(data):
     """Every registry model fitted once on the cycling data (neural ones for enough epochs to learn it)."""
     out = {}
     for name, cls in REGISTRY.items():
         torch.manual_seed(0)
-        model = cls(cls.Config(), data.n_items)
-        model.fit(data, FitOptions(max_epochs=40 if cls.trains_in_epochs else None, progress=False, seed=0))
+        model = build_model(name, data.n_items, small(cls) if cls.trains_in_epochs else None)
+        model.fit(data, FitOptions(max_epochs=30 if cls.trains_in_epochs else None, progress=False, seed=0))
         out[name] = model
     return out
 
