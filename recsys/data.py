@@ -10,8 +10,6 @@ Processed folder layout (see README "Processed data set format"):
 """
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recsys.atomic import atomic_folder
 from recsys.datasets.schema import DataError
 from recsys.sessions import Sessions
 
@@ -131,22 +130,13 @@ class Dataset:
 
     def save(self, out: str | Path) -> Path:
         """Write the processed folder atomically: a temporary sibling folder renamed into place."""
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with atomic_folder(out) as tmp:
             for name in SPLITS:
                 _write_split(tmp / f"{name}.parquet", self.split(name), self.info.get(name))
             self.items.to_parquet(tmp / "items.parquet", index=False)
             meta = {**self.meta, "format_version": FORMAT_VERSION, "stats": self.stats()}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+        return Path(out)
 
     @classmethod
     def load(cls, path: str | Path) -> "Dataset":

@@ -14,7 +14,6 @@ and renamed into place, so a crash never leaves a half-written folder that later
 import dataclasses
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
+from recsys.atomic import atomic_folder
 from recsys.data import ItemVocab
 
 FORMAT_VERSION = 1
@@ -50,10 +50,7 @@ def save_folder(model, out: str | Path, items: pd.DataFrame, *, metrics: dict | 
     """Write a model folder atomically. `items` is the data set's item table (row i = item index i + 1)."""
     if len(items) + 1 != model.n_items:
         raise ModelFolderError(f"item table has {len(items)} items but the model scores {model.n_items - 1}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         config = {
             "format_version": FORMAT_VERSION,
             "model": model.name,
@@ -70,13 +67,7 @@ def save_folder(model, out: str | Path, items: pd.DataFrame, *, metrics: dict | 
             (tmp / "README.md").write_text(card)
         for name, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / name)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def _read_json(path: Path) -> dict:
