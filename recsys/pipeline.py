@@ -20,8 +20,8 @@ from recsys.models import REGISTRY, FitOptions
 from recsys.report import comparison_chart, results_markdown
 
 # What the app trains on a fresh machine: quick to fit, and covering each family.
-DEFAULT_APP_MODELS = ("pop", "spop", "itemknn", "sknn", "gru4rec", "sasrec")
-APP_MAX_EPOCHS = 5
+DEFAULT_APP_MODELS = ("pop", "spop", "itemknn", "sr", "sknn", "vsknn", "sasrec")
+APP_MAX_EPOCHS = 2  # keeps the first start short on a 2-core CPU; `make train` trains fully
 APP_TRAIN = {"val_max_cases": 2000, "patience": 2}
 
 
