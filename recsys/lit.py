@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +37,14 @@ from recsys.sessions import Sessions, make_cases
 
 METRICS = tuple(f"{m}@{k}" for m in ("hr", "mrr", "ndcg") for k in KS)
 SCHEDULES = ("plateau", "cosine", "constant")
-RESUMABLE_CHANGES = ("max_epochs", "patience", "num_workers")  # TrainConfig fields a resumed run may change
+RESUMABLE_CHANGES = ("max_epochs", "patience", "num_workers", "cpu_threads")  # may differ when resuming a run
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Training knobs for every neural model (the model's shape lives in its own Config)."""
 
-    batch_size: int = 256  # sessions (or prefixes) per batch on the CPU
+    batch_size: int = 64  # sessions (or prefixes) per batch on the CPU (similar-length rows batched together)
     gpu_batch_scale: int = 4  # on a GPU: batch_size * this, with bf16 (or fp16) mixed precision
     lr: float = 1e-3
     weight_decay: float = 0.0  # AdamW, decoupled; applied to matrices and embeddings, not to biases/norms
@@ -52,13 +53,18 @@ class TrainConfig:
     monitor: str = "ndcg@10"  # validation metric for early stopping and best-epoch selection
     val_max_cases: int | None = 20_000  # validation cases per epoch (evenly spaced subset); None: all
     grad_clip: float | None = 1.0  # max gradient norm
-    schedule: str = "plateau"  # "plateau" (halve lr after a flat epoch), "cosine" (per step), "constant"
+    schedule: str = "plateau"  # "plateau" (halve lr after 2 epochs without improvement), "cosine", "constant"
     warmup: int = 0  # optimiser steps of linear learning-rate warm-up
     n_negatives: int = 0  # 0: full softmax over all items; > 0: sampled softmax with this many shared negatives
     negative_sampling: str = "popularity"  # "popularity" (count ** sample_alpha) or "uniform"
     sample_alpha: float = 0.75
     logq: bool = True  # subtract log sampling probability from sampled logits (popularity correction)
     num_workers: int = 0  # DataLoader workers; batches are built vectorized, so 0 is fine on a small CPU
+    cpu_threads: int | None = None  # torch CPU threads while training; None: torch's default. 1 is 2-7x faster
+    # when other processes share the cores (a descheduled thread stalls every parallel op)
+    strategy: str = "auto"  # Lightning strategy, e.g. "ddp" with devices=2 for two CPU processes (gloo)
+    devices: int | str = 1  # processes/GPUs; 1 by default so a multi-GPU machine does not start DDP unasked.
+    # Every process sees every batch (no distributed sampler): the run matches one process, it is not faster
 
     def __post_init__(self):
         if self.monitor not in METRICS:
@@ -71,6 +77,8 @@ class TrainConfig:
             raise ValueError("lr, batch_size, max_epochs and gpu_batch_scale must be positive")
         if self.patience < 1 or self.n_negatives < 0 or self.warmup < 0 or self.weight_decay < 0:
             raise ValueError("patience must be >= 1; n_negatives, warmup and weight_decay >= 0")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError("cpu_threads must be None or >= 1")
 
 
 class TrainingDiverged(RuntimeError):
@@ -79,7 +87,7 @@ class TrainingDiverged(RuntimeError):
 
 class LitRecommender(L.LightningModule):
     def __init__(self, model: NeuralRecommender, config: TrainConfig, valid: Sessions, protocol: str,
-                 log_q: torch.Tensor | None = None):
+                 log_q: torch.Tensor | None = None, data_id: str = ""):
         super().__init__()
         self.model, self.config = model, config
         self.valid, self.protocol = valid, protocol
@@ -90,7 +98,7 @@ class LitRecommender(L.LightningModule):
         # what a checkpoint must match to be resumed (epoch budget and patience may change between runs)
         train = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_CHANGES}
         self.fingerprint = {"model": model.name, "n_items": model.n_items, "config": dataclasses.asdict(model.config),
-                            "train": train}
+                            "train": train, "data": data_id}
 
     def on_fit_start(self):
         hparams = {"model": self.model.name, "n_items": self.model.n_items,
@@ -203,6 +211,14 @@ def _log_sampling_probs(data, config: TrainConfig, n_items: int) -> torch.Tensor
         return torch.from_numpy(np.log(weights / weights.sum())).float()
 
 
+def _data_id(data) -> str:
+    """A cheap identity of the training and validation sessions, so a checkpoint never resumes on other data."""
+    crc = 0
+    for part in (data.train.items, data.train.offsets, data.valid.items, data.valid.offsets):
+        crc = zlib.crc32(np.ascontiguousarray(part).view(np.uint8), crc)
+    return f"{len(data.train)} train / {len(data.valid)} valid sessions, crc32 {crc:08x}"
+
+
 def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: FitOptions = FitOptions()) -> dict:
     """Train `model` on data.train, select the best epoch on data.valid, and restore its weights.
 
@@ -226,7 +242,7 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
     datamodule.setup("fit")
     steps_per_epoch = math.ceil(len(datamodule.samples) / datamodule.batch_size)
     lit = LitRecommender(model, config, data.valid, data.protocol("valid"),
-                         _log_sampling_probs(data, config, model.n_items))
+                         _log_sampling_probs(data, config, model.n_items), _data_id(data))
     monitor = f"val_{config.monitor}"
     callbacks = [ModelCheckpoint(ckpt_dir, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
                                  enable_version_counter=False)]
@@ -242,7 +258,9 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
 
         loggers.append(TensorBoardLogger(workdir, name="tensorboard"))
     last = ckpt_dir / "last.ckpt"
-    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    deterministic_before, threads_before = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    if config.cpu_threads and not gpu:
+        torch.set_num_threads(config.cpu_threads)
     lightning_log = logging.getLogger("lightning.pytorch")
     log_level = lightning_log.level
     if not options.progress:
@@ -253,7 +271,8 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
                           "exists and is not empty"):
                 warnings.filterwarnings("ignore", message=f".*{noise}.*")
             trainer = L.Trainer(
-                accelerator="gpu" if gpu else "cpu", devices=1, precision=precision, max_epochs=max_epochs,
+                accelerator="gpu" if gpu else "cpu", devices=config.devices, strategy=config.strategy,
+                precision=precision, max_epochs=max_epochs,
                 gradient_clip_val=config.grad_clip, deterministic=not gpu, callbacks=callbacks, logger=loggers,
                 enable_progress_bar=options.progress, enable_model_summary=options.progress, num_sanity_val_steps=0,
                 log_every_n_steps=min(50, steps_per_epoch), default_root_dir=workdir, use_distributed_sampler=False)
@@ -264,6 +283,7 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
     finally:
         lightning_log.setLevel(log_level)
         torch.use_deterministic_algorithms(deterministic_before)  # Trainer(deterministic=True) sets it globally
+        torch.set_num_threads(threads_before)
         if temp:
             temp.cleanup()
     model.cpu().eval()

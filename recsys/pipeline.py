@@ -7,6 +7,7 @@ write its model folder. Then write results.json, results.md and the comparison c
 
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class RunConfig:
     progress: bool = True
     assets: Path | None = Path("assets")
     refit: bool = False  # baselines: refit on train + valid after validation (for comparison with papers)
+    resume: bool = False  # neural models: continue from the last checkpoint in out/.work/<name> instead of anew
 
 
 def build_model(name: str, n_items: int, params: dict | None = None):
@@ -97,6 +99,8 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         torch.manual_seed(config.seed)
         model = build_model(name, data.n_items, config.params.get(name))
         workdir = out / ".work" / name
+        if not config.resume and workdir.exists():
+            shutil.rmtree(workdir)  # a new run trains from scratch; --resume continues an interrupted one
         options = FitOptions(max_epochs=config.max_epochs, seed=config.seed, progress=config.progress,
                              workdir=str(workdir))
         log(f"[{name}] fitting on {len(data.train):,} sessions ...")

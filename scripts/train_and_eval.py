@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-epochs", type=int, help="passed to every model that trains in epochs")
     p.add_argument("--exclude-seen", action="store_true", help="never recommend items already in the session")
     p.add_argument("--refit", action="store_true", help="baselines: refit on train+valid after validation")
+    p.add_argument("--resume", action="store_true", help="neural models: continue an interrupted run from its "
+                   "last checkpoint (in OUT/.work/NAME)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--assets", default="assets")
@@ -44,7 +46,8 @@ def main(argv=None) -> int:
         data = Dataset.load(args.data) if args.data else load_or_prepare_default()
         config = RunConfig(models=models, out=Path(args.out), params=load_params(args.params),
                            max_epochs=args.max_epochs, exclude_seen=args.exclude_seen, n_boot=args.bootstrap,
-                           seed=args.seed, progress=not args.quiet, assets=Path(args.assets), refit=args.refit)
+                           seed=args.seed, progress=not args.quiet, assets=Path(args.assets), refit=args.refit,
+                           resume=args.resume)
         results = run(data, config)
     except (DataError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)

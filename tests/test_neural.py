@@ -44,6 +44,15 @@ def tiny(key: str, **overrides) -> NeuralRecommender:
 DATA = make_data()
 
 
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """Tiny models on a shared 2-core machine: a second torch thread only spin-waits (10x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("key", NEURAL)
 def test_one_epoch_smoke_fit_with_registry_defaults(key, tmp_path):
     data = make_data((40, 10, 10))
@@ -115,6 +124,8 @@ def test_resume_from_last_checkpoint_continues_the_epoch_count(tmp_path):
     assert second["history"][0] == first["history"][0]
     with pytest.raises(ValueError, match="another run"):  # a different model may not resume this run
         tiny("sasrec").fit(DATA, dataclasses.replace(options, max_epochs=3), TrainConfig(batch_size=32))
+    with pytest.raises(ValueError, match="another run"):  # nor the same model on other data
+        tiny("gru4rec").fit(make_data(seed=1), dataclasses.replace(options, max_epochs=3), TrainConfig(batch_size=32))
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -83,6 +83,8 @@ class NeuralRecommender(Recommender):
 
     def embed_categories(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) item indices -> (B, T, C) category embeddings."""
+        if len(self.item_category) != self.n_items:
+            raise RuntimeError("use_categories is set but the item -> category table is empty: fit or load first")
         return self.category_emb(self.item_category[x])
 
     def set_categories(self, categories: np.ndarray) -> None:
