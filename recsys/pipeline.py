@@ -133,6 +133,12 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
             Path(config.assets).mkdir(parents=True, exist_ok=True)
             (Path(config.assets) / f"training_curves_{name}.png").write_bytes(curves.read_bytes())
     results["paired_tests"] = _paired_against_best_baseline(tests, results)
+    previous = out / "results.json"
+    old = json.loads(previous.read_text()) if previous.is_file() else None
+    if old and old.get("data") == results["data"] and old.get("protocol") == results["protocol"]:
+        # same data and protocol: keep the other models' results, so runs of a few models add up
+        kept = {n: e for n, e in old["models"].items() if n not in results["models"] and (out / n).is_dir()}
+        results["models"] = {**kept, **results["models"]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(results_markdown(results))
     if config.assets is not None and results["models"]:
@@ -173,13 +179,7 @@ def ensure_default_models(checkpoints_dir: str | Path = "checkpoints", progress=
     if missing:
         data = load_or_prepare_default(data_dir or DEFAULT_DATA, progress=progress, **synthetic)
         progress(f"Training {', '.join(missing)} on the synthetic data set into {checkpoints_dir}/ ...")
-        previous = checkpoints_dir / "results.json"
-        old = json.loads(previous.read_text()) if previous.is_file() else None
         params = {m: {"train": APP_TRAIN} for m in missing if REGISTRY[m].trains_in_epochs}
-        results = run(data, RunConfig(models=missing, out=checkpoints_dir, max_epochs=APP_MAX_EPOCHS, n_boot=200,
-                                      params=params, progress=False), log=progress)
-        if old and old.get("data") == results["data"]:  # keep the models trained by an earlier, cut-short start
-            merged = {**results, "models": {**old["models"], **results["models"]}}
-            (checkpoints_dir / "results.json").write_text(json.dumps(merged, indent=2))
-            (checkpoints_dir / "results.md").write_text(results_markdown(merged))
+        run(data, RunConfig(models=missing, out=checkpoints_dir, max_epochs=APP_MAX_EPOCHS, n_boot=200,
+                            params=params, progress=False), log=progress)
     return sorted(p.parent for p in checkpoints_dir.glob("*/config.json"))
