@@ -181,5 +181,5 @@ def ensure_default_models(checkpoints_dir: str | Path = "checkpoints", progress=
         progress(f"Training {', '.join(missing)} on the synthetic data set into {checkpoints_dir}/ ...")
         params = {m: {"train": APP_TRAIN} for m in missing if REGISTRY[m].trains_in_epochs}
         run(data, RunConfig(models=missing, out=checkpoints_dir, max_epochs=APP_MAX_EPOCHS, n_boot=200,
-                            params=params, progress=False), log=progress)
+                            params=params, progress=False, assets=None), log=progress)
     return sorted(p.parent for p in checkpoints_dir.glob("*/config.json"))
