@@ -105,3 +105,13 @@ def test_first_start_trains_only_what_is_missing(tmp_path):
     logs.clear()
     ensure_default_models(tmp_path / "ckpt", **kw)
     assert logs == []  # nothing to do
+
+
+def test_session_knn_beats_pop_by_a_wide_margin_on_the_synthetic_default(small_data):
+    data = Dataset.load(small_data)
+    hr = {}
+    for name in ("pop", "sknn"):
+        model = build_model(name, data.n_items)
+        model.fit(data)
+        hr[name] = recsys.evaluate(model, data.test, data.protocol("test")).metrics()["hr@10"]
+    assert hr["sknn"] > 2 * hr["pop"] and hr["sknn"] - hr["pop"] > 0.2
