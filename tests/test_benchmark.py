@@ -1,0 +1,121 @@
+"""scripts/benchmark.py: every suite runs at --quick size and writes its JSON; the report keeps hand-written text.
+
+Each suite runs as `python scripts/benchmark.py SUITE --quick` in a subprocess with its results, scratch files,
+report and plots under tmp_path, so nothing in benchmarks/results or docs/ is touched.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def run_benchmark(tmp_path: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "scripts/benchmark.py", *args, "--quick", "--results-dir", str(tmp_path / "results"),
+           "--work-dir", str(tmp_path / "work"), "--doc", str(tmp_path / "BENCHMARKS.md"),
+           "--assets", str(tmp_path / "assets")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def result(tmp_path: Path, suite: str) -> dict:
+    data = json.loads((tmp_path / "results" / f"{suite}.quick.json").read_text())
+    assert data["suite"] == suite and data["quick"] is True
+    for key in ("cpu", "cores", "memory_gib", "python", "torch"):
+        assert data["machine"][key]
+    assert data["command"].startswith("python scripts/benchmark.py " + suite)
+    assert len(data["timing"]["load_before"]) == 3 and data["timing"]["wall_s"] > 0
+    report = (tmp_path / "BENCHMARKS.md").read_text()
+    assert f"<!-- BEGIN generated:{suite} -->" in report and "Quick size" in report
+    return data
+
+
+def test_eval_suite(tmp_path):
+    run_benchmark(tmp_path, "eval")
+    data = result(tmp_path, "eval")
+    assert [r["batch_size"] for r in data["runs"]] == [256, 1024]
+    for run in data["runs"]:
+        assert run["cases"] == data["spec"]["n_cases"]
+        assert run["peak_rss_mib"] > run["rss_before_mib"] > 0
+        assert run["evaluate_wall_s"] > 0 and run["evaluate_cpu_s"] >= 0
+
+
+@pytest.mark.slow
+def test_data_suite(tmp_path):
+    run_benchmark(tmp_path, "data")
+    data = result(tmp_path, "data")
+    assert set(data["sizes"]) == {"retailrocket-size", "yoochoose-size"}
+    for size in data["sizes"].values():
+        run = size["runs"][0]
+        assert set(run["phases"]) == {"read", "build", "save"}
+        assert run["raw_events"] == size["generator"]["n_events"]
+        assert run["peak_rss_mib"] > 0 and run["prepare_wall_s"] > 0
+        assert size["generation"]["wall_s"] > 0
+
+
+@pytest.mark.slow
+def test_serving_suite(tmp_path):
+    from recsys.models import REGISTRY
+
+    run_benchmark(tmp_path, "serving")
+    data = result(tmp_path, "serving")
+    (size,) = data["sizes"].values()
+    assert set(size["models"]) == set(REGISTRY)
+    for name, entry in size["models"].items():
+        assert "skipped" not in entry, (name, entry)
+        assert 0 < entry["single"]["p50_ms"] <= entry["single"]["p99_ms"]
+        assert entry["batch"]["sessions_per_s"] > 0
+        assert ("weights" in entry) == REGISTRY[name].trains_in_epochs  # neural: random weights, said so
+    app = data["app"]
+    if (ROOT / "app.py").is_file() and importlib.util.find_spec("gradio_client"):
+        assert app.get("p50_ms", 0) > 0, app
+    else:
+        assert "skipped" in app
+
+
+@pytest.mark.slow
+def test_train_suite(tmp_path):
+    run_benchmark(tmp_path, "train")
+    data = result(tmp_path, "train")
+    for model in ("sasrec", "gru4rec"):
+        (run,) = data["ours"][model].values()
+        assert run["epochs"] == 1 and run["median_s_per_epoch"] > 0
+        assert run["target_positions"] == data["data"]["target_positions"]  # nothing truncated
+        assert run["process"]["peak_rss_mib"] > 0
+    assert "status" in data["peers"]
+
+
+def test_accuracy_suite(tmp_path):
+    if not (SHARED / "s3rec" / "Beauty.txt").is_file():
+        pytest.skip(f"shared data not found at {SHARED}: the accuracy suite needs ../shared/data")
+    run_benchmark(tmp_path, "accuracy", "--datasets", "beauty", "--models", "pop")
+    data = result(tmp_path, "accuracy")
+    pop = data["datasets"]["beauty"]["models"]["pop"]
+    assert 0 < pop["test_scaled"]["hr@10"]["value"] < 0.2
+    assert pop["test_scaled"]["hr@10"] == pop["test_raw"]["hr@10"]  # leave-one-out drops no test case
+
+
+def test_accuracy_skips_without_shared_data(tmp_path):
+    run_benchmark(tmp_path, "accuracy", "--shared-data", str(tmp_path / "absent"))
+    data = result(tmp_path, "accuracy")
+    assert "skipped" in data and "not found" in data["skipped"]
+
+
+def test_report_keeps_hand_written_text(tmp_path):
+    spec = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts" / "benchmark.py")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "# B\n\nhand\n\n<!-- BEGIN generated:eval -->\nold\n<!-- END generated:eval -->\n\nmore hand\n"
+    out = module.fill_blocks(text, {"eval": "new table\n", "train": "train table\n"})
+    assert "hand\n" in out and "more hand" in out and "old" not in out
+    assert "<!-- BEGIN generated:eval -->\nnew table\n<!-- END generated:eval -->" in out
+    assert "<!-- BEGIN generated:train -->\ntrain table\n<!-- END generated:train -->" in out
+    assert module.fill_blocks(out, {"eval": "new table\n", "train": "train table\n"}) == out  # idempotent
