@@ -1,0 +1,149 @@
+"""Load test of the running app: concurrent gradio_client users, mixed requests, no errors, no leaked sessions.
+
+    proc, url = launch_app(checkpoints, data, log_path)
+    report = run_load(url, clients=16, requests=100)  # {"errors": [...], "latency_ms": {"p50": ..}, ...}
+
+Each simulated user has its own `gradio_client.Client` (its own Gradio session) in its own thread and cycles
+through four kinds of request across every served model: a typed session of two known items plus an unknown
+token unique to (user, request); a sample visitor; a cold start; unknown items only. The unique token must
+come back in that request's status and no other user's token may appear, so a session that leaked between
+users (state kept on the server, a shared buffer) is an error, like an exception or a wrong-sized table.
+"""
+
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = re.compile(r"u-c(\d+)-r(\d+)")
+VISITORS = ("alice:0", "bob:1", "visitor:7", "visitor:12")
+KINDS = ("typed", "visitor", "cold", "unknown")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_app(checkpoints: Path, data: Path, log_path: Path, timeout: float = 180.0):
+    """Start app.py on a free port serving the folders under `checkpoints`; returns (process, url)."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "RECSYS_CHECKPOINTS": str(checkpoints), "RECSYS_DATA": str(data), "RECSYS_MODELS": "",
+           "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"app.py did not start in {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_app(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _one_request(client, user: int, step: int, models: list[str], known: list[str], k: int = 5) -> str | None:
+    """One request of the user's cycle; returns an error description, or None when the answer is right."""
+    kind, model = KINDS[step % len(KINDS)], models[(step // len(KINDS) + user) % len(models)]
+    token = f"u-c{user}-r{step}"
+    if kind == "visitor":
+        visitor = VISITORS[(user + step) % len(VISITORS)]
+        session, table, _chart, status, _why = client.predict(visitor, model, k, None, True,
+                                                              api_name="/recommend_visitor")
+        expect, own = ("Personalised", None) if session else ("Cold start", None)
+    else:
+        if kind == "typed":
+            a, b = known[user % len(known)], known[(user * 7 + step + 1) % len(known)]
+            typed, expect = f"{a}, {token}, {b}", "Personalised"
+        elif kind == "cold":
+            typed, expect = "", "Cold start"
+        else:
+            typed, expect = f"{token}, {token}x", "Cold start"
+        table, _chart, status, _why = client.predict(model, typed, k, None, True, api_name="/recommend")
+        own = token if kind in ("typed", "unknown") else None
+    text = f"{status}\n{_why}"
+    if expect not in status:
+        return f"{kind}/{model}: expected {expect!r} in status {status[:200]!r}"
+    if not 1 <= len(table["data"]) <= k:
+        return f"{kind}/{model}: {len(table['data'])} rows for k={k}"
+    seen = {m.group(0).removesuffix("x") for m in TOKEN.finditer(text)}
+    if seen - {own}:
+        return f"{kind}/{model}: LEAK, user {user} got tokens {sorted(seen - {own})} in {status[:200]!r}"
+    if own and own not in seen:
+        return f"{kind}/{model}: own token {own} missing from status {status[:200]!r}"
+    return None
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def run_load(url: str, clients: int = 16, requests: int = 100) -> dict:
+    """`clients` concurrent users each sending `requests` mixed requests; latencies and every error."""
+    from gradio_client import Client
+
+    models = [m["key"] for m in Client(url, verbose=False).predict(api_name="/models")]
+    known = [str(100 + i) for i in range(1, 21)]  # raw ids of the test folders; unknown ones are just skipped
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    lock, start = threading.Lock(), threading.Barrier(clients)
+
+    def user(u: int) -> None:
+        try:
+            client = Client(url, verbose=False)
+        except Exception as exc:  # noqa: BLE001 - every failure is counted
+            with lock:
+                errors.append(f"user {u}: connect: {exc!r}")
+            start.abort()
+            return
+        try:
+            start.wait()
+        except threading.BrokenBarrierError:
+            pass
+        for step in range(requests):
+            began = time.perf_counter()
+            try:
+                problem = _one_request(client, u, step, models, known)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted
+                problem = f"user {u} step {step}: {exc!r}"
+            latencies[u].append(time.perf_counter() - began)
+            if problem:
+                with lock:
+                    errors.append(f"user {u} step {step}: {problem}")
+
+    threads = [threading.Thread(target=user, args=(u,)) for u in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    flat = [x * 1000 for row in latencies for x in row]
+    return {"clients": clients, "requests_per_client": requests, "requests": len(flat), "models": models,
+            "errors": errors, "n_errors": len(errors), "wall_seconds": round(wall, 2),
+            "throughput_rps": round(len(flat) / wall, 2) if wall else None,
+            "latency_ms": {"p50": round(_percentile(flat, 50), 1), "p95": round(_percentile(flat, 95), 1),
+                           "p99": round(_percentile(flat, 99), 1), "max": round(max(flat), 1),
+                           "mean": round(statistics.fmean(flat), 1)} if flat else {}}
