@@ -63,9 +63,11 @@ class Options:
     refit: bool = True  # accuracy: baselines refitted on train + valid after validation (as the ANCHORS runs)
     app: bool = True  # serving: the gradio_client round trip
     epochs: int | None = None  # train: epochs per run (default 2; quick 1)
+    threads: int | None = None  # train: torch intra-op threads (None: torch's default)
     peers: bool = False  # train: start the RecBole runs in the background (nohup) when they have no results
     peers_only: bool = False  # train: keep our numbers from the last train result, refresh the RecBole part
     repeats: int | None = None  # data: preparation runs per size
+    command: str = ""  # the command line (set by run_suite), kept with results merged across runs
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -529,7 +531,8 @@ def suite_serving(opts: Options) -> dict:
         out["app"] = app_round_trip(opts)
         if out["app"].get("p50_ms") is not None and not opts.quick:
             checks.append(check("app round trip (gradio_client, /recommend) p50", out["app"]["p50_ms"],
-                                APP_TARGET_MS, "ms"))
+                                APP_TARGET_MS, "ms", note=f"load {out['app']['load_after'][0]} after the calls; "
+                                                          "the handler alone: see the serving section"))
     else:
         out["app"] = {"skipped": "not requested (--no-app)"}
     return out
@@ -690,10 +693,10 @@ def app_round_trip(opts: Options) -> dict:
                 print(f"[serving] app /recommend {model}: p50 {per_model[model]['p50_ms']:.1f} ms, "
                       f"p99 {per_model[model]['p99_ms']:.1f} ms", flush=True)
             all_times = [m["p50_ms"] for m in per_model.values()]
-            return {"catalogue": label, "n_items": data.n_items - 1, "startup_s": round(startup, 1),
-                    "calls_per_model": n_calls, "parameters": params, "models": per_model,
-                    "p50_ms": round(float(np.median(all_times)), 3),
-                    "note": "p50 is the median over models of each model's p50; client and server share the CPU"}
+            out = {"catalogue": label, "n_items": data.n_items - 1, "startup_s": round(startup, 1),
+                   "calls_per_model": n_calls, "parameters": params, "models": per_model,
+                   "p50_ms": round(float(np.median(all_times)), 3), "load_after": load_avg(),
+                   "note": "p50 is the median over models of each model's p50; client and server share the CPU"}
         except Exception as err:
             return {"skipped": f"round trip failed: {type(err).__name__}: {err}"[:500]}
         finally:
@@ -703,6 +706,34 @@ def app_round_trip(opts: Options) -> dict:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    # the handler alone, in-process (no Gradio, no HTTP): what the round trip adds on top of it
+    child = run_child(worker_argv("app_handler", {**{k: env[k] for k in ("RECSYS_CHECKPOINTS", "RECSYS_DATA",
+                                                                         "RECSYS_SAMPLES")},
+                                                  "texts": texts, "models": list(app_models)}))
+    out["handler"] = child["result"] if child.get("result") else {"error": (child.get("error") or "")[-300:]}
+    return out
+
+
+def worker_app_handler(params: dict) -> dict:
+    """recsys.app_logic.recommend_view (what app.py's /recommend calls) timed in-process, at torch's default
+    thread count (as app.py runs) and at 1 thread."""
+    import torch
+
+    from recsys import app_logic
+
+    service = app_logic.AppService.from_env({**params, "RECSYS_MODELS": ""})
+    out = {}
+    for threads in (torch.get_num_threads(), 1):
+        torch.set_num_threads(threads)
+        for model in params["models"]:
+            app_logic.recommend_view(service, model, params["texts"][0], 20, None, False, None)  # loads it
+            times = []
+            for text in params["texts"]:
+                t0 = time.perf_counter()
+                app_logic.recommend_view(service, model, text, 20, None, False, None)
+                times.append(time.perf_counter() - t0)
+            out[f"{model}, {threads} thread{'s' if threads > 1 else ''}"] = percentiles_ms(times)
+    return {"models": out, "load_after": load_avg()}
 
 
 def worker_app_models(params: dict) -> dict:
@@ -782,26 +813,29 @@ def _window_counts(seq_file: Path, max_len: int) -> dict:
 
 def suite_train(opts: Options) -> dict:
     previous = _read_json(results_path(opts.results_dir, "train", opts.quick))
-    ours_run = None  # when our numbers come from an earlier run: when and how that run was made
     if opts.peers_only and previous.get("ours"):
         ours, data_info = previous["ours"], previous.get("data")
-        ours_run = previous.get("ours_run") or {k: previous.get(k) for k in ("timestamp", "command", "timing")}
     else:
         ours, data_info = _train_ours(opts)
+        # runs at another thread count (another key) are kept from the previous results, each with its own "ran"
+        for name, runs in (previous.get("ours") or {}).items():
+            if isinstance(runs, dict) and isinstance(ours.get(name), dict):
+                ours[name] = {**{k: v for k, v in runs.items() if k not in ours[name]}, **ours[name]}
     peers = peer_results(opts)
     if opts.peers and not opts.quick:
         peers["launch"] = launch_peers(opts)
     comparison = []
     for name, spec in TRAIN_MODELS.items():
-        theirs = peers.get("runs", {}).get(spec["recbole"])
         for variant, run in (ours or {}).get(name, {}).items():
             if "median_s_per_epoch" not in run:
                 continue
-            row = {"model": name, "variant": variant, "ours_s_per_epoch": run["median_s_per_epoch"],
+            theirs = matching_peer(peers.get("runs", {}), spec["recbole"], run.get("torch_threads"))
+            row = {"model": name, "variant": variant, "threads": run.get("torch_threads"),
+                   "ours_s_per_epoch": run["median_s_per_epoch"],
                    "ours_targets_per_s": run["targets_per_s"],
                    "ours_cpu_s_per_epoch": round(run["fit_cpu_s"] / run["epochs"], 1)}
             if theirs and theirs.get("median_train_epoch_s"):
-                row |= {"recbole_s_per_epoch": theirs["median_train_epoch_s"],
+                row |= {"recbole_file": theirs["file"], "recbole_s_per_epoch": theirs["median_train_epoch_s"],
                         "recbole_samples_per_s": theirs.get("samples_per_s"),
                         "ratio_ours_over_recbole": round(run["median_s_per_epoch"] / theirs["median_train_epoch_s"], 4)}
                 cpu = theirs.get("time_v") or {}
@@ -810,8 +844,7 @@ def suite_train(opts: Options) -> dict:
                     row["cpu_ratio_ours_over_recbole"] = round(row["ours_cpu_s_per_epoch"]
                                                                / row["recbole_cpu_s_per_epoch"], 4)
             comparison.append(row)
-    return {"data": data_info, "ours": ours, "ours_run": ours_run, "peers": peers, "comparison": comparison,
-            "checks": []}
+    return {"data": data_info, "ours": ours, "peers": peers, "comparison": comparison, "checks": []}
 
 
 def _train_ours(opts: Options) -> tuple[dict, dict]:
@@ -825,26 +858,32 @@ def _train_ours(opts: Options) -> tuple[dict, dict]:
     counts = _window_counts(seq_file, 50)
     matched = max(1, round(TARGETS_PER_STEP / counts["targets_per_window"]))
     variants = {"recbole-batch": matched} if opts.quick else {"recbole-batch": matched, "cpu-default": 256}
+    import torch
+
+    threads = opts.threads or torch.get_num_threads()
     ours = {}
     for name, spec in TRAIN_MODELS.items():
         ours[name] = {}
         for variant, batch in variants.items():
             params = {"seq_file": str(seq_file), "model": name, "params": spec["params"], "epochs": epochs,
+                      "threads": opts.threads,
                       "train": {"batch_size": batch, "lr": 1e-3, "n_negatives": 0, "patience": 100,
                                 "schedule": "constant"}}
+            key = f"{variant}, {threads} thread{'s' if threads > 1 else ''}"
+            ran = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "command": opts.command}
             child = run_child(worker_argv("train", params), timeout=3600)
             if child.get("error"):
-                ours[name][variant] = {"skipped": f"failed: {child['error'][-400:]}"}
+                ours[name][key] = {"skipped": f"failed: {child['error'][-400:]}", "ran": ran}
                 print(f"[train] {name} {variant}: FAILED {child['error'][-400:]}", flush=True)
                 continue
             result = child.pop("result")
-            ours[name][variant] = {**result, "process": child, "batch_windows": batch,
-                                   "params": spec["params"], "train_config": params["train"]}
+            ours[name][key] = {**result, "process": child, "batch_windows": batch, "ran": ran,
+                               "params": spec["params"], "train_config": params["train"]}
             print(f"[train] {name} {variant} (batch {batch} windows): {result['median_s_per_epoch']:.1f} s/epoch, "
                   f"{result['targets_per_s']:.0f} target positions/s, peak {child['peak_rss_mib']:.0f} MiB, "
                   f"load {child['load_before']}", flush=True)
     return ours, {"description": description, "file": str(seq_file), "epochs": epochs, **counts,
-                  "matched_batch_windows": matched}
+                  "matched_batch_windows": matched, "threads": opts.threads}
 
 
 def _synthetic_sequences(opts: Options) -> Path:
@@ -867,6 +906,8 @@ def worker_train(params: dict) -> dict:
     from recsys.models import FitOptions
     from recsys.pipeline import build_model
 
+    if params.get("threads"):
+        torch.set_num_threads(params["threads"])
     data = read_user_sequences(params["seq_file"], max_length=10**6)  # no truncation: every position trains
     model = build_model(params["model"], data.n_items, params["params"])
     lengths = data.train.lengths
@@ -889,6 +930,12 @@ def worker_train(params: dict) -> dict:
             "valid_ndcg@10": [round(r.get("ndcg@10", float("nan")), 5) for r in history]}
 
 
+def matching_peer(runs: dict, model: str, threads: int | None) -> dict | None:
+    """The RecBole run of `model` with the same torch thread count as ours (most epochs first)."""
+    same = [r for r in runs.values() if r["model"] == model and r.get("torch_threads") == threads]
+    return max(same, key=lambda r: r.get("epochs_run") or 0) if same else None
+
+
 def peer_output_dir(opts: Options) -> Path:
     return Path(os.environ.get("PEER_OUT") or opts.work_dir / "peers")
 
@@ -903,15 +950,16 @@ def peer_results(opts: Options) -> dict:
             continue
         epochs = d.get("train_epoch_seconds") or []
         median = d.get("median_train_epoch_s") or (float(np.median(epochs)) if epochs else None)
-        runs[d["model"]] = {
-            "file": path.name, "epochs_run": d.get("epochs_run"), "train_epoch_seconds": epochs,
+        runs[path.stem] = {
+            "model": d["model"], "file": path.name, "epochs_run": d.get("epochs_run"), "train_epoch_seconds": epochs,
             "median_train_epoch_s": median, "n_train_samples": d.get("n_train_samples"),
             "samples_per_s": round(d["n_train_samples"] / median, 1) if median and d.get("n_train_samples") else None,
             "train_losses": d.get("train_losses"), "peak_rss_mib": d.get("peak_rss_mib_getrusage"),
             "valid_epoch_seconds": d.get("valid_epoch_seconds"), "ld_preload": d.get("ld_preload"),
             "anomaly_detection_during_run": d.get("anomaly_detection_during_run"),
             "torch_threads": d.get("torch_threads"), "versions": d.get("versions"),
-            "time_v": _time_v(path.parent.parent / (path.stem + ".err"))}
+            "time_v": _time_v(path.parent.parent / (path.stem + ".err")),
+            **_peer_loads(peer_output_dir(opts) / "nohup.log", path.stem)}
     status = "results found" if runs else (
         "no results yet: run `nohup bash benchmarks/peers/run_recbole.sh all > benchmarks/work/peers/nohup.log "
         "2>&1 &` (or `python scripts/benchmark.py train --peers`), then `python scripts/benchmark.py train "
@@ -922,6 +970,19 @@ def peer_results(opts: Options) -> dict:
             "setup": "RecBole 1.2.1 in its own venv (~/.cache/recsys-peers/recbole-venv) installed as "
                      "../shared/peers/recbole/README.md says (torch==2.13.0 first, recbole --no-deps, its "
                      "requirements.txt); runner called by path; anomaly detection off; glibc malloc"}
+
+
+def _peer_loads(log: Path, name: str) -> dict:
+    """Start/end times and load averages run_recbole.sh logged for one run (the last such run in the log)."""
+    out = {}
+    if log.is_file():
+        for line in log.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] in ("start", "done") and parts[2] == name:
+                when = "started" if parts[1] == "start" else "finished"
+                out[when] = parts[0]
+                out[f"load_{when}"] = [float(x.strip("()")) for x in parts[-3:]]
+    return out
 
 
 def _time_v(path: Path) -> dict | None:
@@ -973,6 +1034,9 @@ class DataSpec:
     protocol: str
     main_k: int  # the K the anchors report
     skip: str | None = None
+    # Data.with_valid_in_train takes the validation sequences as the refit data when valid and test cover the
+    # same users; on the partial ML-1M split they cover 512 of 6,040 users, so its baselines are not refitted.
+    refit: bool = True
 
 
 ACCURACY_DATASETS = {
@@ -987,7 +1051,7 @@ ACCURACY_DATASETS = {
                           "train/input", "val/input", "val/output", "test/output")),
                       "leave-one-out evaluated on the 512 users whose whole sequence survives in the partial "
                       "gSASRec split (SOURCES.md 4a, protocol ii); training on every user's sequence but its last "
-                      "two items, as standard; the published rows are over all 6,040 users", 10),
+                      "two items, as standard; the published rows are over all 6,040 users", 10, refit=False),
 }
 # ../shared/data/ANCHORS.md, percent. (name, metrics, source); the "measured" rows are its simple baselines.
 ANCHOR_ROWS = {
@@ -1173,7 +1237,8 @@ def suite_accuracy(opts: Options) -> dict:
             params = load_params([pfile]) if pfile else {}
             out = opts.work_dir / "accuracy" / (name + ("-quick" if opts.quick else ""))
             config = RunConfig(models=(model,), out=out, params=params, max_epochs=opts.max_epochs,
-                               n_boot=200 if opts.quick else 1000, progress=False, assets=None, refit=opts.refit)
+                               n_boot=200 if opts.quick else 1000, progress=False, assets=None,
+                               refit=opts.refit and spec.refit)
             with Timer() as t:
                 results = run(data, config, log=functools.partial(print, f"[accuracy] {name}", flush=True))
             r = results["models"][model]
@@ -1185,7 +1250,7 @@ def suite_accuracy(opts: Options) -> dict:
                 "test_raw": {k: v for k, v in r["test"].items() if k in ACCURACY_METRICS or k == "cases"},
                 "test_scaled": scaled, "valid": {k: v["value"] for k, v in r["valid"].items() if k in ACCURACY_METRICS},
                 "params": r["params"], "params_file": str(pfile.relative_to(ROOT)) if pfile else None,
-                "fit_seconds": r["fit_seconds"], "fit": r["fit"], "refit": opts.refit,
+                "fit_seconds": r["fit_seconds"], "fit": r["fit"], "refit": opts.refit and spec.refit,
                 "max_epochs": opts.max_epochs, "timing": t.as_dict(), "quick": opts.quick,
                 "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
             main = f"hr@{spec.main_k}"
@@ -1223,10 +1288,11 @@ def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
         raise ValueError(f"unknown suite {suite!r}; choose from {SUITES}")
     opts.work_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    opts.command = " ".join(shlex.quote(a) for a in ["python", "scripts/benchmark.py", *argv])
     with Timer() as t:
         numbers = SUITE_FUNCTIONS[suite](opts)
     result = {"suite": suite, "quick": opts.quick, "timestamp": started,
-              "command": " ".join(shlex.quote(a) for a in ["python", "scripts/benchmark.py", *argv]),
+              "command": opts.command,
               "machine": machine(), "timing": t.as_dict(), **numbers}
     path = results_path(opts.results_dir, suite, opts.quick)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1237,7 +1303,7 @@ def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
 
 WORKERS = {"generate": worker_generate, "prepare": worker_prepare, "eval": worker_eval,
            "serving_data": worker_serving_data, "serving": worker_serving, "app_models": worker_app_models,
-           "train": worker_train}
+           "app_handler": worker_app_handler, "train": worker_train}
 
 
 def _worker_main(argv: list[str]) -> int:

@@ -16,6 +16,8 @@
 #   EPOCHS           epochs per model (default 2; RecBole SASRec takes ~127-250 s per epoch on the 2-core CPU)
 #   MODELS           default "SASRec GRU4Rec"
 #   TCMALLOC         path of libtcmalloc_minimal.so.4 to LD_PRELOAD (default empty: glibc malloc, as our runs)
+#   THREADS          torch intra-op threads (OMP_NUM_THREADS); default empty: torch's default (2 on this machine).
+#                    On a loaded 2-core machine 2 threads spin against each other; 1 is the fair setting there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${RECBOLE_VENV:-$HOME/.cache/recsys-peers/recbole-venv}"
@@ -41,12 +43,13 @@ run() {
   [ -f "$PEERS_DIR/recbole_runner.py" ] || { echo "no runner at $PEERS_DIR/recbole_runner.py" >&2; exit 2; }
   mkdir -p "$PEER_OUT/results"
   cd "$PEER_OUT"
-  local pre=()
-  if [ -n "${TCMALLOC:-}" ]; then pre=(env LD_PRELOAD="$TCMALLOC"); fi
+  local pre=(env) suffix=""
+  if [ -n "${TCMALLOC:-}" ]; then pre+=(LD_PRELOAD="$TCMALLOC"); fi
+  if [ -n "${THREADS:-}" ]; then pre+=(OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"); suffix="_${THREADS}t"; fi
   for model in $MODELS; do
     local lower name
     lower="$(echo "$model" | tr '[:upper:]' '[:lower:]')"
-    name="${lower}_ml-100k_${EPOCHS}ep"
+    name="${lower}_ml-100k_${EPOCHS}ep${suffix}"
     echo "$(date -Is) start $name (load $(cut -d' ' -f1-3 /proc/loadavg))"
     /usr/bin/time -v "${pre[@]}" "$VENV/bin/python" "$PEERS_DIR/recbole_runner.py" --model "$model" \
       --dataset ml-100k --config "$PEERS_DIR/configs/seq_common.yaml" --config "$PEERS_DIR/configs/$lower.yaml" \
