@@ -4,58 +4,26 @@ The app serves tiny Pop / S-Pop / item-kNN folders built here (RECSYS_CHECKPOINT
 processed data set (RECSYS_DATA); nothing touches the network (HF_HUB_OFFLINE=1).
 """
 
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from test_app_logic import N, build_checkpoints, build_processed
 
+from recsys import loadtest
+
 ROOT = Path(__file__).resolve().parents[1]
 gradio_client = pytest.importorskip("gradio_client")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch_app(tmp: Path, timeout: float = 180.0):
     """Start app.py on a free port with models and visitors under tmp/; returns (process, url)."""
     build_checkpoints(tmp / "checkpoints")
     build_processed(tmp / "data")
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "RECSYS_CHECKPOINTS": str(tmp / "checkpoints"), "RECSYS_DATA": str(tmp / "data"), "RECSYS_MODELS": "",
-           "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    log = open(tmp / "app.log", "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{(tmp / 'app.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"app.py did not start in {timeout}s:\n{(tmp / 'app.log').read_text()[-3000:]}")
+    return loadtest.launch_app(tmp / "checkpoints", tmp / "data", tmp / "app.log", timeout)
 
 
-def stop_app(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+stop_app = loadtest.stop_app
 
 
 @pytest.fixture(scope="module")
