@@ -412,7 +412,7 @@ SERVING_SINGLE = 200  # single-session calls per model (after 5 warm-up calls)
 SERVING_THREADS = 1  # torch intra-op threads while timing: 2 threads on 2 busy cores make one call 10-20x slower
 SERVING_TARGETS = {"p50_ms": 5.0, "p99_ms": 20.0}  # at 40k
 APP_TARGET_MS = 150.0
-FIT_TIMEOUT_1M_S = 240
+CHILD_TIMEOUT_1M_S = 300  # per model at 1M items: load, fit and the timed calls
 
 
 def _synthetic_processed(opts: Options, n_items: int) -> Path:
@@ -495,11 +495,11 @@ def suite_serving(opts: Options) -> dict:
         entries, n_real = {}, n
         for group in groups:
             child = run_child(worker_argv("serving", {**base, "models": group}),
-                              timeout=FIT_TIMEOUT_1M_S + 60 if per_model else None)
+                              timeout=CHILD_TIMEOUT_1M_S if per_model else None)
             if child.get("error"):
                 reason = child["error"] if not child["timed_out"] else (
-                    f"skipped: fitting on the synthetic {label}-item data did not finish within "
-                    f"{FIT_TIMEOUT_1M_S + 60} s on this machine")
+                    f"skipped: fitting on the synthetic {label}-item data and timing did not finish within "
+                    f"{CHILD_TIMEOUT_1M_S} s on this machine")
                 for m in group:
                     entries[m] = {"skipped": reason.strip().splitlines()[-1][:300]}
                 continue
@@ -944,7 +944,8 @@ def peer_results(opts: Options) -> dict:
     """What the RecBole runs (benchmarks/peers/run_recbole.sh) left in benchmarks/work/peers/results."""
     folder = peer_output_dir(opts) / "results"
     runs = {}
-    for path in sorted(folder.glob("*_ml-100k_*ep.json")):
+    # <model>_ml-100k_<E>ep[_<N>t].json (run_recbole.sh's names; other files there, e.g. *_loaded.json, are not read)
+    for path in sorted([*folder.glob("*_ml-100k_*ep.json"), *folder.glob("*_ml-100k_*ep_*t.json")]):
         d = _read_json(path)
         if not d.get("model"):
             continue

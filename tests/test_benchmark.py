@@ -95,11 +95,14 @@ def test_train_suite(tmp_path):
 def test_accuracy_suite(tmp_path):
     if not (SHARED / "s3rec" / "Beauty.txt").is_file():
         pytest.skip(f"shared data not found at {SHARED}: the accuracy suite needs ../shared/data")
-    run_benchmark(tmp_path, "accuracy", "--datasets", "beauty", "--models", "pop")
+    run_benchmark(tmp_path, "accuracy", "--datasets", "beauty,ml-1m", "--models", "pop")
     data = result(tmp_path, "accuracy")
     pop = data["datasets"]["beauty"]["models"]["pop"]
     assert 0 < pop["test_scaled"]["hr@10"]["value"] < 0.2
     assert pop["test_scaled"]["hr@10"] == pop["test_raw"]["hr@10"]  # leave-one-out drops no test case
+    ml1m = data["datasets"]["ml-1m"]
+    assert ml1m["data"]["test_cases_kept"] == ml1m["data"]["test_cases_total"] > 0  # the validation users only
+    assert ml1m["models"]["pop"]["refit"] is False  # valid covers 512 users: no refit on it
 
 
 def test_accuracy_skips_without_shared_data(tmp_path):
