@@ -8,6 +8,18 @@ through four kinds of request across every served model: a typed session of two 
 token unique to (user, request); a sample visitor; a cold start; unknown items only. The unique token must
 come back in that request's status and no other user's token may appear, so a session that leaked between
 users (state kept on the server, a shared buffer) is an error, like an exception or a wrong-sized table.
+
+Each user waits for its client's event stream to close before sending its next request (`wait_for_stream_close`).
+Without that, gradio_client (2.7, protocol sse_v3) cancels about one request in 1,600 under load: the server ends
+a session's SSE stream with `close_stream` right after the last pending `process_completed`; the client returns
+the answer on `process_completed` while its reader thread has not yet handled the `close_stream` behind it, so
+the next request is registered on that dying stream (`stream_open` is still True), no new stream is opened, and
+the reader, on reaching `close_stream`, cancels it (`CancelledError`). A reader thread held back by a busy CPU
+(16 clients and the server on 2 cores) is all it takes; `tests/test_load.py` reproduces it every time by
+delaying that one message. Browsers are not affected (the JS client handles messages in arrival order on one
+thread), and nothing in the app's queue settings, timeouts or concurrency limit changes it.
+
+`build_demo(root)` writes the small data set and Pop / S-Pop / item-kNN folders the load test serves.
 """
 
 import os
@@ -21,10 +33,49 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = re.compile(r"u-c(\d+)-r(\d+)")
 VISITORS = ("alice:0", "bob:1", "visitor:7", "visitor:12")
 KINDS = ("typed", "visitor", "cold", "unknown")
+N_ITEMS = 20  # raw ids "101".."120"
+
+
+def demo_dataset():
+    """Sessions walk 1 -> 2 -> ... -> 20 (raw ids 101..120); the test sessions are the sample VISITORS."""
+    from recsys.data import Dataset
+    from recsys.sessions import Sessions
+
+    rng = np.random.default_rng(0)
+    seqs = [[(s + t) % N_ITEMS + 1 for t in range(6)] for s in rng.integers(0, N_ITEMS, size=120)]
+    train, valid, test = seqs[:110], seqs[110:115], seqs[115:]
+    raw = [str(100 + i) for i in range(1, N_ITEMS + 1)]
+    items = pd.DataFrame({"item_id": pd.array(raw, dtype="string"),
+                          "category_id": pd.array(["shoes" if i % 2 else "hats" for i in range(1, N_ITEMS + 1)],
+                                                  dtype="string"),
+                          "popularity": np.bincount(np.concatenate(train), minlength=N_ITEMS + 1)[1:]})
+    ids = {"train": [f"train-{i}" for i in range(len(train))], "valid": [f"valid-{i}" for i in range(len(valid))],
+           "test": [*VISITORS, "visitor:70"]}
+    info = {name: pd.DataFrame({"session_id": pd.array(v, dtype="string")}) for name, v in ids.items()}
+    return Dataset(Sessions.from_lists(train), Sessions.from_lists(valid), Sessions.from_lists(test), items,
+                   {"protocols": {"valid": "all", "test": "all"}}, info)
+
+
+def build_demo(root: Path, models=("pop", "spop", "itemknn")) -> tuple[Path, Path]:
+    """The data set (root/data) and fitted model folders (root/checkpoints/NAME) for the load test."""
+    from recsys.folder import save_folder
+    from recsys.models import REGISTRY
+
+    data = demo_dataset()
+    for rank, name in enumerate(models):
+        model = REGISTRY[name](REGISTRY[name].Config(), data.n_items)
+        model.fit(data)
+        hr = 0.2 + 0.1 * rank  # placeholder scores: the app picks the last model as its default
+        save_folder(model, root / "checkpoints" / name, data.items,
+                    metrics={"valid": {"hr@10": hr}, "test": {"hr@10": {"value": hr}}})
+    return root / "checkpoints", data.save(root / "data")
 
 
 def free_port() -> int:
@@ -61,6 +112,20 @@ def stop_app(proc) -> None:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def wait_for_stream_close(client, timeout: float = 30.0) -> bool:
+    """Wait until `client` has no open event stream, so its next request opens a fresh one (see the docstring).
+
+    A client that sends one request at a time always gets `close_stream` after each answer. Returns False after
+    `timeout` seconds, or at once when this gradio_client has no `stream_open` (another design: nothing to wait).
+    """
+    deadline = time.monotonic() + timeout
+    while getattr(client, "stream_open", False):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
 
 
 def _one_request(client, user: int, step: int, models: list[str], known: list[str], k: int = 5) -> str | None:
@@ -123,7 +188,10 @@ def run_load(url: str, clients: int = 16, requests: int = 100) -> dict:
         except threading.BrokenBarrierError:
             pass
         for step in range(requests):
-            began = time.perf_counter()
+            if not wait_for_stream_close(client):
+                with lock:
+                    errors.append(f"user {u} step {step}: the previous answer's event stream never closed")
+            began = time.perf_counter()  # the wait above (~ms) is not counted in the latency
             try:
                 problem = _one_request(client, u, step, models, known)
             except Exception as exc:  # noqa: BLE001 - every failure is counted

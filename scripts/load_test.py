@@ -3,7 +3,7 @@
     python scripts/load_test.py --clients 16 --requests 100
 
 Launches app.py in a subprocess on a free port, serving small Pop / S-Pop / item-kNN folders built in a
-temporary directory (the same ones tests/test_app_logic.py builds), and runs recsys.loadtest.run_load.
+temporary directory (recsys.loadtest.build_demo), and runs recsys.loadtest.run_load.
 Exits 1 on any error (an exception, a wrong answer, or one user's session showing up in another's answer).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import _path  # noqa: F401 - repository root on sys.path
 
-from recsys.loadtest import launch_app, run_load, stop_app
+from recsys.loadtest import build_demo, launch_app, run_load, stop_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,14 +29,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100, help="requests per client")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/load.json"))
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_app_logic import build_checkpoints, build_processed  # the tiny folders the app tests serve
-
     with tempfile.TemporaryDirectory(prefix="recsys-load-") as tmp:
         tmp = Path(tmp)
-        build_checkpoints(tmp / "checkpoints")
-        build_processed(tmp / "data")
-        proc, url = launch_app(tmp / "checkpoints", tmp / "data", tmp / "app.log")
+        checkpoints, data = build_demo(tmp)
+        proc, url = launch_app(checkpoints, data, tmp / "app.log")
         try:
             load_before = os.getloadavg()
             report = run_load(url, args.clients, args.requests)
