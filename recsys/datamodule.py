@@ -10,6 +10,7 @@ Two kinds of samples, both built once with numpy and gathered a whole batch at a
 Batches are (x (B, T) int64, y (B, T) or (B,) int64, lengths (B,) int64), T = the longest row in the batch.
 Rows of similar length are batched together (shuffled within pools of 50 batches, batches in random order), so
 little compute goes to padding: sessions are mostly short but a random batch of 256 pads to its longest row.
+Under data-parallel training (DDP) each rank gets a disjoint 1/world_size of every epoch's batches.
 """
 
 import lightning as L
@@ -68,24 +69,48 @@ def position_windows(sessions: Sessions, max_len: int) -> tuple[np.ndarray, np.n
 class SimilarLengthBatches(Sampler):
     """Batches of row indices: shuffle, cut into pools of `pool` batches, sort each pool by length, shuffle batches.
 
-    Draws from torch's global generator, so `seed_everything` fixes the order.
+    One process (num_replicas=1) draws from torch's global generator, so `seed_everything` fixes the order. With
+    num_replicas > 1 (data-parallel training) every rank draws the same order from `seed` + the epoch number (set
+    by Lightning through `set_epoch`, as for torch's DistributedSampler), pads it by repeating its first batches
+    to a multiple of num_replicas, and keeps every num_replicas-th batch from its rank on: the ranks get disjoint
+    shares of the epoch, of the same length, so no rank waits at a gradient all-reduce that another never joins.
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, pool: int = 50):
+    def __init__(self, lengths: np.ndarray, batch_size: int, pool: int = 50, num_replicas: int = 1, rank: int = 0,
+                 seed: int = 0):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, num_replicas), got rank {rank} of {num_replicas}")
         self.lengths, self.batch_size, self.pool = np.asarray(lengths), batch_size, pool
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+
+    @property
+    def sampler(self):
+        """Itself: Lightning calls set_epoch on `dataloader.batch_sampler.sampler` (and not on the batch sampler)."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        n_batches = -(-len(self.lengths) // self.batch_size)
+        return -(-n_batches // self.num_replicas)
 
     def __iter__(self):
-        order = torch.randperm(len(self.lengths)).numpy()
+        generator = None  # one process: torch's global generator, as before data-parallel training existed
+        if self.num_replicas > 1:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).numpy()
         size = self.batch_size * self.pool
         batches = []
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        for i in torch.randperm(len(batches)).tolist():
+        shuffled = torch.randperm(len(batches), generator=generator).tolist()
+        if self.num_replicas > 1:
+            padded = [shuffled[i % len(shuffled)] for i in range(len(self) * self.num_replicas)]
+            shuffled = padded[self.rank :: self.num_replicas]
+        for i in shuffled:
             yield batches[i].tolist()
 
 
@@ -95,9 +120,9 @@ def _identity(batch):
 
 class SessionDataModule(L.LightningDataModule):
     def __init__(self, train: Sessions, max_len: int, batch_size: int, pad_side: str = "left",
-                 per_position: bool = True, pin_memory: bool = False, num_workers: int = 0):
+                 per_position: bool = True, pin_memory: bool = False, num_workers: int = 0, seed: int = 0):
         super().__init__()
-        self.train, self.max_len, self.batch_size = train, max_len, batch_size
+        self.train, self.max_len, self.batch_size, self.seed = train, max_len, batch_size, seed
         self.pad_side, self.per_position = pad_side, per_position
         self.pin_memory, self.num_workers = pin_memory, num_workers
         self.samples: PaddedSamples | None = None
@@ -116,6 +141,9 @@ class SessionDataModule(L.LightningDataModule):
             raise ValueError("no training samples: every training session has fewer than 2 items")
 
     def train_dataloader(self) -> DataLoader:
-        batches = SimilarLengthBatches(self.samples.lengths, self.batch_size)
+        """Under a data-parallel trainer, this rank's share of each epoch's batches (see SimilarLengthBatches)."""
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        batches = SimilarLengthBatches(self.samples.lengths, self.batch_size, num_replicas=world, rank=rank,
+                                       seed=self.seed)
         return DataLoader(self.samples, batch_sampler=batches, collate_fn=_identity, pin_memory=self.pin_memory,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)

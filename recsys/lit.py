@@ -64,7 +64,8 @@ class TrainConfig:
     # when other processes share the cores (a descheduled thread stalls every parallel op)
     strategy: str = "auto"  # Lightning strategy, e.g. "ddp" with devices=2 for two CPU processes (gloo)
     devices: int | str = 1  # processes/GPUs; 1 by default so a multi-GPU machine does not start DDP unasked.
-    # Every process sees every batch (no distributed sampler): the run matches one process, it is not faster
+    # Each process trains on its own 1/devices of every epoch's batches (steps per epoch divide by devices, each
+    # step averages devices * batch_size rows); rank 0 validates and sends its metrics to the others
 
     def __post_init__(self):
         if self.monitor not in METRICS:
@@ -154,16 +155,25 @@ class LitRecommender(L.LightningModule):
                 group["lr"] = self.config.lr * min(1.0, (self.global_step + 1) / warmup)
 
     def on_train_epoch_end(self):
-        row = {"epoch": self.current_epoch + 1, "train_loss": float(self._loss_sum) / max(self._loss_count, 1),
+        # the loss over every rank's share of the epoch (one process: its own sum and count)
+        totals = torch.tensor([float(self._loss_sum), float(self._loss_count)], dtype=torch.float64, device=self.device)
+        loss_sum, count = self.trainer.strategy.reduce(totals, reduce_op="sum").tolist()
+        row = {"epoch": self.current_epoch + 1, "train_loss": loss_sum / max(count, 1),
                "lr": self.optimizers().param_groups[0]["lr"], "train_seconds": time.perf_counter() - self._started}
         if self.has_valid:
-            started = time.perf_counter()
-            result = evaluate(self.model, self.valid, self.protocol, max_cases=self.config.val_max_cases)
-            self.model.train()  # evaluate switched it to eval mode
-            metrics = {k: v for k, v in result.metrics().items() if k in METRICS}
-            row.update(metrics, val_seconds=time.perf_counter() - started)
-            for name, value in metrics.items():
-                self.log(f"val_{name}", value, prog_bar=name == self.config.monitor)
+            scores = None
+            if self.trainer.is_global_zero:  # the other ranks' weights are the same: one evaluation is enough
+                started = time.perf_counter()
+                result = evaluate(self.model, self.valid, self.protocol, max_cases=self.config.val_max_cases)
+                self.model.train()  # evaluate switched it to eval mode
+                scores = {k: v for k, v in result.metrics().items() if k in METRICS}
+                scores["val_seconds"] = time.perf_counter() - started
+            # every rank stops early, lowers the lr and picks the best epoch on rank 0's numbers
+            scores = self.trainer.strategy.broadcast(scores, src=0)
+            row.update(scores)
+            for name in METRICS:  # sync_dist: the same numbers everywhere already; it keeps Lightning from warning
+                if name in scores:
+                    self.log(f"val_{name}", scores[name], prog_bar=name == self.config.monitor, sync_dist=True)
         self.history.append(row)
 
     def configure_optimizers(self):
@@ -238,9 +248,11 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
     ckpt_dir = workdir / "checkpoints"
     batch_size = config.batch_size * (config.gpu_batch_scale if gpu else 1)
     datamodule = SessionDataModule(data.train, model.config.max_len, batch_size, model.pad_side, model.per_position,
-                                   pin_memory=gpu, num_workers=config.num_workers)
+                                   pin_memory=gpu, num_workers=config.num_workers, seed=options.seed)
     datamodule.setup("fit")
     steps_per_epoch = math.ceil(len(datamodule.samples) / datamodule.batch_size)
+    if isinstance(config.devices, int):  # each process trains on its share of the batches
+        steps_per_epoch = math.ceil(steps_per_epoch / config.devices)
     lit = LitRecommender(model, config, data.valid, data.protocol("valid"),
                          _log_sampling_probs(data, config, model.n_items), _data_id(data))
     monitor = f"val_{config.monitor}"
