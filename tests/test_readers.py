@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,6 +17,7 @@ from recsys.datasets import (
     read_table,
     read_yoochoose,
 )
+from recsys.datasets.retailrocket import attach_categories
 
 SHARED = Path("/work/shared/data")
 RR_HEADER = "timestamp,visitorid,event,itemid,transactionid\n"
@@ -64,6 +66,27 @@ def test_retailrocket_reads_events_and_time_varying_categories(tmp_path):
     buys = read_retailrocket(events, events=("addtocart", "transaction"))
     assert set(buys["event"]) == {"addtocart", "transaction"} and buys["category_id"].isna().all()
     assert read_category_tree(tree)["parent_id"].isna().sum() == 1
+
+
+def test_attach_categories_matches_a_row_by_row_as_of_lookup():
+    """Latest snapshot at or before the event (last file row among equal times), else the item's earliest."""
+    rng = np.random.default_rng(3)
+    t = pd.Timestamp("2015-05-03", tz="UTC")
+    history = pd.DataFrame({"item_id": pd.array(rng.choice(["a", "b", "c", "d"], 60), dtype="string"),
+                            "timestamp": t + pd.to_timedelta(rng.integers(0, 8, 60) * 10, unit="s"),
+                            "category_id": pd.array([f"c{i}" for i in range(60)], dtype="string")})
+    history = history[~((history["item_id"] == "d") & (history["timestamp"] < t + pd.Timedelta(seconds=40)))]
+    events = pd.DataFrame({"item_id": pd.array(rng.choice(["a", "b", "c", "d", "e"], 300), dtype="string"),
+                           "timestamp": t + pd.to_timedelta(rng.integers(-5, 90, 300), unit="s")})
+    got = attach_categories(events, history)["category_id"]
+    for item, ts, cat in zip(events["item_id"], events["timestamp"], got, strict=True):
+        rows = history[history["item_id"] == item]
+        if len(rows) == 0:
+            assert pd.isna(cat)
+            continue
+        at = rows["timestamp"] <= ts
+        when = rows["timestamp"][at].max() if at.any() else rows["timestamp"].min()
+        assert cat == rows["category_id"][rows["timestamp"] == when].iloc[-1]
 
 
 def test_retailrocket_rejects_unknown_event_filter(tmp_path):

@@ -79,22 +79,44 @@ def read_category_tree(path) -> pd.DataFrame:
 def attach_categories(events: pd.DataFrame, categories: pd.DataFrame) -> pd.DataFrame:
     """Add `category_id` to events(item_id, timestamp, ...) from categories(item_id, timestamp, category_id).
 
-    Each event gets the item's latest category at or before its timestamp, else (an event before the item's
-    first snapshot) the item's earliest known category; row order of `events` is kept.
+    Each event gets the item's latest category at or before its timestamp (of several rows with the same item
+    and timestamp, the last one in file order), else (an event before the item's first snapshot) the item's
+    earliest known category; row order of `events` is kept.
+
+    An as-of join without sorting the events (which may be 33 M rows): item ids become integer codes and
+    timestamps their rank among the snapshot times, so (item, rank) packs into one sortable int64 and one
+    `searchsorted` into the sorted snapshots finds every event's snapshot.
     """
-    history = categories[["item_id", "timestamp", "category_id"]].sort_values("timestamp", kind="stable")
-    history = history.drop_duplicates(["item_id", "timestamp"], keep="last")
-    order = events["timestamp"].argsort(kind="stable").to_numpy()
-    keys = pd.DataFrame({"item_id": events["item_id"].array.take(order),
-                         "timestamp": events["timestamp"].array.take(order)})
-    found = pd.merge_asof(keys, history, on="timestamp", by="item_id", direction="backward")["category_id"]
-    before_first = found.isna().to_numpy()
-    if before_first.any():  # the next snapshot after the event is the item's earliest one
-        early = pd.merge_asof(keys[before_first], history, on="timestamp", by="item_id", direction="forward")
-        found[before_first] = early["category_id"].to_numpy()
-    position = np.empty_like(order)
-    position[order] = np.arange(len(order))
-    return events.assign(category_id=found.array.take(position)).reset_index(drop=True)
+    vocab = pc.unique(_arrow(categories["item_id"]))
+    h_item = pc.index_in(_arrow(categories["item_id"]), value_set=vocab).to_numpy().astype(np.int64)
+    h_ts = _micros(categories["timestamp"])
+    times = np.unique(h_ts)
+    step = len(times) + 1  # rank 0: before every snapshot
+    h_key = h_item * step + np.searchsorted(times, h_ts) + 1
+    order = np.argsort(h_key, kind="stable")  # by (item, time), file order among equals
+    h_key = h_key[order]
+    e_item = pc.fill_null(pc.index_in(_arrow(events["item_id"]), value_set=vocab), -1).to_numpy()
+    known = e_item >= 0
+    e_item = e_item[known].astype(np.int64)
+    e_key = e_item * step + np.searchsorted(times, _micros(events["timestamp"])[known], side="right")
+    found = np.searchsorted(h_key, e_key, side="right") - 1  # last snapshot at or before the event ...
+    before_first = (found < 0) | (h_key[np.maximum(found, 0)] // step != e_item)
+    first_key = h_key[np.searchsorted(h_key, np.arange(len(vocab), dtype=np.int64) * step)]  # earliest of an item
+    earliest = np.searchsorted(h_key, first_key, side="right") - 1  # ... else its last row at the earliest time
+    found = np.where(before_first, earliest[e_item], found)
+    row = np.full(len(events), -1, dtype=np.int64)
+    row[known] = order[found]
+    labels = _arrow(categories["category_id"]).take(pa.array(row, mask=row < 0))
+    return events.assign(category_id=pd.Series(pd.array(labels, dtype="string"), index=events.index))
+
+
+def _arrow(values: pd.Series) -> pa.ChunkedArray:
+    """The pandas string column as an Arrow array (no copy for Arrow-backed strings)."""
+    return pa.chunked_array(pa.array(values.astype("string").array))
+
+
+def _micros(values: pd.Series) -> np.ndarray:
+    return values.astype("datetime64[us, UTC]").array.asi8
 
 
 def _read_categories(path) -> pd.DataFrame:
