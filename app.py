@@ -6,7 +6,8 @@ Models: every `$RECSYS_CHECKPOINTS/<name>/` folder (default `checkpoints/`) and 
 `$RECSYS_MODELS` (comma-separated repo ids). Sample visitors: `$RECSYS_SAMPLES` (default
 `<checkpoints>/sample_sessions.json`) or the test split of the processed data set `$RECSYS_DATA`
 (default `data/processed/synthetic`). On a machine with no model at all, `python app.py` first builds the
-default ones (recsys.pipeline.ensure_default_models), then serves.
+default ones (recsys.pipeline.ensure_default_models), then serves. Requests run at `$RECSYS_TORCH_THREADS` torch
+threads each (default 1).
 
 All logic lives in recsys/app_logic.py; the handlers here only adapt it to Gradio and never raise:
 errors come back as a status message (and a toast), never as a traceback.
@@ -14,6 +15,7 @@ errors come back as a status message (and a toast), never as a traceback.
 
 import functools
 import logging
+import os
 
 import gradio as gr
 
@@ -57,8 +59,8 @@ def guarded(n_outputs: int, fallback=None):
 
 
 def _outputs(r: logic.Recommendations, status: str | None = None):
-    """Recommendations -> (table, chart figure, status markdown, explanation markdown)."""
-    return r.table, logic.bar_figure(r.chart, "Scores, best first"), status or r.status, r.explanation
+    """Recommendations -> (table, bar chart update, status markdown, explanation markdown)."""
+    return r.table, gr.BarPlot(**logic.bar_chart(r.chart)), status or r.status, r.explanation
 
 
 def _error_outputs(message):
@@ -206,8 +208,8 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
                                      max_height=420, elem_id="recs")
                 gr.Markdown("Click a recommended item to add it to the session and recommend again.",
                             elem_id="hint")
-                # matplotlib, not gr.BarPlot: its Vega sort shuffles tied bars out of ranking order
-                chart = gr.Plot(label="Scores", show_label=False, format="png", elem_id="chart")
+                # drawn in the browser (Vega-Lite); each answer sets its data and the bar order (see bar_chart)
+                chart = gr.BarPlot(**logic.bar_chart(None), label="Scores", show_label=False, elem_id="chart")
                 with gr.Accordion("Why these items", open=True):
                     explanation = gr.Markdown(label="explanation", elem_id="why")
         with gr.Accordion("About: the models, the metrics and how they were measured", open=False):
@@ -248,7 +250,7 @@ def ensure_models(service: logic.AppService) -> bool:
         return False
     print(f"No model found in {service.checkpoints_dir}/: building the default models (one-off)...", flush=True)
     try:
-        ensure_default_models(checkpoints_dir=service.checkpoints_dir, progress=print)
+        ensure_default_models(checkpoints_dir=service.checkpoints_dir, data_dir=service.data_dir, progress=print)
     except Exception as err:  # serve anyway: the page says no model is available and how to get one
         log.exception("building the default models failed")
         print(f"Building the default models failed ({err}); serving without models.")
@@ -257,8 +259,13 @@ def ensure_models(service: logic.AppService) -> bool:
 
 
 if __name__ == "__main__":
+    import torch
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if ensure_models(SERVICE):
+    if ensure_models(SERVICE):  # trains at torch's default thread count
         demo = build_demo(SERVICE)
+    # one session is too small to split across threads, and up to 4 requests run side by side: with 2 threads
+    # each, a busy 2-core machine made one call 10-20x slower (docs/BENCHMARKS.md, serving)
+    torch.set_num_threads(int(os.environ.get("RECSYS_TORCH_THREADS") or 1))
     demo.queue(default_concurrency_limit=4).launch(css=CSS, theme=THEME)

@@ -476,31 +476,17 @@ def build_table(model, ids: list[str], scores01: np.ndarray) -> tuple[pd.DataFra
     return table, chart
 
 
-def bar_figure(chart: pd.DataFrame, title: str = ""):
-    """Horizontal bars of the 0..1 scores, best at the top, in ranking order (a matplotlib Figure, no pyplot)."""
-    from matplotlib.figure import Figure
+CHART_HEIGHT = 320  # pixels
 
-    if chart is None or len(chart) == 0:
-        return None
-    labels = [str(i) if len(str(i)) <= 24 else str(i)[:23] + "…" for i in chart["item"]]
-    scores = chart["score"].to_numpy(dtype=float)
-    n = len(labels)
-    fig = Figure(figsize=(6.4, 0.9 + 0.24 * n), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    ax.barh(np.arange(n), scores, color="#6366f1", height=0.7)
-    ax.set_yticks(np.arange(n), labels, fontsize=9 if n <= 30 else 7)
-    ax.invert_yaxis()  # rank 1 at the top
-    ax.set_xlim(0, 1.08 if n <= 20 else 1.0)
-    ax.set_xlabel("score (0–1, relative to the best item)")
-    if n <= 20:
-        for y, v in enumerate(scores):
-            ax.text(v + 0.01, y, f"{v:.2f}", va="center", fontsize=8, color="#374151")
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.grid(axis="x", alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize=10, loc="left")
-    return fig
+
+def bar_chart(chart: pd.DataFrame) -> dict:
+    """Arguments of the app's bar chart (a native Gradio plot drawn in the browser): the 0..1 scores, one bar per
+    item, in ranking order. The order is given as the list of items, because a sort by score would let Vega
+    shuffle tied bars out of the table's order. No data: an empty plot."""
+    chart = empty_chart() if chart is None else chart
+    return {"value": chart if len(chart) else None, "x": "item", "y": "score", "sort": chart["item"].tolist(),
+            "y_lim": [0, 1], "x_label_angle": -45 if len(chart) > 8 else 0, "height": CHART_HEIGHT,
+            "x_title": "item, best first", "y_title": "score (0–1, relative to the best item)"}
 
 
 def popularity_fallback(model, k: int, category: str | None = None) -> tuple[list[str], np.ndarray, str, str]:
@@ -523,6 +509,25 @@ def popularity_fallback(model, k: int, category: str | None = None) -> tuple[lis
     top = pop[candidates].max() if len(candidates) else 0.0
     scores = pop[order] / top if top > 0 else np.ones(len(order))
     return model.vocab.decode(order + 1), scores, mode, label
+
+
+def ranked(model, history: np.ndarray, k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """The top-k item indices and raw scores for one session (as `recsys.models.base.recommend` ranks them), and
+    the lowest score of any recommendable item: the range that turns raw scores (logits, counts, similarities)
+    into 0..1. Items with a non-finite score (padding, seen items when excluded) are never shown."""
+    import torch
+
+    from recsys.models.base import mask_scores, score_batch
+
+    scores = mask_scores(score_batch(model, [history]), [history], exclude_seen)[0]
+    finite = torch.isfinite(scores)
+    n = int(finite.sum())
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), 0.0
+    lo = float(scores[finite].min())
+    scores[~finite] = -torch.inf
+    top = torch.topk(scores, min(k, n))  # not the whole ranking: a full sort of 40k scores costs ~3 ms
+    return top.indices.numpy(), top.values.numpy(), lo
 
 
 def recommend_view(service: AppService, model_key, session_text, k=DEFAULT_K, category=None,
@@ -559,24 +564,13 @@ def recommend_view(service: AppService, model_key, session_text, k=DEFAULT_K, ca
                        f"data{' in that category' if mode == 'category popularity' else ''}; "
                        "a score of 1 is the most viewed item.")
     else:
-        from recsys.models.base import recommend
-
         history = np.asarray(indices, dtype=np.int64)
-        n_items = len(model.vocab) - 1
-        # the whole ranking, once: its range turns raw scores (logits, counts, similarities) into 0..1
-        try:
-            all_ids, all_scores = recommend(model, history, k=n_items, exclude_seen=bool(exclude_seen))
-        except ValueError as err:  # e.g. every item of the catalogue is already in the session
-            log.info("recommend refused: %s", err)
-            all_ids, all_scores = np.zeros(0, dtype=np.int64), np.zeros(0)
-        finite = np.isfinite(all_scores)
-        shown = np.flatnonzero(finite)[:k]
-        if len(shown) == 0:
+        top_ids, top_scores, lo = ranked(model, history, k, bool(exclude_seen))
+        if len(top_ids) == 0:
             return error_result("Every item of the catalogue is already in the session; nothing left to recommend "
                                 "(untick “Hide items already in the session”).")
-        lo = float(all_scores[finite].min())
-        scores = normalise(all_scores[shown], lo, float(all_scores[shown[0]]))
-        ids, mode = model.vocab.decode(all_ids[shown]), "personalized"
+        scores = normalise(top_scores, lo, float(top_scores[0]))
+        ids, mode = model.vocab.decode(top_ids), "personalized"
         status = (f"**Personalised** by **{md(entry.key)}** from {len(indices)} "
                   f"item{'s' * (len(indices) > 1)} (most recent: {code(known[-1], 40)}).")
         if len(ids) < k:

@@ -63,7 +63,8 @@ def test_personalized_for_a_sample_visitor(client):
                                                                 api_name="/recommend_visitor")
     assert session and "Personalised" in status and "held out" in status and "actually viewed" in status
     assert len(table["data"]) == 5 and table["headers"][:3] == ["rank", "item", "category"]
-    assert chart["type"] == "matplotlib" and chart["plot"].startswith("data:image/png;base64,")
+    assert chart["value"]["mark"] == "bar" and chart["sort"] == items(table)  # bars in ranking order
+    assert [row[1] for row in chart["value"]["data"]] == [row[-1] for row in table["data"]]
     assert "Item neighbours" in explanation
 
 
@@ -140,15 +141,15 @@ def app_module(tmp_path, monkeypatch):
 
 @pytest.mark.filterwarnings("ignore:Something went wrong")  # gr.Warning outside a request is a UserWarning
 def test_handlers_never_raise(app_module, monkeypatch):
-    table, fig, status, _ = app_module.recommend("pop", "101", 3)
-    assert len(table) == 3 and fig is not None and "Personalised" in status
+    table, chart, status, _ = app_module.recommend("pop", "101", 3)
+    assert len(table) == 3 and chart.sort == table["item"].tolist() and "Personalised" in status
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(app_module.logic, "recommend_view", boom)
-    table, fig, status, _ = app_module.recommend("pop", "101", 3)
-    assert "Something went wrong" in status and "disk on fire" in status and len(table) == 0 and fig is None
+    table, chart, status, _ = app_module.recommend("pop", "101", 3)
+    assert "Something went wrong" in status and "disk on fire" in status and len(table) == 0 and chart.sort == []
     outputs = app_module.recommend_visitor("alice:0", "pop", 3)
     assert len(outputs) == 6 and "Something went wrong" in outputs[4]
 
@@ -159,7 +160,7 @@ def test_fresh_machine_builds_default_models_first(app_module, tmp_path, monkeyp
     empty = tmp_path / "fresh"
     calls = []
 
-    def fake_ensure(checkpoints_dir, progress=print):
+    def fake_ensure(checkpoints_dir, data_dir=None, progress=print):
         progress("training pop ...")
         calls.append(str(checkpoints_dir))
         return [build_checkpoints(Path(checkpoints_dir), models=("pop",)) / "pop"]
