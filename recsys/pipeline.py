@@ -24,6 +24,10 @@ from recsys.report import comparison_chart, results_markdown
 DEFAULT_APP_MODELS = ("pop", "spop", "itemknn", "sr", "sknn", "vsknn", "sasrec")
 APP_MAX_EPOCHS = 2  # keeps the first start short on a 2-core CPU; `make train` trains fully
 APP_TRAIN = {"val_max_cases": 2000, "patience": 2}
+# torch threads while building the defaults (training and evaluation). On the shared 2-core machine at load 6,
+# SASRec's 2 epochs took 319 s at torch's default of 2 threads and 36 s at 1 (a descheduled thread stalls every
+# parallel op); on an idle machine 2 threads gain far less than that.
+APP_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,11 @@ def ensure_default_models(checkpoints_dir: str | Path = "checkpoints", progress=
         data = load_or_prepare_default(data_dir or DEFAULT_DATA, progress=progress, **synthetic)
         progress(f"Training {', '.join(missing)} on the synthetic data set into {checkpoints_dir}/ ...")
         params = {m: {"train": APP_TRAIN} for m in missing if REGISTRY[m].trains_in_epochs}
-        run(data, RunConfig(models=missing, out=checkpoints_dir, max_epochs=APP_MAX_EPOCHS, n_boot=200,
-                            params=params, progress=False, assets=None), log=progress)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(APP_THREADS)
+        try:
+            run(data, RunConfig(models=missing, out=checkpoints_dir, max_epochs=APP_MAX_EPOCHS, n_boot=200,
+                                params=params, progress=False, assets=None), log=progress)
+        finally:
+            torch.set_num_threads(threads)
     return sorted(p.parent for p in checkpoints_dir.glob("*/config.json"))
