@@ -16,8 +16,8 @@ the answer on `process_completed` while its reader thread has not yet handled th
 the next request is registered on that dying stream (`stream_open` is still True), no new stream is opened, and
 the reader, on reaching `close_stream`, cancels it (`CancelledError`). A reader thread held back by a busy CPU
 (16 clients and the server on 2 cores) is all it takes; `tests/test_load.py` reproduces it every time by
-delaying that one message. Browsers are not affected (the JS client handles messages in arrival order on one
-thread), and nothing in the app's queue settings, timeouts or concurrency limit changes it.
+delaying that one message. Nothing in the app's queue settings, timeouts or concurrency limit enters into it;
+browsers should not be affected (the JS client handles a stream's messages in arrival order on one thread).
 
 `build_demo(root)` writes the small data set and Pop / S-Pop / item-kNN folders the load test serves.
 """
@@ -173,6 +173,7 @@ def run_load(url: str, clients: int = 16, requests: int = 100) -> dict:
     known = [str(100 + i) for i in range(1, 21)]  # raw ids of the test folders; unknown ones are just skipped
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
+    waited = [0] * clients  # requests whose client still had the previous answer's stream open (the race window)
     lock, start = threading.Lock(), threading.Barrier(clients)
 
     def user(u: int) -> None:
@@ -188,6 +189,7 @@ def run_load(url: str, clients: int = 16, requests: int = 100) -> dict:
         except threading.BrokenBarrierError:
             pass
         for step in range(requests):
+            waited[u] += bool(getattr(client, "stream_open", False))
             if not wait_for_stream_close(client):
                 with lock:
                     errors.append(f"user {u} step {step}: the previous answer's event stream never closed")
@@ -210,7 +212,8 @@ def run_load(url: str, clients: int = 16, requests: int = 100) -> dict:
     wall = time.perf_counter() - began
     flat = [x * 1000 for row in latencies for x in row]
     return {"clients": clients, "requests_per_client": requests, "requests": len(flat), "models": models,
-            "errors": errors, "n_errors": len(errors), "wall_seconds": round(wall, 2),
+            "errors": errors, "n_errors": len(errors), "waited_for_stream_close": sum(waited),
+            "wall_seconds": round(wall, 2),
             "throughput_rps": round(len(flat) / wall, 2) if wall else None,
             "latency_ms": {"p50": round(_percentile(flat, 50), 1), "p95": round(_percentile(flat, 95), 1),
                            "p99": round(_percentile(flat, 99), 1), "max": round(max(flat), 1),

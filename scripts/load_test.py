@@ -48,8 +48,10 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     lat = report["latency_ms"]
-    print(f"{report['requests']} requests, {report['n_errors']} errors, p50 {lat.get('p50')} ms, "
-          f"p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms, {report['throughput_rps']} req/s -> {args.out}")
+    print(f"{report['requests']} requests, {report['n_errors']} errors "
+          f"({report['waited_for_stream_close']} sent after waiting for the client's stream to close), "
+          f"p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms, "
+          f"{report['throughput_rps']} req/s -> {args.out}")
     for error in report["errors"][:10]:
         print("  ", error)
     return 1 if report["n_errors"] else 0
