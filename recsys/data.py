@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys.atomic import atomic_folder
@@ -185,19 +186,20 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
     if len(events) == 0:
         raise DataError("the events table is empty")
     item_codes, item_ids = pd.factorize(events["item_id"])
-    ts = events["timestamp"].astype("datetime64[us, UTC]").array.asi8.copy()
+    n_raw_items = len(item_ids)
+    ts = events["timestamp"].astype("datetime64[us, UTC]").array.asi8  # read only
     cat = _latest_category(events, item_codes, ts)
     user_codes, user_ids = pd.factorize(events["user_id"], use_na_sentinel=True)
     if config.split == "loo":
         if (user_codes < 0).all():
             raise DataError("leave-one-out needs user ids", column="user_id")
-        key = user_codes.astype(np.int64)
-        order = _order_by(key, ts)
-        key, item, ts = key[order], item_codes[order].astype(np.int64), ts[order]
-        session_labels = np.asarray(user_ids, dtype=object)
+        order = _order_by(user_codes, ts)
+        key, item, ts = user_codes[order].astype(np.int64), item_codes[order].astype(np.int64), ts[order]
+        session_labels = _labels(user_ids)
     else:
         key, item, ts, session_labels = _sessionize(events, item_codes, ts, user_codes, user_ids,
                                                     config.session_gap_minutes)
+    del item_codes, user_codes  # the (key, ts)-sorted copies are all that is needed from here on
     n_raw = len(item)
     if config.collapse_repeats:
         keep = np.ones(len(item), dtype=bool)
@@ -222,7 +224,7 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
     _, vocab_items, _ = parts["test" if config.split == "loo" else "train"]
     vocab_raw, first = np.unique(vocab_items, return_index=True)
     vocab_raw = vocab_raw[np.argsort(first, kind="stable")]
-    remap = np.zeros(len(item_ids), dtype=np.int32)
+    remap = np.zeros(n_raw_items, dtype=np.int32)
     remap[vocab_raw] = np.arange(1, len(vocab_raw) + 1, dtype=np.int32)
     splits, info, dropped = {}, {}, {}
     for name in SPLITS:
@@ -238,11 +240,11 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         splits[name] = seqs.select(keep).truncate(config.max_length)
         rows = np.asarray(sess_rows)[keep]
         info[name] = pd.DataFrame({
-            "session_id": pd.array(session_labels[s_key[rows]], dtype="string"),
+            "session_id": pd.array(session_labels.take(s_key[rows]), dtype="string"),
             "start": pd.to_datetime(s_start[rows], unit="us", utc=True),
             "end": pd.to_datetime(s_end[rows], unit="us", utc=True)})
     pop = np.bincount(splits["train"].items, minlength=len(vocab_raw) + 1)[1:]
-    first_seen, last_seen = _item_times(item, ts, vocab_raw, len(item_ids))
+    first_seen, last_seen = _item_times(item, ts, vocab_raw, n_raw_items)
     items = pd.DataFrame({
         "item_id": pd.array(np.asarray(item_ids, dtype=object)[vocab_raw].astype(str), dtype="string"),
         "category_id": pd.array(cat[vocab_raw], dtype="string"),
@@ -259,37 +261,60 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
 def _sessionize(events, item_codes, ts, user_codes, user_ids, gap_minutes):
     """Sort events into sessions: native session ids where given, else a visitor's stream cut at inactivity gaps.
 
-    Returns (session key, item code, timestamp) sorted by (key, timestamp), and the label of every key.
-    Sessions cut from a visitor stream are labelled "<user_id>:<n>" (n counts that visitor's sessions from 0).
+    Returns (session key, item code, timestamp) sorted by (key, timestamp), and the label of every key (an
+    Arrow string array). Sessions cut from a visitor stream are labelled "<user_id>:<n>" (n counts that
+    visitor's sessions from 0). Native sessions take keys 0..S-1 and cut ones S.., so the sorted order is the
+    native rows sorted by (session, time) followed by the visitor rows sorted by (visitor, time): two sorts
+    of disjoint rows, never one over the whole log.
     """
-    has_sid = events["session_id"].notna().to_numpy()
-    sid_codes, sid_labels = pd.factorize(events["session_id"], use_na_sentinel=True)
-    key = np.where(has_sid, sid_codes, -1).astype(np.int64)
-    labels = list(np.asarray(sid_labels, dtype=object))
+    if events["session_id"].isna().all():  # factorizing 33 M nulls takes seconds
+        sid_codes, sid_labels = np.full(len(events), -1, dtype=np.int64), pd.Index([], dtype="string")
+    else:
+        sid_codes, sid_labels = pd.factorize(events["session_id"], use_na_sentinel=True)
+    key = sid_codes.astype(np.int64, copy=False)
+    labels = [_labels(sid_labels)]
+    has_sid = key >= 0
+    orders = []
+    if has_sid.all():
+        orders.append(_order_by(key, ts))
+    elif has_sid.any():
+        rows = np.flatnonzero(has_sid)
+        orders.append(rows[_order_by(key[rows], ts[rows])])
     rows = np.flatnonzero(~has_sid)
+    del has_sid
     if len(rows):
         if (user_codes[rows] < 0).any():
             line = int(rows[user_codes[rows] < 0][0]) + 2
             raise DataError("row has neither session_id nor user_id", column="session_id", line=line)
-        user_labels = np.asarray(user_ids, dtype=object)
-        rows = rows[_order_by(user_codes[rows], ts[rows])]
-        user, t = user_codes[rows], ts[rows]
+        whole = len(rows) == len(key)  # no native ids at all: no need to gather the rows first
+        rows = _order_by(user_codes, ts) if whole else rows[_order_by(user_codes[rows], ts[rows])]
+        user = user_codes[rows]
         first_of_user = np.r_[True, user[1:] != user[:-1]]
-        new = first_of_user | np.r_[True, np.diff(t) > int(gap_minutes * 60 * 1_000_000)]
-        seg = np.cumsum(new) - 1
-        counter = seg - np.maximum.accumulate(np.where(first_of_user, seg, 0))
-        key[rows] = len(labels) + seg
+        new = first_of_user | np.r_[True, np.diff(ts[rows]) > int(gap_minutes * 60 * 1_000_000)]
         starts = np.flatnonzero(new)
-        labels += pd.Series(user_labels[user[starts]], dtype="string").str.cat(
-            pd.Series(counter[starts]).astype("string"), sep=":").to_numpy(dtype=object).tolist()
-    order = _order_by(key, ts)
-    return key[order], item_codes[order].astype(np.int64), ts[order], np.asarray(labels, dtype=object)
+        key[rows] = len(sid_labels) + np.cumsum(new) - 1
+        del new
+        session = np.arange(len(starts))  # the n-th session of a visitor: sessions since the visitor's first
+        counter = session - np.maximum.accumulate(np.where(first_of_user[starts], session, 0))
+        names = _labels(user_ids).take(pa.array(user[starts]))
+        labels.append(pc.binary_join_element_wise(names, pc.cast(pa.array(counter), pa.large_string()),
+                                                    pa.scalar(":", pa.large_string())))
+        orders.append(rows)
+    order = np.concatenate(orders) if len(orders) > 1 else orders[0]
+    return key[order], item_codes[order].astype(np.int64), ts[order], pa.concat_arrays(labels)
+
+
+def _labels(uniques) -> pa.Array:
+    """pd.factorize's uniques as one Arrow large_string array (the session labels of `Dataset.info`)."""
+    values = pa.array(pd.array(uniques, dtype="string"))
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    return values.cast(pa.large_string())
 
 
 def _order_by(key: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Stable permutation sorting by (key, ts); polars' multi-threaded sort is ~10x np.lexsort here."""
-    frame = pl.DataFrame({"key": key, "ts": ts}).with_row_index("row")
-    return frame.sort(["key", "ts"], maintain_order=True)["row"].to_numpy().astype(np.int64)
+    frame = pl.DataFrame({"key": key, "ts": ts})
+    return frame.select(pl.arg_sort_by(["key", "ts"], maintain_order=True)).to_series().to_numpy()
 
 
 def _iterative_filter(key, item, ts, config):
@@ -368,13 +393,22 @@ def _recount(offsets, keep_mask):
 
 
 def _latest_category(events, item_codes, ts):
-    """Category per raw item code: the latest non-null category seen for it (documented in the README)."""
+    """Category per raw item code: the latest non-null category seen for it (documented in the README).
+
+    Of several rows at the item's latest time, the last one wins. Found with two scatter-max passes, no sort.
+    """
     out = np.full(int(item_codes.max()) + 1, None, dtype=object)
     codes, labels = pd.factorize(events["category_id"], use_na_sentinel=True)
-    known = codes >= 0
-    if known.any():
-        order = pl.DataFrame({"ts": ts[known]}).with_row_index("row").sort("ts", maintain_order=True)["row"].to_numpy()
-        out[item_codes[known][order]] = np.asarray(labels, dtype=object)[codes[known][order]]  # later ones win
+    known = np.flatnonzero(codes >= 0)
+    if len(known):
+        item, when = item_codes[known], ts[known]
+        latest = np.full(len(out), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(latest, item, when)
+        at_latest = when == latest[item]
+        row = np.full(len(out), -1, dtype=np.int64)
+        np.maximum.at(row, item[at_latest], known[at_latest])
+        has = row >= 0
+        out[has] = np.asarray(labels, dtype=object)[codes[row[has]]]
     return out
 
 
