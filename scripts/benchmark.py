@@ -341,8 +341,21 @@ def render_serving(r: dict | None) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         if handler:
             lines += ["", "\"Handler alone\": `recsys.app_logic.recommend_view`, what `/recommend` calls, timed in a "
-                      "separate process without Gradio or HTTP (app.py runs it at torch's default thread count); "
-                      "the rest of the round trip is Gradio's queue, the HTTP/SSE transport and the client."]
+                      "separate process without Gradio or HTTP (app.py runs it at 1 torch thread, "
+                      "`RECSYS_TORCH_THREADS`); the rest of the round trip is Gradio's queue, the HTTP/SSE transport "
+                      "and the client (gradio_client 2.7 polls for the server's messages every 50 ms)."]
+    first = r.get("first_start") or {}
+    if first:
+        lines += ["", "**First start** (`python app.py` in an empty folder: no processed data, no model folder; "
+                  "timed until the page answers): "]
+        if first.get("skipped"):
+            lines[-1] += f"skipped: {first['skipped']}"
+        else:
+            fits = "; ".join(f"{m} {_n(t, 1)} s" for m, t in first["fit_s"].items())
+            lines[-1] += (f"**{_n(first['wall_s'], 1)} s** (target ≤ 180 s), {_n(first['cpu_s'], 1)} s CPU, "
+                          f"load {first['load_before'][0]} before and {first['load_after'][0]} after. It generated "
+                          f"the synthetic data set and fitted {', '.join(first['models'])} (fit times: {fits}), "
+                          "evaluating each on validation and test, then served.")
     return "\n".join(lines) + "\n"
 
 
