@@ -19,6 +19,7 @@ import time
 import warnings
 import zlib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -37,7 +38,8 @@ from recsys.sessions import Sessions, make_cases
 
 METRICS = tuple(f"{m}@{k}" for m in ("hr", "mrr", "ndcg") for k in KS)
 SCHEDULES = ("plateau", "cosine", "constant")
-RESUMABLE_CHANGES = ("max_epochs", "patience", "num_workers", "cpu_threads")  # may differ when resuming a run
+# may differ when resuming a run
+RESUMABLE_CHANGES = ("max_epochs", "max_minutes", "patience", "num_workers", "cpu_threads")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0  # AdamW, decoupled; applied to matrices and embeddings, not to biases/norms
     max_epochs: int = 50  # FitOptions.max_epochs overrides
+    max_minutes: float | None = None  # wall-clock cap on the whole fit (training + validation); the best
+    # validated epoch so far is kept. Lightning's `max_time`: it stops after the batch that crosses the limit
     patience: int = 3  # epochs without a better validation `monitor` before stopping
     monitor: str = "ndcg@10"  # validation metric for early stopping and best-epoch selection
     val_max_cases: int | None = 20_000  # validation cases per epoch (evenly spaced subset); None: all
@@ -78,6 +82,8 @@ class TrainConfig:
             raise ValueError("lr, batch_size, max_epochs and gpu_batch_scale must be positive")
         if self.patience < 1 or self.n_negatives < 0 or self.warmup < 0 or self.weight_decay < 0:
             raise ValueError("patience must be >= 1; n_negatives, warmup and weight_decay >= 0")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be None or positive, got {self.max_minutes}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ValueError("cpu_threads must be None or >= 1")
 
@@ -285,6 +291,7 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
             trainer = L.Trainer(
                 accelerator="gpu" if gpu else "cpu", devices=config.devices, strategy=config.strategy,
                 precision=precision, max_epochs=max_epochs,
+                max_time=None if config.max_minutes is None else timedelta(minutes=config.max_minutes),
                 gradient_clip_val=config.grad_clip, deterministic=not gpu, callbacks=callbacks, logger=loggers,
                 enable_progress_bar=options.progress, enable_model_summary=options.progress, num_sanity_val_steps=0,
                 log_every_n_steps=min(50, steps_per_epoch), default_root_dir=workdir, use_distributed_sampler=False)

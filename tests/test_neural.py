@@ -151,3 +151,11 @@ def test_fit_is_deterministic_for_a_seed():
     a = tiny("sasrec").fit(DATA, QUIET, TrainConfig(batch_size=32))
     b = tiny("sasrec").fit(DATA, QUIET, TrainConfig(batch_size=32))
     assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
+
+
+def test_max_minutes_caps_the_fit_and_keeps_a_validated_epoch():
+    config = TrainConfig(batch_size=8, patience=500, schedule="constant", max_minutes=0.03)  # 1.8 s
+    result = tiny("gru4rec").fit(DATA, dataclasses.replace(QUIET, max_epochs=500), config)
+    assert 1 <= result["epochs"] < 500 and result["best_epoch"] is not None
+    with pytest.raises(ValueError, match="max_minutes"):
+        TrainConfig(max_minutes=0)
