@@ -1254,6 +1254,29 @@ def _plain_items(n_items: int, train):
                          "last_seen": pd.Series(pd.NaT, index=range(n_items), dtype="datetime64[us, UTC]")})
 
 
+def _save_accuracy_model(opts: Options, name: str, entry: dict, model: str | None) -> None:
+    """Merge one data set's entry (and `model`'s result, if given) into accuracy.json at once, under a lock.
+
+    Accuracy runs last long and several may run side by side (one data set each); each model's result is kept
+    as soon as it exists, and a run never drops what another run wrote in the meantime.
+    """
+    from filelock import FileLock
+
+    path = results_path(opts.results_dir, "accuracy", opts.quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        current = _read_json(path)
+        stored = current.setdefault("datasets", {}).setdefault(name, {})
+        models = dict(stored.get("models", {}))
+        if model is not None:
+            models[model] = entry["models"][model]
+        stored.update({k: v for k, v in entry.items() if k != "models"}, models=models)
+        current.setdefault("suite", "accuracy")
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(current, indent=2, default=str) + "\n")
+        tmp.replace(path)
+
+
 def _param_file(name: str, model: str) -> Path | None:
     path = PARAMS_DIR / name / f"{model}.json"
     return path if path.is_file() else None
@@ -1300,6 +1323,7 @@ def suite_accuracy(opts: Options) -> dict:
         for model in models:
             if opts.time_budget_min is not None and time.perf_counter() - started > 60 * opts.time_budget_min:
                 entry["models"][model] = {"skipped": f"time budget of {opts.time_budget_min} min per data set used up"}
+                _save_accuracy_model(opts, name, entry, model)
                 continue
             pfile = _param_file(name, model)
             params = load_params([pfile]) if pfile else {}
@@ -1322,10 +1346,13 @@ def suite_accuracy(opts: Options) -> dict:
                 "max_epochs": opts.max_epochs, "timing": t.as_dict(), "quick": opts.quick,
                 "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
             main = f"hr@{spec.main_k}"
+            _save_accuracy_model(opts, name, entry, model)
             print(f"[accuracy] {name} {model}: test {main} {100 * scaled[main]['value']:.2f} (misses counted), "
                   f"{100 * r['test'][main]['value']:.2f} (kept cases); {t.wall:.0f} s wall, {t.cpu:.0f} s CPU",
                   flush=True)
         datasets[name] = entry
+        _save_accuracy_model(opts, name, entry, None)
+    datasets = _read_json(results_path(opts.results_dir, "accuracy", opts.quick)).get("datasets", datasets)
     return {"datasets": datasets, "checks": [],
             "anchors": {k: [{"model": m, "metrics": v, "source": s} for m, v, s in rows]
                         for k, rows in ANCHOR_ROWS.items()}}
@@ -1364,7 +1391,14 @@ def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
               "machine": machine(), "timing": t.as_dict(), **numbers}
     path = results_path(opts.results_dir, suite, opts.quick)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if suite == "accuracy":  # merged model by model under a lock while running; keep what others wrote since
+        from filelock import FileLock
+
+        with FileLock(str(path) + ".lock"):
+            result["datasets"] = _read_json(path).get("datasets", result["datasets"])
+            path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    else:
+        path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {path}")
     return path
 

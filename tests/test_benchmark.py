@@ -103,6 +103,11 @@ def test_accuracy_suite(tmp_path):
     ml1m = data["datasets"]["ml-1m"]
     assert ml1m["data"]["test_cases_kept"] == ml1m["data"]["test_cases_total"] > 0  # the validation users only
     assert ml1m["models"]["pop"]["refit"] is False  # valid covers 512 users: no refit on it
+    # a later run (or one beside it) adds its models to what is there instead of replacing the file
+    run_benchmark(tmp_path, "accuracy", "--datasets", "beauty", "--models", "spop")
+    merged = result(tmp_path, "accuracy")["datasets"]
+    assert {"pop", "spop"} <= set(merged["beauty"]["models"]) and "pop" in merged["ml-1m"]["models"]
+    assert merged["beauty"]["models"]["pop"] == pop
 
 
 def test_accuracy_skips_without_shared_data(tmp_path):
