@@ -120,13 +120,13 @@ class LitRecommender(L.LightningModule):
             logits = self.model.logits(h)  # (N, n_items)
             logits[:, 0] = -torch.inf  # padding is never a candidate
             return F.cross_entropy(logits, targets)
-        weight, bias = self.model.output_layer()
-        z = self.model.project(h)  # (N, E)
+        z = self.model.query(h)  # (N, E)
         negatives = torch.multinomial(self.log_q.exp(), self.config.n_negatives, replacement=True)  # (K,)
-        pos = (z * weight[targets]).sum(-1, keepdim=True)  # (N, 1)
-        neg = z @ weight[negatives].T  # (N, K)
-        if bias is not None:
-            pos, neg = pos + bias[targets, None], neg + bias[negatives]
+        (pos_rows, pos_bias), (neg_rows, neg_bias) = map(self.model.item_vectors, (targets, negatives))
+        pos = (z * pos_rows).sum(-1, keepdim=True)  # (N, 1)
+        neg = z @ neg_rows.T  # (N, K)
+        if pos_bias is not None:
+            pos, neg = pos + pos_bias[:, None], neg + neg_bias
         if self.config.logq:
             pos, neg = pos - self.log_q[targets, None], neg - self.log_q[negatives]
         neg = neg.masked_fill(negatives[None, :] == targets[:, None], -torch.inf)  # a sampled target is no negative

@@ -12,6 +12,7 @@ from recsys.evaluate import evaluate
 from recsys.folder import load_folder, save_folder
 from recsys.lit import TrainConfig, TrainingDiverged
 from recsys.models import REGISTRY, FitOptions
+from recsys.models.base import pad_sessions
 from recsys.models.neural import NeuralRecommender
 from recsys.sessions import Sessions
 
@@ -159,3 +160,22 @@ def test_max_minutes_caps_the_fit_and_keeps_a_validated_epoch():
     assert 1 <= result["epochs"] < 500 and result["best_epoch"] is not None
     with pytest.raises(ValueError, match="max_minutes"):
         TrainConfig(max_minutes=0)
+
+
+@pytest.mark.parametrize("key", ["sasrec", "gru4rec"])
+def test_cosine_scale_scores_are_scaled_cosines_in_training_and_serving(key, tmp_path):
+    model = tiny(key, cosine_scale=8.0)
+    model.fit(DATA, QUIET, TrainConfig(batch_size=32, n_negatives=6))
+    model.eval()
+    sessions = [np.array([1, 2, 3]), np.array([5])]
+    x, lengths = pad_sessions(sessions, model.config.max_len, model.pad_side)
+    with torch.no_grad():
+        z = model.project(model.final_state(x, lengths))
+        weight = model.output_layer()[0]
+        cosine = torch.nn.functional.cosine_similarity(z[:, None, :], weight[None, 1:, :], dim=-1)
+        served = model.score(sessions)
+    torch.testing.assert_close(served[:, 1:], 8.0 * cosine, atol=1e-4, rtol=1e-4)
+    with torch.enable_grad():  # the training path (no cached table) gives the same logits
+        torch.testing.assert_close(model.logits(model.final_state(x, lengths)).detach(), served, atol=1e-4, rtol=1e-4)
+    save_folder(model, tmp_path / "m", DATA.items)
+    torch.testing.assert_close(load_folder(tmp_path / "m", REGISTRY).score(sessions), served)

@@ -36,6 +36,7 @@ class RNNConfig:
     emb_dropout: float = 0.25
     hidden_dropout: float = 0.25  # on the RNN outputs (and between stacked layers)
     tied: bool = True  # output layer = input item embeddings, after a projection when hidden != emb_dim
+    cosine_scale: float = 0.0  # > 0: logits = scale * cosine(state, item) without output bias (NISER); 0: dot
     max_len: int = 50  # most recent items the model reads
     use_categories: bool = False  # concatenate a category embedding to each item's embedding
     category_dim: int = 16

@@ -32,6 +32,7 @@ class SASRecConfig:
     n_layers: int = 2
     n_heads: int = 2
     dropout: float = 0.2  # on embeddings, attention weights and residual branches
+    cosine_scale: float = 0.0  # > 0: logits = scale * cosine(state, item) (NISER); 0: dot products
     use_categories: bool = False  # add a category embedding to each item's input
     n_categories: int = 0  # size of the category table; set by fit from the data
 
