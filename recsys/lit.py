@@ -59,6 +59,8 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max gradient norm
     schedule: str = "plateau"  # "plateau" (halve lr after 2 epochs without improvement), "cosine", "constant"
     warmup: int = 0  # optimiser steps of linear learning-rate warm-up
+    epoch_lrs: tuple[float, ...] | None = None  # a refit: replay these per-epoch learning rates (those of the
+    # selected run's epochs) instead of a schedule; see recsys.pipeline.refit
     n_negatives: int = 0  # 0: full softmax over all items; > 0: sampled softmax with this many shared negatives
     negative_sampling: str = "popularity"  # "popularity" (count ** sample_alpha) or "uniform"
     sample_alpha: float = 0.75
@@ -153,10 +155,14 @@ class LitRecommender(L.LightningModule):
 
     def on_train_epoch_start(self):
         self._loss_sum, self._loss_count, self._started = torch.zeros((), device=self.device), 0, time.perf_counter()
+        if self.config.epoch_lrs:
+            lr = self.config.epoch_lrs[min(self.current_epoch, len(self.config.epoch_lrs) - 1)]
+            for group in self.optimizers().param_groups:
+                group["lr"] = lr
 
     def on_train_batch_start(self, batch, batch_idx):
         warmup = self.config.warmup
-        if warmup and self.config.schedule != "cosine" and self.global_step <= warmup:
+        if warmup and self.config.schedule != "cosine" and self.global_step <= warmup and not self.config.epoch_lrs:
             for group in self.optimizers().param_groups:
                 group["lr"] = self.config.lr * min(1.0, (self.global_step + 1) / warmup)
 
@@ -187,6 +193,8 @@ class LitRecommender(L.LightningModule):
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.config.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=self.config.lr)
+        if self.config.epoch_lrs:
+            return optimizer  # on_train_epoch_start sets each epoch's rate
         if self.config.schedule == "cosine":
             total, warmup = max(int(self.trainer.estimated_stepping_batches), 1), self.config.warmup
 

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from recsys.evaluate import EvalResult, evaluate, paired_test
 from recsys.folder import save_folder
 from recsys.models import REGISTRY, FitOptions
 from recsys.report import comparison_chart, results_markdown
+from recsys.sessions import Sessions
 
 # What the app trains on a fresh machine: quick to fit, and covering each family.
 DEFAULT_APP_MODELS = ("pop", "spop", "itemknn", "sr", "sknn", "vsknn", "sasrec")
@@ -41,7 +43,7 @@ class RunConfig:
     seed: int = 0
     progress: bool = True
     assets: Path | None = Path("assets")
-    refit: bool = False  # baselines: refit on train + valid after validation (for comparison with papers)
+    refit: bool = False  # refit on train + valid after validation (neural: the selected epochs); see `refit`
     resume: bool = False  # neural models: continue from the last checkpoint in out/.work/<name> instead of anew
 
 
@@ -113,15 +115,17 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         fit_seconds = time.perf_counter() - start
         eval_kw = dict(exclude_seen=config.exclude_seen, popularity=popularity, progress=config.progress)
         valid = evaluate(model, data.valid, data.protocol("valid"), desc=f"{name} valid", **eval_kw)
-        if config.refit and not model.trains_in_epochs:
-            model = build_model(name, data.n_items, config.params.get(name))
-            model.fit(data.with_valid_in_train(), options)
+        refit_info = None
+        if config.refit:
+            model, refit_info = refit(name, model, data, config, fit_info, options)
             fit_seconds = time.perf_counter() - start
         test = evaluate(model, data.test, data.protocol("test"), desc=f"{name} test", **eval_kw)
         tests[name] = test
         entry = {"valid": valid.report(config.n_boot), "test": test.report(config.n_boot),
                  "fit_seconds": round(fit_seconds, 2), "params": _params_of(model),
                  "fit": {k: v for k, v in fit_info.items() if k != "history"}}
+        if refit_info is not None:
+            entry["refit"] = refit_info
         results["models"][name] = entry
         log(f"[{name}] {fit_seconds:.1f}s  valid mrr@20 {entry['valid']['mrr@20']['value']:.4f}  "
             f"test hr@20 {entry['test']['hr@20']['value']:.4f} mrr@20 {entry['test']['mrr@20']['value']:.4f}")
@@ -148,6 +152,39 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
     if config.assets is not None and results["models"]:
         comparison_chart(results, Path(config.assets) / "model_comparison.png")
     return results
+
+
+def refit(name: str, model, data: Dataset, config: RunConfig, fit_info: dict, options: FitOptions):
+    """After selection on validation, fit anew on train + valid with what validation chose.
+
+    Baselines: the same parameters. Neural models: also the selected epoch count, replaying the learning rate
+    each of those epochs had, with no validation (it is training data now) and no early stopping; the last
+    epoch's weights are kept. Returns (model, info); a neural model that never finished a validated epoch is
+    returned as it was, with info saying so.
+    """
+    fresh = build_model(name, data.n_items, config.params.get(name))
+    full = data.with_valid_in_train()
+    if not fresh.trains_in_epochs:
+        fresh.fit(full, options)
+        return fresh, {"data": "train+valid"}
+    best = fit_info.get("best_epoch")
+    if not best:
+        return model, {"skipped": "no validated epoch to take the epoch count from"}
+    from recsys.lit import TrainConfig
+
+    lrs = tuple(row["lr"] for row in fit_info["history"][:best])
+    fresh.train_config = dataclasses.replace(fresh.train_config or TrainConfig(), epoch_lrs=lrs)
+    no_valid = dataclasses.replace(full, valid=Sessions.from_lists([]))
+    workdir = Path(options.workdir).with_name(Path(options.workdir).name + "-refit") if options.workdir else None
+    if workdir is not None and workdir.exists() and not config.resume:
+        shutil.rmtree(workdir)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no validation cases.*")
+        result = fresh.fit(no_valid, dataclasses.replace(options, max_epochs=best,
+                                                         workdir=str(workdir) if workdir else None))
+    return fresh, {"data": "train+valid", "epochs": result["epochs"], "epoch_lrs": list(lrs),
+                   "seconds": round(time.perf_counter() - started, 2)}
 
 
 def _params_of(model) -> dict:

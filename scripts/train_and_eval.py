@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--params", nargs="*", default=[], help="tuned parameter files from scripts/tune.py")
     p.add_argument("--max-epochs", type=int, help="passed to every model that trains in epochs")
     p.add_argument("--exclude-seen", action="store_true", help="never recommend items already in the session")
-    p.add_argument("--refit", action="store_true", help="baselines: refit on train+valid after validation")
+    p.add_argument("--refit", action="store_true", help="after validation, fit anew on train+valid")
     p.add_argument("--resume", action="store_true", help="neural models: continue an interrupted run from its "
                    "last checkpoint (in OUT/.work/NAME)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")

@@ -179,3 +179,11 @@ def test_cosine_scale_scores_are_scaled_cosines_in_training_and_serving(key, tmp
         torch.testing.assert_close(model.logits(model.final_state(x, lengths)).detach(), served, atol=1e-4, rtol=1e-4)
     save_folder(model, tmp_path / "m", DATA.items)
     torch.testing.assert_close(load_folder(tmp_path / "m", REGISTRY).score(sessions), served)
+
+
+def test_epoch_lrs_replays_one_learning_rate_per_epoch_without_validation():
+    no_valid = dataclasses.replace(DATA, valid=Sessions.from_lists([]))
+    config = TrainConfig(batch_size=32, epoch_lrs=(0.01, 0.004, 0.002))
+    with pytest.warns(UserWarning, match="no validation"):
+        result = tiny("gru4rec").fit(no_valid, dataclasses.replace(QUIET, max_epochs=3), config)
+    assert [row["lr"] for row in result["history"]] == [0.01, 0.004, 0.002]

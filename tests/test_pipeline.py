@@ -115,3 +115,19 @@ def test_session_knn_beats_pop_by_a_wide_margin_on_the_synthetic_default(small_d
         model.fit(data)
         hr[name] = recsys.evaluate(model, data.test, data.protocol("test")).metrics()["hr@10"]
     assert hr["sknn"] > 2 * hr["pop"] and hr["sknn"] - hr["pop"] > 0.2
+
+
+def test_refit_trains_a_neural_model_anew_on_train_plus_valid_for_the_selected_epochs(small_data, tmp_path):
+    from recsys.pipeline import RunConfig, run
+
+    data = Dataset.load(small_data)
+    params = {"sasrec": {"dim": 16, "n_layers": 1, "train": {"batch_size": 64, "lr": 0.01, "val_max_cases": 500}}}
+    config = RunConfig(models=("sasrec",), out=tmp_path / "run", params=params, max_epochs=3, progress=False,
+                       assets=None, refit=True, n_boot=20)
+    entry = run(data, config, log=lambda *a: None)["models"]["sasrec"]
+    best = entry["fit"]["best_epoch"]
+    assert best is not None and entry["refit"]["data"] == "train+valid" and entry["refit"]["epochs"] == best
+    assert len(entry["refit"]["epoch_lrs"]) == best and entry["refit"]["epoch_lrs"][0] == 0.01
+    model = recsys.load(str(tmp_path / "run" / "sasrec"))  # the saved model is the refitted one
+    again = recsys.evaluate(model, data.test, data.protocol("test")).metrics()["mrr@20"]
+    assert again == pytest.approx(entry["test"]["mrr@20"]["value"])
