@@ -1254,6 +1254,37 @@ def _plain_items(n_items: int, train):
                          "last_seen": pd.Series(pd.NaT, index=range(n_items), dtype="datetime64[us, UTC]")})
 
 
+# The accuracy targets of the issues, percent: (label, neural models only, selection metric, {metric: target}).
+ACCURACY_GOALS = {
+    "yoochoose1_64": (("best neural model vs the SR-GNN row", True, "mrr@20", {"hr@20": 70.57, "mrr@20": 30.94}),
+                      ("best model vs the goal", False, "mrr@20", {"hr@20": 71.0, "mrr@20": 32.61})),
+    "diginetica": (("best neural model vs the SR-GNN row", True, "mrr@20", {"hr@20": 50.73, "mrr@20": 17.59}),
+                   ("best model vs the goal", False, "mrr@20", {"hr@20": 54.22, "mrr@20": 19.04})),
+    "beauty": (("best model vs the goal", False, "ndcg@10", {"hr@10": 9.28, "ndcg@10": 5.31}),),
+}
+
+
+def accuracy_checks(datasets: dict) -> list[dict]:
+    """Summary lines for ACCURACY_GOALS. "Best" is chosen by the validation metric (never by test); its test
+    value, misses counted, is what is compared."""
+    from recsys.models import REGISTRY
+
+    checks = []
+    for name, goals in ACCURACY_GOALS.items():
+        models = {m: r for m, r in datasets.get(name, {}).get("models", {}).items()
+                  if "test_scaled" in r and m in REGISTRY}
+        for label, neural_only, select, targets in goals:
+            pool = {m: r for m, r in models.items() if REGISTRY[m].trains_in_epochs or not neural_only}
+            best = max(pool, key=lambda m: pool[m]["valid"].get(select, -1.0), default=None)
+            for metric, target in targets.items():
+                measured = None if best is None else round(100 * pool[best]["test_scaled"][metric]["value"], 2)
+                note = (f"{best}, chosen by validation {select.upper()} among {len(pool)} model(s)" if best
+                        else "no model run yet")
+                checks.append(check(f"{name}: {label}, test {metric.upper()} (misses counted)", measured, target,
+                                    "%", le=False, note=note))
+    return checks
+
+
 def _save_accuracy_model(opts: Options, name: str, entry: dict, model: str | None) -> None:
     """Merge one data set's entry (and `model`'s result, if given) into accuracy.json at once, under a lock.
 
@@ -1353,7 +1384,7 @@ def suite_accuracy(opts: Options) -> dict:
         datasets[name] = entry
         _save_accuracy_model(opts, name, entry, None)
     datasets = _read_json(results_path(opts.results_dir, "accuracy", opts.quick)).get("datasets", datasets)
-    return {"datasets": datasets, "checks": [],
+    return {"datasets": datasets, "checks": accuracy_checks(datasets),
             "anchors": {k: [{"model": m, "metrics": v, "source": s} for m, v, s in rows]
                         for k, rows in ANCHOR_ROWS.items()}}
 
@@ -1396,6 +1427,7 @@ def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
 
         with FileLock(str(path) + ".lock"):
             result["datasets"] = _read_json(path).get("datasets", result["datasets"])
+            result["checks"] = accuracy_checks(result["datasets"])
             path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     else:
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")

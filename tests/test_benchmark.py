@@ -108,6 +108,8 @@ def test_accuracy_suite(tmp_path):
     merged = result(tmp_path, "accuracy")["datasets"]
     assert {"pop", "spop"} <= set(merged["beauty"]["models"]) and "pop" in merged["ml-1m"]["models"]
     assert merged["beauty"]["models"]["pop"] == pop
+    goal = [c for c in result(tmp_path, "accuracy")["checks"] if c["what"].startswith("beauty: best model")]
+    assert len(goal) == 2 and all(c["target"] in (9.28, 5.31) and c["met"] is False for c in goal)  # pop, spop
 
 
 def test_accuracy_skips_without_shared_data(tmp_path):
