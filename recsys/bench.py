@@ -1374,6 +1374,7 @@ def suite_accuracy(opts: Options) -> dict:
                 "test_scaled": scaled, "valid": {k: v["value"] for k, v in r["valid"].items() if k in ACCURACY_METRICS},
                 "params": r["params"], "params_file": str(pfile.relative_to(ROOT)) if pfile else None,
                 "fit_seconds": r["fit_seconds"], "fit": r["fit"], "refit": opts.refit and spec.refit,
+                "refit_info": r.get("refit"),
                 "max_epochs": opts.max_epochs, "timing": t.as_dict(), "quick": opts.quick,
                 "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
             main = f"hr@{spec.main_k}"

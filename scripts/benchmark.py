@@ -112,9 +112,11 @@ allowed. Session data sets use the SR-GNN plain splits (every prefix of a test s
 validation is the last 10% of the training sessions, used for early stopping and selection only); Beauty uses
 leave-one-out. Test pairs whose label never occurs in training cannot be recommended by any model; the papers
 count them as misses, so the main rows scale each metric by kept / total test pairs ("misses counted") and the
-raw value over kept pairs only is shown beside it. Baselines are refitted on train + validation after
-validation (as the ANCHORS baseline rows were); tuned parameters come from `benchmarks/params/<data set>/<model>.json`
-(written by `scripts/tune.py` on validation) when present, else the model's defaults. CIs are 95% percentile
+raw value over kept pairs only is shown beside it. Every model is refitted on train + validation after
+validation (as the ANCHORS baseline rows were; neural models for the epoch count chosen on validation, replaying
+each epoch's learning rate; the fit time covers both fits); tuned parameters come from
+`benchmarks/params/<data set>/<model>.json` (written by `scripts/tune.py` on validation, or by hand with a note
+saying how they were chosen on validation) when present, else the model's defaults. CIs are 95% percentile
 bootstrap intervals over test cases (for the scaled rows, the raw interval times the same factor).
 
 <!-- BEGIN generated:accuracy -->
@@ -472,7 +474,13 @@ def render_accuracy(r: dict | None) -> str:
             fit = f"fit {e['fit_seconds']:.0f} s" + (f", {epochs} epochs" if epochs else "")
             scaled = info.get("kept_fraction", 1) < 1
             label = f"**ours: {model}**" + (" (misses counted)" if scaled else "")
-            refit = "; refitted on train + valid" if e.get("refit") and not e["fit"].get("epochs") else ""
+            refit = ""
+            if e.get("refit") and epochs:
+                info_r = e.get("refit_info") or {}
+                refit = (f" (best: epoch {e['fit'].get('best_epoch')}, on validation), then refitted on train + valid "
+                         f"for {info_r.get('epochs', e['fit'].get('best_epoch'))} epochs")
+            elif e.get("refit"):
+                refit = "; refitted on train + valid"
             lines.append(f"| {label} | " + " | ".join(_pct(e["test_scaled"].get(m)) for m in metrics)
                          + f" | this project, {where}; {fit}{refit} |")
             if scaled:
