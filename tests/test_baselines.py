@@ -215,3 +215,16 @@ def test_als_cached_gram_follows_the_item_factors(graph):
     fresh.item_factors = model.item_factors.clone()
     assert torch.allclose(model.score(sessions), fresh.score(sessions))
     assert not torch.allclose(model.score(sessions), before)
+
+
+def test_itemknn_counts_pairs_a_chunk_of_sessions_at_a_time_with_the_same_result(monkeypatch):
+    """Long sequences (ML-1M: ~380 M item pairs) are counted in chunks; the weights do not depend on the chunk."""
+    from recsys.models import knn
+
+    rng = np.random.default_rng(0)
+    train = Sessions.from_lists([rng.integers(1, 30, rng.integers(1, 15)) for _ in range(300)])
+    model = knn.ItemKNN(knn.ItemKNNConfig(backward=0.3), 30)
+    whole = model.item_weights(train)
+    monkeypatch.setattr(knn, "PAIRS_PER_CHUNK", 7)
+    assert len(knn._chunks_by_pairs(train.lengths, 7)) > 10
+    assert abs(model.item_weights(train) - whole).max() == 0 and whole.nnz > 500

@@ -153,22 +153,46 @@ class ItemKNN(NeighbourModel):
         ends = np.r_[starts[1:], len(key)] - 1
         u_sess, u_item = key[starts] // self.n_items, key[starts] % self.n_items
         first, last = pos[starts], pos[ends]
-        # every ordered pair (i, j), i != j, of distinct items in a session: i at entry a, j at entry b
+        # every ordered pair (i, j), i != j, of distinct items in a session: i at entry a, j at entry b. The pairs
+        # grow with the square of session length (ML-1M: ~380 M), so they are counted a chunk of sessions at a time
         n_distinct = np.bincount(u_sess, minlength=len(train))
-        begin = np.r_[0, np.cumsum(n_distinct)[:-1]]
-        a = np.repeat(np.arange(len(u_sess)), n_distinct[u_sess])
-        b = np.arange(len(a)) - np.repeat(np.r_[0, np.cumsum(n_distinct[u_sess])[:-1]], n_distinct[u_sess])
-        b += begin[u_sess[a]]
-        a, b = a[a != b], b[a != b]
-        co = np.where(first[a] < last[b], 1.0, self.config.backward)  # j follows i in this session, or only precedes
-        co = sp.csr_matrix((co, (u_item[a], u_item[b])), shape=(self.n_items, self.n_items))
-        co.sum_duplicates()
+        begin = np.r_[0, np.cumsum(n_distinct)]
+        shape = (self.n_items, self.n_items)
+        co = sp.csr_matrix(shape, dtype=np.float64)
+        for lo, hi in _chunks_by_pairs(n_distinct, PAIRS_PER_CHUNK):
+            a, b = _pairs_within_groups(n_distinct[lo:hi], begin[lo])
+            w = np.where(first[a] < last[b], 1.0, self.config.backward)  # j follows i in this session, or precedes
+            co = co + sp.csr_matrix((w, (u_item[a], u_item[b])), shape=shape)
         co = co.tocoo()
         support = np.bincount(u_item, minlength=self.n_items).astype(np.float64)  # sessions holding each item
         i, j, c = co.row, co.col, co.data
         a = self.config.alpha
         sim = c / (support[i] ** a * support[j] ** (1.0 - a) + self.config.shrink)
         return sp.csr_matrix((sim.astype(np.float32), (i, j)), shape=co.shape)
+
+
+PAIRS_PER_CHUNK = 8_000_000  # item pairs counted at once by ItemKNN (~0.5 GB of temporary arrays)
+
+
+def _chunks_by_pairs(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive [lo, hi) ranges of groups whose sizes**2 add up to about `budget` (at least one group each)."""
+    cum = np.cumsum(sizes.astype(np.int64) ** 2)
+    if len(cum) == 0:
+        return []
+    cuts = np.searchsorted(cum, np.arange(budget, cum[-1], budget), side="right")
+    bounds = np.unique(np.r_[0, np.maximum(cuts, 1), len(sizes)])
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
+def _pairs_within_groups(sizes: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered pairs (a, b), a != b, of entries in the same group; groups are consecutive from `offset`."""
+    sizes = sizes.astype(np.int64)
+    starts = offset + np.r_[0, np.cumsum(sizes)[:-1]]
+    reps = np.repeat(sizes, sizes)  # each entry pairs with every entry of its group
+    a = np.repeat(np.arange(offset, offset + sizes.sum()), reps)
+    b = np.arange(len(a)) - np.repeat(np.r_[0, np.cumsum(reps)[:-1]], reps) + np.repeat(np.repeat(starts, sizes), reps)
+    keep = a != b
+    return a[keep], b[keep]
 
 
 @dataclass(frozen=True)
