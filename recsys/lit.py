@@ -69,6 +69,7 @@ class TrainConfig:
     cpu_threads: int | None = None  # torch CPU threads while training; None: torch's default. 1 is 2-7x faster
     # when other processes share the cores (a descheduled thread stalls every parallel op)
     strategy: str = "auto"  # Lightning strategy, e.g. "ddp" with devices=2 for two CPU processes (gloo)
+    num_nodes: int = 1  # machines in a multi-node DDP run (each runs the same command; see the README)
     devices: int | str = 1  # processes/GPUs; 1 by default so a multi-GPU machine does not start DDP unasked.
     # Each process trains on its own 1/devices of every epoch's batches (steps per epoch divide by devices, each
     # step averages devices * batch_size rows); rank 0 validates and sends its metrics to the others
@@ -86,6 +87,8 @@ class TrainConfig:
             raise ValueError("patience must be >= 1; n_negatives, warmup and weight_decay >= 0")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be None or positive, got {self.max_minutes}")
+        if self.num_nodes < 1:
+            raise ValueError(f"num_nodes must be >= 1, got {self.num_nodes}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ValueError("cpu_threads must be None or >= 1")
 
@@ -297,7 +300,8 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
                           "exists and is not empty"):
                 warnings.filterwarnings("ignore", message=f".*{noise}.*")
             trainer = L.Trainer(
-                accelerator="gpu" if gpu else "cpu", devices=config.devices, strategy=config.strategy,
+                accelerator="gpu" if gpu else "cpu", devices=config.devices, num_nodes=config.num_nodes,
+                strategy=config.strategy,
                 precision=precision, max_epochs=max_epochs,
                 max_time=None if config.max_minutes is None else timedelta(minutes=config.max_minutes),
                 gradient_clip_val=config.grad_clip, deterministic=not gpu, callbacks=callbacks, logger=loggers,

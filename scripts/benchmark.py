@@ -447,7 +447,9 @@ def _pct(entry: dict | None, ci: bool = True) -> str:
 def render_accuracy(r: dict | None) -> str:
     if not r:
         return _not_run("accuracy")
-    lines = [_header(r)]
+    lines = [_header(r) if r.get("quick") else
+             "Merged from several runs of `python scripts/benchmark.py accuracy --models M --datasets D` (each "
+             "model's row gives its parameters file and the day it ran); the latest: " + _header(r)[4:]]
     if r.get("skipped"):
         lines.append(f"{r['skipped']}\n")
     metrics = bench.ACCURACY_METRICS
@@ -484,7 +486,7 @@ def render_accuracy(r: dict | None) -> str:
             elif e.get("refit"):
                 refit = "; refitted on train + valid"
             lines.append(f"| {label} | " + " | ".join(_pct(e["test_scaled"].get(m)) for m in metrics)
-                         + f" | this project, {where}; {fit}{refit} |")
+                         + f" | this project, {where}; {fit}{refit}; ran {str(e.get('timestamp', ''))[:10]} |")
             if scaled:
                 lines.append(f"| ours: {model} (kept cases only) | "
                              + " | ".join(_pct(e["test_raw"].get(m), ci=False) for m in metrics) + " | raw |")

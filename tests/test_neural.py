@@ -187,3 +187,8 @@ def test_epoch_lrs_replays_one_learning_rate_per_epoch_without_validation():
     with pytest.warns(UserWarning, match="no validation"):
         result = tiny("gru4rec").fit(no_valid, dataclasses.replace(QUIET, max_epochs=3), config)
     assert [row["lr"] for row in result["history"]] == [0.01, 0.004, 0.002]
+
+
+def test_train_config_rejects_zero_nodes():
+    with pytest.raises(ValueError, match="num_nodes"):
+        TrainConfig(num_nodes=0)
