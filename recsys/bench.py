@@ -552,7 +552,7 @@ def worker_serving(params: dict) -> dict:
     import torch
 
     from recsys.data import Dataset
-    from recsys.models import REGISTRY, FitOptions, recommend
+    from recsys.models import REGISTRY, recommend
 
     data = Dataset.load(params["data"])
     default_threads = torch.get_num_threads()
@@ -568,13 +568,11 @@ def worker_serving(params: dict) -> dict:
         entry = {"trained": not cls.trains_in_epochs}
         try:
             torch.manual_seed(0)
-            model = cls(cls.Config(), data.n_items)
-            if cls.trains_in_epochs:
-                _random_weights(model, data)
-                entry["weights"] = "random (not trained)"
-            else:
-                with Timer() as t:
-                    model.fit(data, FitOptions(progress=False))
+            with Timer() as t:
+                model, weights = _servable(cls, data)
+            if weights:
+                entry["weights"] = weights
+            if not cls.trains_in_epochs:
                 entry["fit"] = t.as_dict()
             model.eval()
             entry["model_rss_mib"] = round(rss_mib() - rss_before, 1)
@@ -612,6 +610,30 @@ def worker_serving(params: dict) -> dict:
         model = None
     return {"n_items": data.n_items - 1, "models": out, "torch_threads": params["threads"],
             "default_threads": default_threads}
+
+
+def _servable(cls, data):
+    """A model of `cls` ready to serve, quickly: baselines fitted on `data`, neural models with random weights
+    (say so: returned as the second item), a hybrid of both with equal weights."""
+    from recsys.models import FitOptions
+
+    if cls.trains_in_epochs:
+        model = cls(cls.Config(), data.n_items)
+        _random_weights(model, data)
+        return model, "random (not trained)"
+    parts = getattr(cls.Config(), "components", ())
+    config = cls.Config(weights=(1 / len(parts),) * len(parts)) if parts else cls.Config()
+    model = cls(config, data.n_items)
+    if not parts:
+        model.fit(data, FitOptions(progress=False))
+        return model, None
+
+    def fit_part(_, part, options):
+        return _random_weights(part, data) if part.trains_in_epochs else part.fit(data, options)
+
+    model.fit(data, FitOptions(progress=False), fit_part=fit_part)
+    neural = [p for p in parts if model.part(p).trains_in_epochs]
+    return model, f"equal weights; {', '.join(neural)} random (not trained)" if neural else None
 
 
 def _random_weights(model, data) -> None:
@@ -809,19 +831,15 @@ def worker_app_models(params: dict) -> dict:
 
     from recsys.data import Dataset
     from recsys.folder import save_folder
-    from recsys.models import REGISTRY, FitOptions
+    from recsys.models import REGISTRY
 
     data = Dataset.load(params["data"])
     for name in params["models"]:
         cls = REGISTRY[name]
         torch.manual_seed(0)
-        model = cls(cls.Config(), data.n_items)
-        if cls.trains_in_epochs:
-            _random_weights(model, data)
-        else:
-            model.fit(data, FitOptions(progress=False))
+        model, weights = _servable(cls, data)
         save_folder(model, Path(params["out"]) / name, data.items,
-                    train={"note": "benchmark folder: " + ("fitted" if not cls.trains_in_epochs else "random weights")})
+                    train={"note": "benchmark folder: " + (weights or "fitted")})
     return {"models": params["models"]}
 
 
@@ -1323,6 +1341,19 @@ def _param_file(name: str, model: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _with_part_params(name: str, model: str, params: dict) -> dict:
+    """A hybrid's parts take the data set's parameter files (benchmarks/params/<name>/<part>.json), unless the
+    hybrid's own file gives a part's parameters; other models' parameters are returned as they are."""
+    from recsys.models import REGISTRY
+    from recsys.pipeline import load_params
+
+    parts = params.get("components", getattr(REGISTRY[model].Config(), "components", ()))
+    given = params.get("params", {})
+    filled = {p: given[p] if p in given else load_params([f]).get(p, {})
+              for p in parts if p in given or (f := _param_file(name, p))}
+    return {**params, "params": filled} if parts else params
+
+
 def suite_accuracy(opts: Options) -> dict:
     from recsys.models import REGISTRY
     from recsys.pipeline import RunConfig, load_params, run
@@ -1368,6 +1399,7 @@ def suite_accuracy(opts: Options) -> dict:
                 continue
             pfile = _param_file(name, model)
             params = load_params([pfile]) if pfile else {}
+            params = {model: _with_part_params(name, model, params.get(model, {}))}
             out = opts.work_dir / "accuracy" / (name + ("-quick" if opts.quick else ""))
             config = RunConfig(models=(model,), out=out, params=params, max_epochs=opts.max_epochs,
                                n_boot=200 if opts.quick else 1000, progress=False, assets=None,

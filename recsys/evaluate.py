@@ -130,19 +130,36 @@ def evaluate(
     `max_cases` evaluates an evenly spaced subset (used for quick validation during training only).
     """
     cases = sessions if isinstance(sessions, Cases) else make_cases(sessions, protocol)
-    rows = np.arange(len(cases))
-    if max_cases is not None and len(rows) > max_cases:
-        rows = np.linspace(0, len(rows) - 1, max_cases).astype(np.int64)
     ks = tuple(sorted(ks))
     kmax = min(ks[-1], model.n_items - 1)
-    ranks = np.empty(len(rows), dtype=np.int64)
-    topk = np.zeros((len(rows), ks[-1]), dtype=np.int64)
-    targets_all = torch.from_numpy(cases.targets.astype(np.int64))
-    for start in tqdm(range(0, len(rows), batch_size), desc=desc, disable=not progress, leave=False):
-        chunk = rows[start : start + batch_size]
-        prefixes = cases.prefixes(chunk)
+    n = len(spaced_rows(len(cases), max_cases))
+    ranks = np.empty(n, dtype=np.int64)
+    topk = np.zeros((n, ks[-1]), dtype=np.int64)
+    for rows, prefixes, targets in tqdm(case_batches(cases, max_cases, batch_size), desc=desc,
+                                        disable=not progress, leave=False, total=-(-n // batch_size)):
         scores = mask_scores(score_batch(model, prefixes), prefixes, exclude_seen)
-        targets = targets_all[chunk]
-        ranks[start : start + len(chunk)] = rank_targets(scores, targets).numpy()
-        topk[start : start + len(chunk), :kmax] = torch.topk(scores, kmax, dim=1).indices.numpy()
+        ranks[rows] = rank_targets(scores, targets).numpy()
+        topk[rows, :kmax] = torch.topk(scores, kmax, dim=1).indices.numpy()
     return EvalResult(ranks, topk[:, :kmax] if kmax < ks[-1] else topk, model.n_items, ks, popularity)
+
+
+def spaced_rows(n_cases: int, max_cases: int | None) -> np.ndarray:
+    """All case rows, or `max_cases` evenly spaced ones."""
+    if max_cases is not None and n_cases > max_cases:
+        return np.linspace(0, n_cases - 1, max_cases).astype(np.int64)
+    return np.arange(n_cases)
+
+
+def case_batches(cases: Cases, max_cases: int | None = None, batch_size: int = 1024):
+    """Yield (positions in the result, prefixes, target tensor) for `cases` (or an evenly spaced subset)."""
+    rows = spaced_rows(len(cases), max_cases)
+    targets_all = torch.from_numpy(cases.targets.astype(np.int64))
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        yield slice(start, start + len(chunk)), cases.prefixes(chunk), targets_all[chunk]
+
+
+def rank_metric(ranks: np.ndarray, metric: str) -> float:
+    """The mean of one ranking metric ("mrr@20", "ndcg@10", ...) over 1-based ranks."""
+    k = int(metric.split("@")[1])
+    return float(EvalResult(ranks, np.zeros((len(ranks), 0), np.int64), 2, (k,), None).per_case()[metric].mean())

@@ -18,7 +18,7 @@ import torch
 from recsys.data import Dataset
 from recsys.evaluate import EvalResult, evaluate, paired_test
 from recsys.folder import save_folder
-from recsys.models import REGISTRY, FitOptions
+from recsys.models import REGISTRY, FitOptions, build_model
 from recsys.report import comparison_chart, results_markdown
 from recsys.sessions import Sessions
 
@@ -45,32 +45,6 @@ class RunConfig:
     assets: Path | None = Path("assets")
     refit: bool = False  # refit on train + valid after validation (neural: the selected epochs); see `refit`
     resume: bool = False  # neural models: continue from the last checkpoint in out/.work/<name> instead of anew
-
-
-def build_model(name: str, n_items: int, params: dict | None = None):
-    """A fresh registry model. `params` holds Config fields, and for neural models optionally
-    {"train": {TrainConfig fields}}; unknown names fail loudly."""
-    if name not in REGISTRY:
-        raise KeyError(f"unknown model {name!r}; choose from {sorted(REGISTRY)}")
-    cls = REGISTRY[name]
-    params = dict(params or {})
-    train = params.pop("train", None)
-    base = cls.Config()
-    known = {f.name for f in dataclasses.fields(base)}
-    unknown = set(params) - known
-    if unknown:
-        raise ValueError(f"unknown parameters for {name}: {sorted(unknown)} (known: {sorted(known)})")
-    model = cls(dataclasses.replace(base, **params), n_items)
-    if train:
-        if not cls.trains_in_epochs:
-            raise ValueError(f"{name} does not train in epochs: training parameters {sorted(train)} do not apply")
-        from recsys.lit import TrainConfig
-
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        if set(train) - fields:
-            raise ValueError(f"unknown training parameters for {name}: {sorted(set(train) - fields)}")
-        model.train_config = dataclasses.replace(TrainConfig(), **train)
-    return model
 
 
 def load_params(paths: list[str | Path]) -> dict:
@@ -157,34 +131,32 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
 def refit(name: str, model, data: Dataset, config: RunConfig, fit_info: dict, options: FitOptions):
     """After selection on validation, fit anew on train + valid with what validation chose.
 
-    Baselines: the same parameters. Neural models: also the selected epoch count, replaying the learning rate
-    each of those epochs had, with no validation (it is training data now) and no early stopping; the last
-    epoch's weights are kept. Returns (model, info); a neural model that never finished a validated epoch is
-    returned as it was, with info saying so.
+    What is refitted with what is the model's `refit_params`: baselines keep their parameters; neural models
+    train for the selected epoch count, replaying the learning rate each of those epochs had, with no validation
+    (it is training data now) and no early stopping, keeping the last epoch's weights; a hybrid keeps its chosen
+    weights and refits each part so. Returns (model, info); a model that cannot be refitted (a neural model that
+    never finished a validated epoch) is returned as it was, with info saying so.
     """
-    fresh = build_model(name, data.n_items, config.params.get(name))
-    full = data.with_valid_in_train()
-    if not fresh.trains_in_epochs:
-        fresh.fit(full, options)
-        return fresh, {"data": "train+valid"}
-    best = fit_info.get("best_epoch")
-    if not best:
+    params = model.refit_params(config.params.get(name) or {}, fit_info)
+    if params is None:
         return model, {"skipped": "no validated epoch to take the epoch count from"}
-    from recsys.lit import TrainConfig
-
-    lrs = tuple(row["lr"] for row in fit_info["history"][:best])
-    fresh.train_config = dataclasses.replace(fresh.train_config or TrainConfig(), epoch_lrs=lrs)
-    no_valid = dataclasses.replace(full, valid=Sessions.from_lists([]))
+    fresh = build_model(name, data.n_items, params)
+    no_valid = dataclasses.replace(data.with_valid_in_train(), valid=Sessions.from_lists([]))
     workdir = Path(options.workdir).with_name(Path(options.workdir).name + "-refit") if options.workdir else None
     if workdir is not None and workdir.exists() and not config.resume:
         shutil.rmtree(workdir)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no validation cases.*")
-        result = fresh.fit(no_valid, dataclasses.replace(options, max_epochs=best,
-                                                         workdir=str(workdir) if workdir else None))
-    return fresh, {"data": "train+valid", "epochs": result["epochs"], "epoch_lrs": list(lrs),
-                   "seconds": round(time.perf_counter() - started, 2)}
+        result = fresh.fit(no_valid, dataclasses.replace(options, max_epochs=None,
+                                                         workdir=str(workdir) if workdir else None)) or {}
+    info = {"data": "train+valid", "seconds": round(time.perf_counter() - started, 2)}
+    if "epoch_lrs" in params.get("train", {}):
+        info.update(epochs=result["epochs"], epoch_lrs=list(params["train"]["epoch_lrs"]))
+    if "components" in result:
+        info["components"] = {k: {"epochs": v["epochs"]} if "epochs" in v else {}
+                              for k, v in result["components"].items()}
+    return fresh, info
 
 
 def _params_of(model) -> dict:

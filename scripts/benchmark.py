@@ -485,6 +485,10 @@ def render_accuracy(r: dict | None) -> str:
                          f"for {info_r.get('epochs', e['fit'].get('best_epoch'))} epochs")
             elif e.get("refit"):
                 refit = "; refitted on train + valid"
+            if e["fit"].get("weights"):  # a hybrid: its parts' weights, chosen on validation
+                parts = ", ".join(f"{p} {w:g}" for p, w in e["fit"]["weights"].items())
+                chosen = e["fit"].get("selection", {}).get("metric")
+                refit = f"; weights {parts}" + (f" (chosen by validation {chosen.upper()})" if chosen else "") + refit
             lines.append(f"| {label} | " + " | ".join(_pct(e["test_scaled"].get(m)) for m in metrics)
                          + f" | this project, {where}; {fit}{refit}; ran {str(e.get('timestamp', ''))[:10]} |")
             if scaled:

@@ -72,7 +72,10 @@ def test_serving_suite(tmp_path):
         assert "skipped" not in entry, (name, entry)
         assert 0 < entry["single"]["p50_ms"] <= entry["single"]["p99_ms"]
         assert entry["batch"]["sessions_per_s"] > 0
-        assert ("weights" in entry) == REGISTRY[name].trains_in_epochs  # neural: random weights, said so
+        cls = REGISTRY[name]
+        parts = getattr(cls.Config(), "components", ())
+        neural = cls.trains_in_epochs or any(REGISTRY[p].trains_in_epochs for p in parts)
+        assert ("weights" in entry) == neural  # neural (parts): random weights, said so
     app = data["app"]
     if (ROOT / "app.py").is_file() and importlib.util.find_spec("gradio_client"):
         assert app.get("p50_ms", 0) > 0, app

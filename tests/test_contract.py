@@ -10,8 +10,7 @@ import torch
 from recsys.data import Dataset
 from recsys.evaluate import evaluate
 from recsys.folder import load_folder, save_folder
-from recsys.models import REGISTRY, FitOptions, recommend
-from recsys.pipeline import build_model
+from recsys.models import REGISTRY, FitOptions, build_model, recommend
 from recsys.sessions import Sessions
 
 N = 12  # items 1..N, sessions cycle 1 -> 2 -> ... -> N -> 1
@@ -34,9 +33,15 @@ def data():
     return cycling_dataset()
 
 
-def small(cls) -> dict:
-    """Small neural configurations (the contract does not depend on size) and a brisk schedule."""
+def small(cls) -> dict | None:
+    """Small neural configurations (the contract does not depend on size) and a brisk schedule; a hybrid gets
+    them for its neural parts."""
     fields = {f.name for f in dataclasses.fields(cls.Config)}
+    if "components" in fields:
+        parts = cls.Config().components
+        return {"params": {p: small(REGISTRY[p]) for p in parts if REGISTRY[p].trains_in_epochs}}
+    if not cls.trains_in_epochs:
+        return None
     params = {k: 32 for k in ("dim", "emb_dim", "hidden") if k in fields}
     return {**params, "train": {"lr": 1e-2, "batch_size": 64, "patience": 3, "val_max_cases": 100}}
 
@@ -47,8 +52,8 @@ def fitted(data):
     out = {}
     for name, cls in REGISTRY.items():
         torch.manual_seed(0)
-        model = build_model(name, data.n_items, small(cls) if cls.trains_in_epochs else None)
-        model.fit(data, FitOptions(max_epochs=30 if cls.trains_in_epochs else None, progress=False, seed=0))
+        model = build_model(name, data.n_items, small(cls))
+        model.fit(data, FitOptions(max_epochs=30 if small(cls) else None, progress=False, seed=0))
         out[name] = model
     return out
 

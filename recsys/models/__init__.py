@@ -1,7 +1,10 @@
 """One registry, read by scripts/train_and_eval.py and the app: registry key -> model class."""
 
+import dataclasses
+
 from recsys.models.als import ALS
 from recsys.models.base import FitOptions, Recommender, recommend
+from recsys.models.blend import Blend
 from recsys.models.knn import ItemKNN, SequentialRules
 from recsys.models.pop import Pop, RandomRec, SPop
 from recsys.models.rnn import BiLSTMRec, CatLSTMRec, GRU4Rec, GRU4RecLarge, GRU4RecMedium, LSTMRec
@@ -26,6 +29,35 @@ REGISTRY: dict[str, type[Recommender]] = {
     "lstm": LSTMRec,
     "lstm-bi": BiLSTMRec,
     "lstm-cat": CatLSTMRec,
+    # hybrid: a validation-weighted mixture of other registry models
+    "hybrid": Blend,
 }
 
-__all__ = ["REGISTRY", "FitOptions", "Recommender", "recommend"]
+
+def build_model(name: str, n_items: int, params: dict | None = None):
+    """A fresh registry model. `params` holds Config fields, and for neural models optionally
+    {"train": {TrainConfig fields}}; unknown names fail loudly."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; choose from {sorted(REGISTRY)}")
+    cls = REGISTRY[name]
+    params = dict(params or {})
+    train = params.pop("train", None)
+    base = cls.Config()
+    known = {f.name for f in dataclasses.fields(base)}
+    unknown = set(params) - known
+    if unknown:
+        raise ValueError(f"unknown parameters for {name}: {sorted(unknown)} (known: {sorted(known)})")
+    model = cls(dataclasses.replace(base, **params), n_items)
+    if train:
+        if not cls.trains_in_epochs:
+            raise ValueError(f"{name} does not train in epochs: training parameters {sorted(train)} do not apply")
+        from recsys.lit import TrainConfig
+
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        if set(train) - fields:
+            raise ValueError(f"unknown training parameters for {name}: {sorted(set(train) - fields)}")
+        model.train_config = dataclasses.replace(TrainConfig(), **train)
+    return model
+
+
+__all__ = ["REGISTRY", "FitOptions", "Recommender", "build_model", "recommend"]

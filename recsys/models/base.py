@@ -50,6 +50,12 @@ class Recommender(nn.Module):
     def score(self, sessions: Sequence[np.ndarray]) -> torch.Tensor:
         raise NotImplementedError
 
+    def refit_params(self, params: dict, fit_info: dict) -> dict | None:
+        """The parameters to fit anew on train + valid with what validation chose (see recsys.pipeline.refit),
+        given the parameters this model was built with and what its `fit` returned. None: it cannot be refitted.
+        Models that choose nothing on validation refit with the same parameters."""
+        return params
+
     def explain(self, session: np.ndarray, top: int = 5) -> dict | None:
         """Optional: what drove the scores for one session (attention weights, neighbours). None if unsupported."""
         return None

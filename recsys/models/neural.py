@@ -133,6 +133,14 @@ class NeuralRecommender(Recommender):
         if n != self.config.n_categories:
             self.config = dataclasses.replace(self.config, n_categories=n)
 
+    def refit_params(self, params: dict, fit_info: dict) -> dict | None:
+        """The selected epoch count, replaying the learning rate each of those epochs had (no validation then)."""
+        best = fit_info.get("best_epoch")
+        if not best:
+            return None
+        lrs = [row["lr"] for row in fit_info["history"][:best]]
+        return {**params, "train": {**params.get("train", {}), "epoch_lrs": lrs, "max_epochs": best}}
+
     def fit(self, data, options: FitOptions = FitOptions(), train_config=None) -> dict:
         """Train from scratch (weights re-initialised from options.seed); see recsys.lit.train_neural."""
         from recsys.lit import TrainConfig, train_neural

@@ -1,0 +1,154 @@
+"""Hybrid: a weighted mixture of other registry models' next-item distributions, weights chosen on validation.
+
+Each part's scores for a session become a probability distribution over the catalogue: a neural model's logits
+through a softmax, any other model's scores (similarity sums, counts; negative ones count as 0) divided by their
+sum. A part with no score for any item there (a kNN model without neighbours) adds nothing, so the others decide.
+The hybrid's score is sum_i w_i p_i. With `weights` empty, `fit` fits every part and then picks the weights on a
+simplex grid (step `grid_step`) by the validation metric `select`, on up to `select_max_cases` evenly spaced
+validation cases, and keeps them in its config (so config.json records them). Combining kNN and neural scores
+is what Ludewig et al. (2019, "Empirical analysis of session-based recommendation algorithms") found to help.
+"""
+
+import dataclasses
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.models.base import FitOptions, Recommender, score_batch
+
+METRICS = ("hr", "mrr", "ndcg")
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    components: tuple[str, ...] = ("gru4rec", "vsknn")  # registry keys of the parts
+    params: dict = field(default_factory=dict)  # part -> its parameters, as in benchmarks/params/<data>/<part>.json
+    weights: tuple[float, ...] = ()  # one per part, summing to 1; empty: chosen on validation by `fit`
+    grid_step: float = 0.1  # of the weight grid searched on validation
+    select: str = "mrr@20"  # validation metric that picks the weights
+    select_max_cases: int | None = 20_000  # validation cases scored for the choice (evenly spaced); None: all
+
+    def __post_init__(self):
+        object.__setattr__(self, "components", tuple(self.components))  # JSON gives lists back
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if len(self.components) < 1 or len(set(self.components)) != len(self.components):
+            raise ValueError(f"components must name one or more distinct models, got {list(self.components)}")
+        if "hybrid" in self.components:
+            raise ValueError("a hybrid cannot contain a hybrid")
+        if set(self.params) - set(self.components):
+            raise ValueError(f"params given for {sorted(set(self.params) - set(self.components))}, "
+                             f"which are not components {list(self.components)}")
+        if self.weights and (len(self.weights) != len(self.components) or min(self.weights) < 0
+                             or abs(sum(self.weights) - 1) > 1e-6):
+            raise ValueError(f"weights must be one non-negative weight per component summing to 1, got "
+                             f"{list(self.weights)} for {list(self.components)}")
+        steps = 1 / self.grid_step if self.grid_step > 0 else 0.5
+        if abs(steps - round(steps)) > 1e-9:
+            raise ValueError(f"grid_step must divide 1 into whole steps (0.1, 0.05, 0.25 ...), got {self.grid_step}")
+        name, _, k = self.select.partition("@")
+        if name not in METRICS or not k.isdigit() or int(k) < 1:
+            raise ValueError(f"select must look like 'mrr@20' with one of {METRICS}, got {self.select!r}")
+
+
+def simplex_grid(n: int, step: float) -> np.ndarray:
+    """(G, n) weight vectors: non-negative multiples of `step` summing to 1."""
+    steps = round(1 / step)
+    rows = [c for c in itertools.product(range(steps + 1), repeat=n) if sum(c) == steps]
+    return np.array(rows, dtype=np.float64) / steps
+
+
+class Blend(Recommender):
+    name = "hybrid"
+    Config = BlendConfig
+
+    def __init__(self, config: BlendConfig, n_items: int):
+        super().__init__(config, n_items)
+        from recsys.models import build_model  # the registry imports this module
+
+        # a list, not a ModuleDict: part names like "pop" would clash with the dict's own methods
+        self.parts = nn.ModuleList([build_model(c, n_items, config.params.get(c)) for c in config.components])
+
+    def part(self, name: str) -> Recommender:
+        return self.parts[self.config.components.index(name)]
+
+    def distributions(self, sessions: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Each part's (B, n_items) next-item distribution; padding gets 0."""
+        out = []
+        for part in self.parts:
+            s = score_batch(part, sessions)[:, 1:]  # a part may return a view of its own tables: no writes
+            if part.trains_in_epochs:
+                p = torch.softmax(s, dim=1)
+            else:
+                p = s.clamp_min(0)
+                p /= p.sum(dim=1, keepdim=True).clamp_min_(torch.finfo(p.dtype).tiny)
+            out.append(F.pad(p, (1, 0)))
+        return out
+
+    @staticmethod
+    def mix(dists: list[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+        out = torch.zeros_like(dists[0])
+        for w, p in zip(weights, dists):
+            if w:
+                out.add_(p, alpha=float(w))
+        return out
+
+    def score(self, sessions: Sequence[np.ndarray]) -> torch.Tensor:
+        if not self.config.weights:
+            raise RuntimeError("this hybrid has no weights yet: fit it, or give weights in its config")
+        return self.mix(self.distributions(sessions), self.config.weights)
+
+    def fit(self, data, options: FitOptions = FitOptions(), fit_part=None) -> dict:
+        """Fit every part on `data` (neural ones stop early on its validation set), then choose the weights.
+
+        `fit_part(name, model, options)` replaces `model.fit` (the serving benchmark gives neural parts random
+        weights); each part's checkpoints go to its own folder under options.workdir.
+        """
+        info = {"components": {}}
+        for name, part in zip(self.config.components, self.parts):
+            opts = dataclasses.replace(options, workdir=f"{options.workdir}/{name}") if options.workdir else options
+            info["components"][name] = (fit_part or (lambda _, m, o: m.fit(data, o)))(name, part, opts) or {}
+        if not self.config.weights:
+            if not len(data.valid):
+                raise ValueError("a hybrid without weights chooses them on validation, but the data has none")
+            info["selection"] = self.choose_weights(data)
+        info["weights"] = dict(zip(self.config.components, self.config.weights))
+        return info
+
+    @torch.no_grad()
+    def choose_weights(self, data) -> dict:
+        """Score the validation cases once per part, rank every target under each grid weighting, and keep the
+        weighting with the best `select` metric (ties: the earlier grid point). Sets config.weights."""
+        from recsys.evaluate import case_batches, rank_metric, rank_targets, spaced_rows
+        from recsys.sessions import make_cases
+
+        cases = make_cases(data.valid, data.protocol("valid"))
+        n = len(spaced_rows(len(cases), self.config.select_max_cases))
+        grid = simplex_grid(len(self.parts), self.config.grid_step)
+        ranks = np.empty((len(grid), n), dtype=np.int64)
+        for rows, prefixes, targets in case_batches(cases, self.config.select_max_cases, batch_size=256):
+            dists = self.distributions(prefixes)
+            for g, weights in enumerate(grid):
+                scores = self.mix(dists, weights)
+                scores[:, 0] = -torch.inf
+                ranks[g, rows] = rank_targets(scores, targets).numpy()
+        values = np.array([rank_metric(r, self.config.select) for r in ranks])
+        best = int(np.argmax(values))
+        self.config = dataclasses.replace(self.config, weights=tuple(float(w) for w in grid[best]))
+        singles = {c: float(values[g]) for g, w in enumerate(grid) for c, x in zip(self.config.components, w)
+                   if x == 1.0}
+        return {"metric": self.config.select, "cases": n, "grid_points": len(grid), "best": float(values[best]),
+                "each_part_alone": singles}
+
+    def refit_params(self, params: dict, fit_info: dict) -> dict | None:
+        """Keep the chosen weights; refit each part the way it would be refitted alone."""
+        parts = {}
+        for name, part in zip(self.config.components, self.parts):
+            parts[name] = part.refit_params(self.config.params.get(name) or {}, fit_info["components"][name])
+            if parts[name] is None:
+                return None
+        return {**params, "params": parts, "weights": list(self.config.weights)}

@@ -1,0 +1,93 @@
+"""The hybrid: a mixture of other models' next-item distributions, its weights chosen on validation only."""
+
+import numpy as np
+import pytest
+import torch
+from test_contract import cycling_dataset
+
+import recsys
+from recsys.models import FitOptions, build_model
+from recsys.models.blend import BlendConfig, simplex_grid
+from recsys.pipeline import RunConfig, run
+
+
+@pytest.fixture(scope="module")
+def data():
+    return cycling_dataset()
+
+
+def test_simplex_grid_covers_every_weighting_that_sums_to_one():
+    grid = simplex_grid(3, 0.1)
+    assert grid.shape == (66, 3) and np.allclose(grid.sum(axis=1), 1) and grid.min() >= 0
+    assert {tuple(r) for r in simplex_grid(2, 0.5)} == {(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)}
+
+
+@pytest.mark.parametrize("bad", [dict(components=("sr", "sr")), dict(components=("sr", "hybrid")),
+                                 dict(components=("sr", "pop"), weights=(0.7, 0.7)),
+                                 dict(components=("sr", "pop"), weights=(1.0,)),
+                                 dict(components=("sr",), params={"pop": {}}), dict(grid_step=0.3),
+                                 dict(select="auc@5")])
+def test_bad_configs_fail_loudly(bad):
+    with pytest.raises(ValueError):
+        BlendConfig(**bad)
+
+
+def test_unknown_part_or_part_parameter_fails_loudly(data):
+    with pytest.raises(KeyError, match="unknown model"):
+        build_model("hybrid", data.n_items, {"components": ["sr", "no_such_model"]})
+    with pytest.raises(ValueError, match="unknown parameters for sr"):
+        build_model("hybrid", data.n_items, {"components": ["sr"], "params": {"sr": {"no_such_knob": 1}}})
+
+
+def test_scores_are_the_weighted_mixture_of_the_parts_distributions(data):
+    model = build_model("hybrid", data.n_items, {"components": ["sr", "pop"], "weights": [0.25, 0.75]})
+    model.fit(data, FitOptions(progress=False))
+    sessions = [np.array([1, 2]), np.array([5])]
+    with torch.no_grad():
+        sr, pop = (model.part(p).score(sessions).float()[:, 1:].clamp_min(0) for p in ("sr", "pop"))
+        expected = 0.25 * sr / sr.sum(1, keepdim=True) + 0.75 * pop / pop.sum(1, keepdim=True)
+        got = model.score(sessions)
+    assert torch.allclose(got[:, 1:], expected, atol=1e-6) and torch.all(got[:, 0] == 0)
+    assert torch.allclose(got.sum(1), torch.ones(2), atol=1e-5)
+
+
+def test_fit_chooses_the_weights_on_validation(data):
+    """Pop cannot follow the cycle, SR can: validation must put (nearly) all weight on SR, and the choice is at
+    least as good on validation as either part alone (each part alone is a grid point)."""
+    model = build_model("hybrid", data.n_items, {"components": ["pop", "sr"], "grid_step": 0.25})
+    info = model.fit(data, FitOptions(progress=False))
+    weights = info["weights"]
+    assert weights["sr"] > weights["pop"] and model.config.weights == (weights["pop"], weights["sr"])
+    selection = info["selection"]
+    assert selection["grid_points"] == 5 and selection["best"] >= max(selection["each_part_alone"].values())
+    assert selection["each_part_alone"]["sr"] > selection["each_part_alone"]["pop"]
+
+
+def test_a_hybrid_without_weights_or_validation_refuses_to_guess(data):
+    import dataclasses
+
+    from recsys.sessions import Sessions
+
+    model = build_model("hybrid", data.n_items, {"components": ["pop", "sr"]})
+    with pytest.raises(RuntimeError, match="no weights"):
+        model.score([np.array([1])])
+    with pytest.raises(ValueError, match="chooses them on validation"):
+        model.fit(dataclasses.replace(data, valid=Sessions.from_lists([])), FitOptions(progress=False))
+
+
+def test_refit_keeps_the_chosen_weights_and_refits_the_neural_part_for_its_selected_epochs(data, tmp_path):
+    params = {"hybrid": {"components": ["sasrec", "sr"], "grid_step": 0.5,
+                         "params": {"sasrec": {"dim": 16, "n_layers": 1,
+                                               "train": {"batch_size": 64, "lr": 0.01, "val_max_cases": 100}}}}}
+    config = RunConfig(models=("hybrid",), out=tmp_path / "run", params=params, max_epochs=3, progress=False,
+                       assets=None, refit=True, n_boot=20)
+    entry = run(data, config, log=lambda *a: None)["models"]["hybrid"]
+    best = entry["fit"]["components"]["sasrec"]["best_epoch"]
+    assert entry["refit"]["data"] == "train+valid" and entry["refit"]["components"]["sasrec"]["epochs"] == best
+    chosen = entry["fit"]["weights"]
+    assert list(entry["params"]["weights"]) == [chosen["sasrec"], chosen["sr"]]
+    assert entry["params"]["params"]["sasrec"]["train"]["max_epochs"] == best
+    model = recsys.load(str(tmp_path / "run" / "hybrid"))  # the saved model is the refitted one, weights kept
+    assert list(model.config.weights) == list(entry["params"]["weights"])
+    again = recsys.evaluate(model, data.test, data.protocol("test")).metrics()["mrr@20"]
+    assert again == pytest.approx(entry["test"]["mrr@20"]["value"])
