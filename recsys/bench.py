@@ -1289,14 +1289,14 @@ ACCURACY_GOALS = {
 def accuracy_checks(datasets: dict) -> list[dict]:
     """Summary lines for ACCURACY_GOALS. "Best" is chosen by the validation metric (never by test); its test
     value, misses counted, is what is compared."""
-    from recsys.models import REGISTRY
+    from recsys.models import REGISTRY, model_class
 
     checks = []
     for name, goals in ACCURACY_GOALS.items():
         models = {m: r for m, r in datasets.get(name, {}).get("models", {}).items()
-                  if "test_scaled" in r and m in REGISTRY}
+                  if "test_scaled" in r and m.split("@")[0] in REGISTRY}
         for label, neural_only, select, targets in goals:
-            pool = {m: r for m, r in models.items() if REGISTRY[m].trains_in_epochs or not neural_only}
+            pool = {m: r for m, r in models.items() if model_class(m).trains_in_epochs or not neural_only}
             best = max(pool, key=lambda m: pool[m]["valid"].get(select, -1.0), default=None)
             for metric, target in targets.items():
                 measured = None if best is None else round(100 * pool[best]["test_scaled"][metric]["value"], 2)
@@ -1344,10 +1344,10 @@ def _param_file(name: str, model: str) -> Path | None:
 def _with_part_params(name: str, model: str, params: dict) -> dict:
     """A hybrid's parts take the data set's parameter files (benchmarks/params/<name>/<part>.json), unless the
     hybrid's own file gives a part's parameters; other models' parameters are returned as they are."""
-    from recsys.models import REGISTRY
+    from recsys.models import model_class
     from recsys.pipeline import load_params
 
-    parts = params.get("components", getattr(REGISTRY[model].Config(), "components", ()))
+    parts = params.get("components", getattr(model_class(model).Config(), "components", ()))
     given = params.get("params", {})
     filled = {p: given[p] if p in given else load_params([f]).get(p, {})
               for p in parts if p in given or (f := _param_file(name, p))}
@@ -1369,9 +1369,9 @@ def suite_accuracy(opts: Options) -> dict:
     if unknown:
         raise ValueError(f"unknown data set(s) {unknown}; choose from {list(ACCURACY_DATASETS)}")
     models = list(opts.models or (("pop",) if opts.quick else tuple(m for m in REGISTRY)))
-    bad = [m for m in models if m not in REGISTRY]
+    bad = [m for m in models if m.split("@")[0] not in REGISTRY]
     if bad:
-        raise ValueError(f"unknown model(s) {bad}; choose from {sorted(REGISTRY)}")
+        raise ValueError(f"unknown model(s) {bad}; choose from {sorted(REGISTRY)} (optionally as key@variant)")
     for name in names:
         spec = ACCURACY_DATASETS[name]
         entry = dict(datasets.get(name, {}))

@@ -24,7 +24,8 @@ from recsys.report import results_table
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="processed data set folder (default: the synthetic one, generated if missing)")
-    p.add_argument("--models", default=",".join(REGISTRY), help=f"comma separated, from: {','.join(REGISTRY)}")
+    p.add_argument("--models", default=",".join(REGISTRY), help=f"comma separated, from: {','.join(REGISTRY)}; "
+                   "KEY@VARIANT runs KEY again with the parameter file whose \"model\" is KEY@VARIANT")
     p.add_argument("--out", default="checkpoints", help="where model folders and results go")
     p.add_argument("--params", nargs="*", default=[], help="tuned parameter files from scripts/tune.py")
     p.add_argument("--max-epochs", type=int, help="passed to every model that trains in epochs")
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    unknown = [m for m in models if m not in REGISTRY]
+    unknown = [m for m in models if m.split("@")[0] not in REGISTRY]
     if unknown:
         print(f"error: unknown model(s) {unknown}; choose from {sorted(REGISTRY)}", file=sys.stderr)
         return 2

@@ -131,3 +131,18 @@ def test_refit_trains_a_neural_model_anew_on_train_plus_valid_for_the_selected_e
     model = recsys.load(str(tmp_path / "run" / "sasrec"))  # the saved model is the refitted one
     again = recsys.evaluate(model, data.test, data.protocol("test")).metrics()["mrr@20"]
     assert again == pytest.approx(entry["test"]["mrr@20"]["value"])
+
+
+def test_a_variant_runs_a_registry_model_again_with_other_parameters_as_a_row_of_its_own(small_data, tmp_path):
+    from recsys.pipeline import RunConfig, run
+
+    data = Dataset.load(small_data)
+    config = RunConfig(models=("sr", "sr@one_step"), out=tmp_path / "run", params={"sr@one_step": {"steps": 1}},
+                       progress=False, assets=None, n_boot=20)
+    results = run(data, config, log=lambda *a: None)["models"]
+    assert results["sr"]["params"]["steps"] == 10 and results["sr@one_step"]["params"]["steps"] == 1
+    assert results["sr"]["test"]["mrr@20"]["value"] != results["sr@one_step"]["test"]["mrr@20"]["value"]
+    model = recsys.load(str(tmp_path / "run" / "sr@one_step"))
+    assert model.name == "sr" and model.config.steps == 1
+    with pytest.raises(KeyError, match="unknown model"):
+        build_model("nope@variant", 10)

@@ -34,12 +34,19 @@ REGISTRY: dict[str, type[Recommender]] = {
 }
 
 
+def model_class(name: str) -> type[Recommender]:
+    """The registry class of `name`, or of `key@variant` (one model run with another parameter set, reported as
+    a row of its own); unknown names fail loudly."""
+    key = name.split("@", 1)[0]
+    if key not in REGISTRY:
+        raise KeyError(f"unknown model {name!r}; choose from {sorted(REGISTRY)} (optionally as key@variant)")
+    return REGISTRY[key]
+
+
 def build_model(name: str, n_items: int, params: dict | None = None):
-    """A fresh registry model. `params` holds Config fields, and for neural models optionally
-    {"train": {TrainConfig fields}}; unknown names fail loudly."""
-    if name not in REGISTRY:
-        raise KeyError(f"unknown model {name!r}; choose from {sorted(REGISTRY)}")
-    cls = REGISTRY[name]
+    """A fresh registry model (`key` or `key@variant`). `params` holds Config fields, and for neural models
+    optionally {"train": {TrainConfig fields}}; unknown names fail loudly."""
+    cls = model_class(name)
     params = dict(params or {})
     train = params.pop("train", None)
     base = cls.Config()
@@ -60,4 +67,4 @@ def build_model(name: str, n_items: int, params: dict | None = None):
     return model
 
 
-__all__ = ["REGISTRY", "FitOptions", "Recommender", "build_model", "recommend"]
+__all__ = ["REGISTRY", "FitOptions", "Recommender", "build_model", "model_class", "recommend"]
