@@ -8,8 +8,9 @@
     python scripts/benchmark.py report      # only rewrite docs/BENCHMARKS.md and assets/bench_*.png
 
 `--quick` runs a suite at a tiny size (a smoke test) and writes <suite>.quick.json instead. The suites live in
-recsys/bench.py; this script adds the command line and the report. The report's generated blocks sit between
-`<!-- BEGIN generated:NAME -->` and `<!-- END generated:NAME -->`; text outside them is hand-written and kept.
+recsys/bench/ (one module per suite); this script adds the command line and the report. The report's generated
+blocks sit between `<!-- BEGIN generated:NAME -->` and `<!-- END generated:NAME -->`; text outside them is
+hand-written and kept.
 """
 
 import argparse

@@ -1,0 +1,101 @@
+"""Benchmark suites behind `scripts/benchmark.py` (data, eval, serving, train, accuracy) and docs/BENCHMARKS.md.
+
+    python scripts/benchmark.py SUITE [--quick]
+
+Each suite returns plain numbers; `run_suite` adds the machine, the command line, a timestamp, load averages and
+wall/CPU times and writes `benchmarks/results/<suite>.json` (`<suite>.quick.json` for `--quick`);
+scripts/benchmark.py then regenerates docs/BENCHMARKS.md and the assets/bench_*.png plots from every results file.
+
+One module per suite (data, evalspeed, serving, train, accuracy) beside `common` (paths, options, timers, child
+processes, result files); this module runs a suite and its workers.
+
+Whatever is measured for peak memory runs in a child process (`python -m recsys.bench WORKER JSON`, which
+prints one JSON line); the child's own wall time, CPU time and peak RSS come from `os.wait4`. The machine is
+shared (2 cores, other jobs running), so every number carries CPU time beside wall time and the load average
+before and after: a slow wall time with a normal CPU time means a busy machine, not a slow program.
+
+Scratch files (generated logs, processed data, model folders, peer runs) go under benchmarks/work/ (git-ignored).
+"""
+
+import json
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recsys.bench.accuracy import ACCURACY_DATASETS, ACCURACY_METRICS, ANCHOR_ROWS, accuracy_checks, suite_accuracy
+from recsys.bench.common import (
+    ASSETS,
+    DOC,
+    RESULTS_DIR,
+    ROOT,
+    SUITES,
+    WORK_DIR,
+    Options,
+    Timer,
+    _read_json,
+    _update_json,
+    machine,
+    results_path,
+    shared_data_dir,
+)
+from recsys.bench.data import DATA_TARGETS, suite_data, worker_generate, worker_prepare
+from recsys.bench.evalspeed import suite_eval, worker_eval
+from recsys.bench.serving import (
+    suite_serving,
+    worker_app_handler,
+    worker_app_models,
+    worker_serving,
+    worker_serving_data,
+)
+from recsys.bench.train import TRAIN_MODELS, matching_peer, suite_train, worker_train
+
+# what scripts/benchmark.py and the tests read from here
+__all__ = ["ACCURACY_DATASETS", "ACCURACY_METRICS", "ANCHOR_ROWS", "ASSETS", "DATA_TARGETS", "DOC", "RESULTS_DIR",
+           "ROOT", "SUITES", "TRAIN_MODELS", "WORK_DIR", "Options", "_read_json", "accuracy_checks", "matching_peer",
+           "results_path", "run_suite", "shared_data_dir"]
+
+
+SUITE_FUNCTIONS = {"data": suite_data, "eval": suite_eval, "serving": suite_serving, "train": suite_train,
+                   "accuracy": suite_accuracy}
+
+
+
+def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
+    """Run one suite and write its JSON; returns the JSON path (scripts/benchmark.py then rewrites the report)."""
+    if suite not in SUITE_FUNCTIONS:
+        raise ValueError(f"unknown suite {suite!r}; choose from {SUITES}")
+    opts.work_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    opts.command = " ".join(shlex.quote(a) for a in ["python", "scripts/benchmark.py", *argv])
+    with Timer() as t:
+        numbers = SUITE_FUNCTIONS[suite](opts)
+    result = {"suite": suite, "quick": opts.quick, "timestamp": started,
+              "command": opts.command,
+              "machine": machine(), "timing": t.as_dict(), **numbers}
+    path = results_path(opts.results_dir, suite, opts.quick)
+    if suite == "accuracy":  # merged model by model under a lock while running; keep what others wrote since
+        def finish(current: dict) -> dict:
+            datasets = current.get("datasets", result["datasets"])
+            return {**result, "datasets": datasets, "checks": accuracy_checks(datasets)}
+
+        _update_json(path, finish)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+WORKERS = {"generate": worker_generate, "prepare": worker_prepare, "eval": worker_eval,
+           "serving_data": worker_serving_data, "serving": worker_serving, "app_models": worker_app_models,
+           "app_handler": worker_app_handler, "train": worker_train}
+
+
+def _worker_main(argv: list[str]) -> int:
+    name, params = argv[0], json.loads(argv[1])
+    result = WORKERS[name](params)
+    sys.stdout.flush()
+    print("\n" + json.dumps(result, default=str), flush=True)
+    return 0
+

@@ -1,0 +1,274 @@
+"""Suite "train": training speed of SASRec / GRU4Rec beside RecBole 1.2.1 (peers run in their own venv)."""
+
+import os
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from recsys.bench.common import PEER_SCRIPT, ROOT, Options, Timer, _read_json, results_path, run_child, worker_argv
+
+# suite: training speed (ours vs RecBole 1.2.1 on ml-100k)
+
+# The fixed configurations: RecBole 1.2.1's defaults for each model where ours has the same knob.
+TRAIN_MODELS = {
+    "sasrec": {"params": {"max_len": 50, "dim": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.2},
+               "recbole": "SASRec", "recbole_config": "hidden_size 64, 2 layers, 2 heads, inner 256, max length 50, "
+                                                     "dropout 0.5, CE loss, batch 2048 prefixes, lr 1e-3"},
+    "gru4rec": {"params": {"max_len": 50, "emb_dim": 64, "hidden": 128, "n_layers": 1, "emb_dropout": 0.3,
+                           "hidden_dropout": 0.3},
+                "recbole": "GRU4Rec", "recbole_config": "embedding 64, hidden 128, 1 layer, dropout 0.3, CE loss, "
+                                                       "batch 2048 prefixes, lr 1e-3"},
+}
+TARGETS_PER_STEP = 2048  # RecBole's train_batch_size: prefixes (= target positions) per optimiser step
+# From ../shared/peers/recbole/README.md and ../shared/data/ANCHORS.md (same machine kind, measured 2026-11-22).
+RECBOLE_REFERENCE = {
+    "SASRec": {"median_s_per_epoch_tcmalloc": 127.0, "epoch0_s_anomaly_as_shipped_glibc": 393.5,
+               "epoch0_s_anomaly_off_glibc": 252.8, "epoch0_s_anomaly_as_shipped_tcmalloc": 189.9,
+               "epoch0_s_anomaly_off_tcmalloc": 127.9},
+    "GRU4Rec": {"median_s_per_epoch_tcmalloc": 35.0},
+}
+
+
+def _ml100k_sequences(opts: Options) -> tuple[Path | None, str]:
+    """ml-100k u.data -> `user i1 i2 ...` lines by timestamp (file order on ties), written once to the work dir."""
+    u_data = opts.shared_data / "ml-100k" / "u.data"
+    name = "ml-100k-quick.txt" if opts.quick else "ml-100k.txt"
+    out = opts.work_dir / "train" / name
+    if not u_data.is_file():
+        return None, f"{u_data} not found"
+    if not out.is_file():
+        import pandas as pd
+
+        df = pd.read_csv(u_data, sep="\t", names=["user", "item", "rating", "ts"])
+        if opts.quick:
+            df = df[df["user"] <= 60]
+        df = df.sort_values(["user", "ts"], kind="stable")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lines = (f"{u} " + " ".join(map(str, g["item"].tolist())) for u, g in df.groupby("user", sort=True))
+        out.write_text("\n".join(lines) + "\n")
+    return out, "ml-100k (shared/data/ml-100k/u.data), users' ratings by timestamp, leave-one-out"
+
+
+def _window_counts(seq_file: Path, max_len: int) -> dict:
+    """Training rows (windows of <= max_len targets) and target positions of the leave-one-out train split."""
+    lengths = np.array([len(line.split()) - 1 for line in seq_file.read_text().splitlines() if line.strip()])
+    lengths = lengths[lengths >= 3]
+    targets = np.maximum(lengths - 2 - 1, 0)  # train = all but the last two items; each position after the first
+    windows = -(-targets // max_len)
+    return {"users": int(len(lengths)), "target_positions": int(targets.sum()), "windows": int(windows.sum()),
+            "targets_per_window": round(float(targets.sum() / max(windows.sum(), 1)), 2)}
+
+
+def suite_train(opts: Options) -> dict:
+    previous = _read_json(results_path(opts.results_dir, "train", opts.quick))
+    if opts.peers_only and previous.get("ours"):
+        ours, data_info = previous["ours"], previous.get("data")
+    else:
+        ours, data_info = _train_ours(opts)
+        # runs at another thread count (another key) are kept from the previous results, each with its own "ran"
+        for name, runs in (previous.get("ours") or {}).items():
+            if isinstance(runs, dict) and isinstance(ours.get(name), dict):
+                ours[name] = {**{k: v for k, v in runs.items() if k not in ours[name]}, **ours[name]}
+    peers = peer_results(opts)
+    if opts.peers and not opts.quick:
+        peers["launch"] = launch_peers(opts)
+    comparison = []
+    for name, spec in TRAIN_MODELS.items():
+        for variant, run in (ours or {}).get(name, {}).items():
+            if "median_s_per_epoch" not in run:
+                continue
+            theirs = matching_peer(peers.get("runs", {}), spec["recbole"], run.get("torch_threads"))
+            row = {"model": name, "variant": variant, "threads": run.get("torch_threads"),
+                   "ours_s_per_epoch": run["median_s_per_epoch"],
+                   "ours_targets_per_s": run["targets_per_s"],
+                   "ours_cpu_s_per_epoch": round(run["fit_cpu_s"] / run["epochs"], 1)}
+            if theirs and theirs.get("median_train_epoch_s"):
+                row |= {"recbole_file": theirs["file"], "recbole_s_per_epoch": theirs["median_train_epoch_s"],
+                        "recbole_samples_per_s": theirs.get("samples_per_s"),
+                        "ratio_ours_over_recbole": round(run["median_s_per_epoch"] / theirs["median_train_epoch_s"], 4)}
+                cpu = theirs.get("time_v") or {}
+                if "user_s" in cpu and theirs.get("epochs_run"):
+                    row["recbole_cpu_s_per_epoch"] = round((cpu["user_s"] + cpu["sys_s"]) / theirs["epochs_run"], 1)
+                    row["cpu_ratio_ours_over_recbole"] = round(row["ours_cpu_s_per_epoch"]
+                                                               / row["recbole_cpu_s_per_epoch"], 4)
+            comparison.append(row)
+    return {"data": data_info, "ours": ours, "peers": peers, "comparison": comparison, "checks": []}
+
+
+def _train_ours(opts: Options) -> tuple[dict, dict]:
+    seq_file, description = _ml100k_sequences(opts)
+    if seq_file is None:
+        if not opts.quick:
+            return {"skipped": f"ml-100k not available ({description})"}, {"description": description}
+        seq_file = _synthetic_sequences(opts)
+        description = "synthetic user sequences (ml-100k not available; --quick only)"
+    epochs = opts.epochs or (1 if opts.quick else 2)
+    counts = _window_counts(seq_file, 50)
+    matched = max(1, round(TARGETS_PER_STEP / counts["targets_per_window"]))
+    variants = {"recbole-batch": matched} if opts.quick else {"recbole-batch": matched, "cpu-default": 256}
+    import torch
+
+    threads = opts.threads or torch.get_num_threads()
+    ours = {}
+    for name, spec in TRAIN_MODELS.items():
+        ours[name] = {}
+        for variant, batch in variants.items():
+            params = {"seq_file": str(seq_file), "model": name, "params": spec["params"], "epochs": epochs,
+                      "threads": opts.threads,
+                      "train": {"batch_size": batch, "lr": 1e-3, "n_negatives": 0, "patience": 100,
+                                "schedule": "constant"}}
+            key = f"{variant}, {threads} thread{'s' if threads > 1 else ''}"
+            ran = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "command": opts.command}
+            child = run_child(worker_argv("train", params), timeout=3600)
+            if child.get("error"):
+                ours[name][key] = {"skipped": f"failed: {child['error'][-400:]}", "ran": ran}
+                print(f"[train] {name} {variant}: FAILED {child['error'][-400:]}", flush=True)
+                continue
+            result = child.pop("result")
+            ours[name][key] = {**result, "process": child, "batch_windows": batch, "ran": ran,
+                               "params": spec["params"], "train_config": params["train"]}
+            print(f"[train] {name} {variant} (batch {batch} windows): {result['median_s_per_epoch']:.1f} s/epoch, "
+                  f"{result['targets_per_s']:.0f} target positions/s, peak {child['peak_rss_mib']:.0f} MiB, "
+                  f"load {child['load_before']}", flush=True)
+    return ours, {"description": description, "file": str(seq_file), "epochs": epochs, **counts,
+                  "matched_batch_windows": matched, "threads": opts.threads}
+
+
+def _synthetic_sequences(opts: Options) -> Path:
+    path = opts.work_dir / "train" / "synthetic-sequences.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    lines = []
+    for u in range(60):
+        start = int(rng.integers(1, 300))
+        lines.append(f"{u} " + " ".join(str((start + 3 * j) % 300 + 1) for j in range(int(rng.integers(5, 80)))))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def worker_train(params: dict) -> dict:
+    import torch
+
+    from recsys.datasets.presplit import read_user_sequences
+    from recsys.lit import TrainConfig
+    from recsys.models import FitOptions
+    from recsys.pipeline import build_model
+
+    if params.get("threads"):
+        torch.set_num_threads(params["threads"])
+    data = read_user_sequences(params["seq_file"], max_length=10**6)  # no truncation: every position trains
+    model = build_model(params["model"], data.n_items, params["params"])
+    lengths = data.train.lengths
+    targets = int(np.maximum(lengths - 1, 0).sum())
+    windows = int((-(-np.maximum(lengths - 1, 0) // model.config.max_len)).sum())
+    with Timer() as t:
+        info = model.fit(data, FitOptions(max_epochs=params["epochs"], progress=False, seed=0),
+                         train_config=TrainConfig(max_epochs=params["epochs"], **params["train"]))
+    history = info["history"]
+    per_epoch = [round(r["train_seconds"], 3) for r in history]
+    median = float(np.median(per_epoch))
+    return {"epochs": len(history), "train_seconds_per_epoch": per_epoch, "median_s_per_epoch": round(median, 3),
+            "valid_seconds_per_epoch": [round(r.get("val_seconds", 0.0), 3) for r in history],
+            "train_loss": [round(r["train_loss"], 4) for r in history], "target_positions": targets,
+            "windows": windows, "targets_per_s": round(targets / median, 1),
+            "windows_per_s": round(windows / median, 2),
+            "fit_wall_s": round(t.wall, 3), "fit_cpu_s": round(t.cpu, 3), "load_before": t.load_before,
+            "load_after": t.load_after, "n_parameters": sum(p.numel() for p in model.parameters()),
+            "n_items": data.n_items - 1, "users": len(data.test), "torch_threads": torch.get_num_threads(),
+            "valid_ndcg@10": [round(r.get("ndcg@10", float("nan")), 5) for r in history]}
+
+
+def matching_peer(runs: dict, model: str, threads: int | None) -> dict | None:
+    """The RecBole run of `model` with the same torch thread count as ours (most epochs first)."""
+    same = [r for r in runs.values() if r["model"] == model and r.get("torch_threads") == threads]
+    return max(same, key=lambda r: r.get("epochs_run") or 0) if same else None
+
+
+def peer_output_dir(opts: Options) -> Path:
+    return Path(os.environ.get("PEER_OUT") or opts.work_dir / "peers")
+
+
+def peer_results(opts: Options) -> dict:
+    """What the RecBole runs (benchmarks/peers/run_recbole.sh) left in benchmarks/work/peers/results."""
+    folder = peer_output_dir(opts) / "results"
+    runs = {}
+    # <model>_ml-100k_<E>ep[_<N>t].json (run_recbole.sh's names; other files there, e.g. *_loaded.json, are not read)
+    for path in sorted([*folder.glob("*_ml-100k_*ep.json"), *folder.glob("*_ml-100k_*ep_*t.json")]):
+        d = _read_json(path)
+        if not d.get("model"):
+            continue
+        epochs = d.get("train_epoch_seconds") or []
+        median = d.get("median_train_epoch_s") or (float(np.median(epochs)) if epochs else None)
+        runs[path.stem] = {
+            "model": d["model"], "file": path.name, "epochs_run": d.get("epochs_run"), "train_epoch_seconds": epochs,
+            "median_train_epoch_s": median, "n_train_samples": d.get("n_train_samples"),
+            "samples_per_s": round(d["n_train_samples"] / median, 1) if median and d.get("n_train_samples") else None,
+            "train_losses": d.get("train_losses"), "peak_rss_mib": d.get("peak_rss_mib_getrusage"),
+            "valid_epoch_seconds": d.get("valid_epoch_seconds"), "ld_preload": d.get("ld_preload"),
+            "anomaly_detection_during_run": d.get("anomaly_detection_during_run"),
+            "torch_threads": d.get("torch_threads"), "versions": d.get("versions"),
+            "time_v": _time_v(path.parent.parent / (path.stem + ".err")),
+            **_peer_loads(peer_output_dir(opts) / "nohup.log", path.stem)}
+    status = "results found" if runs else (
+        "no results yet: run `nohup bash benchmarks/peers/run_recbole.sh all > benchmarks/work/peers/nohup.log "
+        "2>&1 &` (or `python scripts/benchmark.py train --peers`), then `python scripts/benchmark.py train "
+        "--peers-only`")
+    log = peer_output_dir(opts) / "nohup.log"
+    return {"runs": runs, "status": status, "reference": RECBOLE_REFERENCE,
+            "log_tail": log.read_text(errors="replace")[-1500:] if log.is_file() else None,
+            "setup": "RecBole 1.2.1 in its own venv (~/.cache/recsys-peers/recbole-venv) installed as "
+                     "../shared/peers/recbole/README.md says (torch==2.13.0 first, recbole --no-deps, its "
+                     "requirements.txt); runner called by path; anomaly detection off; glibc malloc"}
+
+
+def _peer_loads(log: Path, name: str) -> dict:
+    """Start/end times and load averages run_recbole.sh logged for one run (the last such run in the log)."""
+    out = {}
+    if log.is_file():
+        for line in log.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] in ("start", "done") and parts[2] == name:
+                when = "started" if parts[1] == "start" else "finished"
+                out[when] = parts[0]
+                out[f"load_{when}"] = [float(x.strip("()")) for x in parts[-3:]]
+    return out
+
+
+def _time_v(path: Path) -> dict | None:
+    """Peak RSS, wall and CPU from /usr/bin/time -v output, if present."""
+    if not path.is_file():
+        return None
+    out = {}
+    for line in path.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("Maximum resident set size"):
+            out["peak_rss_mib"] = round(int(line.rsplit(":", 1)[1]) / 1024, 1)
+        elif line.startswith("User time"):
+            out["user_s"] = float(line.rsplit(":", 1)[1])
+        elif line.startswith("System time"):
+            out["sys_s"] = float(line.rsplit(":", 1)[1])
+        elif line.startswith("Elapsed (wall"):
+            out["wall"] = line.split("):", 1)[1].strip()
+    return out or None
+
+
+def launch_peers(opts: Options) -> dict:
+    """Start benchmarks/peers/run_recbole.sh in the background (nohup) unless results exist or it runs already."""
+    out_dir = peer_output_dir(opts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = out_dir / "run.pid"
+    if pid_file.is_file():
+        try:
+            pid = int(pid_file.read_text())
+            os.kill(pid, 0)
+            return {"status": f"already running (pid {pid})"}
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass
+    log = open(out_dir / "nohup.log", "a")  # noqa: SIM115 - handed to the detached process
+    proc = subprocess.Popen(["nohup", "bash", str(PEER_SCRIPT), "all"], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ,
+                                                                                   "PEER_OUT": str(out_dir)})
+    pid_file.write_text(str(proc.pid))
+    return {"status": f"started in the background (pid {proc.pid}); log {out_dir / 'nohup.log'}"}
