@@ -43,28 +43,40 @@ KINDS = ("typed", "visitor", "cold", "unknown")
 N_ITEMS = 20  # raw ids "101".."120"
 
 
+DEMO_NAMES = {**{str(100 + i): f"product {100 + i}" for i in range(1, N_ITEMS + 1)}, "105": "Red Shoe"}
+
+
 def demo_dataset():
-    """Sessions walk 1 -> 2 -> ... -> 20 (raw ids 101..120); the test sessions are the sample VISITORS."""
+    """Sessions walk 1 -> 2 -> ... -> 20 (raw ids 101..120; odd indices in category "shoes", even in "hats"), and
+    20 more are [1, 3, 5], so item 1 is the most popular; the test sessions are the sample VISITORS and one more."""
     from recsys.data import Dataset
     from recsys.sessions import Sessions
 
     rng = np.random.default_rng(0)
     seqs = [[(s + t) % N_ITEMS + 1 for t in range(6)] for s in rng.integers(0, N_ITEMS, size=120)]
-    train, valid, test = seqs[:110], seqs[110:115], seqs[115:]
+    train, valid, test = seqs[:110] + [[1, 3, 5]] * 20, seqs[110:115], seqs[115:]
     raw = [str(100 + i) for i in range(1, N_ITEMS + 1)]
     items = pd.DataFrame({"item_id": pd.array(raw, dtype="string"),
                           "category_id": pd.array(["shoes" if i % 2 else "hats" for i in range(1, N_ITEMS + 1)],
                                                   dtype="string"),
                           "popularity": np.bincount(np.concatenate(train), minlength=N_ITEMS + 1)[1:]})
     ids = {"train": [f"train-{i}" for i in range(len(train))], "valid": [f"valid-{i}" for i in range(len(valid))],
-           "test": [*VISITORS, "visitor:70"]}
+           "test": ["visitor:7", "visitor:12", "alice:0", "bob:1", "visitor:70"]}
     info = {name: pd.DataFrame({"session_id": pd.array(v, dtype="string")}) for name, v in ids.items()}
     return Dataset(Sessions.from_lists(train), Sessions.from_lists(valid), Sessions.from_lists(test), items,
                    {"protocols": {"valid": "all", "test": "all"}}, info)
 
 
-def build_demo(root: Path, models=("pop", "spop", "itemknn")) -> tuple[Path, Path]:
-    """The data set (root/data) and fitted model folders (root/checkpoints/NAME) for the load test."""
+def demo_metrics(hr: float) -> dict:
+    """Placeholder metrics.json content (not measured): the app shows them and picks the best validation HR@10."""
+    block = {"hr@10": {"value": hr, "ci95": [hr - 0.05, hr + 0.05]}, "mrr@20": {"value": hr / 2},
+             "ndcg@10": {"value": hr / 1.5}}
+    return {"valid": {k: v["value"] for k, v in block.items()}, "test": block}
+
+
+def build_demo_checkpoints(root: Path, models=("pop", "spop", "itemknn")) -> Path:
+    """Fitted model folders root/NAME on demo_dataset(); the last one gets the best placeholder validation score
+    (so the app makes it its default), item-kNN the item descriptions."""
     from recsys.folder import save_folder
     from recsys.models import REGISTRY
 
@@ -72,10 +84,15 @@ def build_demo(root: Path, models=("pop", "spop", "itemknn")) -> tuple[Path, Pat
     for rank, name in enumerate(models):
         model = REGISTRY[name](REGISTRY[name].Config(), data.n_items)
         model.fit(data)
-        hr = 0.2 + 0.1 * rank  # placeholder scores: the app picks the last model as its default
-        save_folder(model, root / "checkpoints" / name, data.items,
-                    metrics={"valid": {"hr@10": hr}, "test": {"hr@10": {"value": hr}}})
-    return root / "checkpoints", data.save(root / "data")
+        save_folder(model, Path(root) / name, data.items, metrics=demo_metrics(0.2 + 0.1 * rank),
+                    descriptions=DEMO_NAMES if name == "itemknn" else None)
+    return Path(root)
+
+
+def build_demo(root: Path, models=("pop", "spop", "itemknn")) -> tuple[Path, Path]:
+    """The data set (root/data) and fitted model folders (root/checkpoints/NAME) for the load test and the app
+    tests."""
+    return build_demo_checkpoints(Path(root) / "checkpoints", models), demo_dataset().save(Path(root) / "data")
 
 
 def free_port() -> int:

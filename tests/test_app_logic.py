@@ -1,5 +1,6 @@
 """The app's handler logic (recsys/app_logic.py), without Gradio: tiny Pop / S-Pop / item-kNN model folders.
 
+The data and folders are the load test's (recsys.loadtest.demo_dataset / build_demo_checkpoints);
 `build_checkpoints` and `build_processed` are also used by tests/test_app_api.py and tests/test_browser.py.
 """
 
@@ -8,59 +9,18 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from recsys import app_logic as logic
-from recsys.data import Dataset
-from recsys.folder import save_folder
-from recsys.models import REGISTRY
-from recsys.sessions import Sessions
+from recsys.loadtest import N_ITEMS, build_demo_checkpoints, demo_dataset
 
-N = 20  # raw ids "101".."120"; odd indices in category "shoes", even in "hats"
+N = N_ITEMS  # raw ids "101".."120"; odd indices in category "shoes", even in "hats"
 RAW = [str(100 + i) for i in range(1, N + 1)]
-NAMES = {raw: f"product {raw}" for raw in RAW}
-NAMES["105"] = "Red Shoe"
-
-
-def tiny_dataset() -> Dataset:
-    """Sessions walk 1 -> 2 -> ... -> N; item 1 starts most of them, so it is the most popular."""
-    rng = np.random.default_rng(0)
-    seqs = [[(s + t) % N + 1 for t in range(6)] for s in rng.integers(0, N, size=120)]
-    seqs += [[1, 3, 5]] * 20
-    items = pd.DataFrame({
-        "item_id": pd.array(RAW, dtype="string"),
-        "category_id": pd.array(["shoes" if i % 2 else "hats" for i in range(1, N + 1)], dtype="string"),
-        "popularity": np.bincount(np.concatenate(seqs[:110] + seqs[120:]), minlength=N + 1)[1:]})
-    train = Sessions.from_lists(seqs[:110] + seqs[120:])
-    valid, test = Sessions.from_lists(seqs[110:115]), Sessions.from_lists(seqs[115:120])
-    info = {name: pd.DataFrame({"session_id": pd.array([f"{name}-{i}" for i in range(len(s))], dtype="string")})
-            for name, s in (("train", train), ("valid", valid), ("test", test))}
-    info["test"]["session_id"] = pd.array(["visitor:7", "visitor:12", "alice:0", "bob:1", "visitor:70"],
-                                          dtype="string")
-    return Dataset(train, valid, test, items, {"protocols": {"valid": "all", "test": "all"}}, info)
-
-
-def _metrics(hr: float) -> dict:
-    block = {"hr@10": {"value": hr, "ci95": [hr - 0.05, hr + 0.05]}, "mrr@20": {"value": hr / 2},
-             "ndcg@10": {"value": hr / 1.5}}
-    return {"valid": {k: v["value"] for k, v in block.items()}, "test": block}
-
-
-def build_checkpoints(root: Path, models=("pop", "spop", "itemknn")) -> Path:
-    """Small model folders under root/ (item-kNN has descriptions and the best validation score)."""
-    data = tiny_dataset()
-    for rank, name in enumerate(models):
-        cls = REGISTRY[name]
-        model = cls(cls.Config(), data.n_items)
-        model.fit(data)
-        save_folder(model, root / name, data.items, metrics=_metrics(0.2 + 0.1 * rank),
-                    descriptions=NAMES if name == "itemknn" else None)
-    return root
+build_checkpoints = build_demo_checkpoints
 
 
 def build_processed(root: Path) -> Path:
-    return tiny_dataset().save(root)
+    return demo_dataset().save(root)
 
 
 @pytest.fixture(scope="module")
