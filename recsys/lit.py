@@ -324,6 +324,8 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
     result = {"epochs": len(history), "best_epoch": best.get("epoch"),
               "best_valid": {k: best[k] for k in METRICS if k in best}, "history": history,
               "seconds_per_epoch": statistics.median(r["train_seconds"] for r in history) if history else None}
-    if options.workdir and history:
+    if trainer.world_size > 1:  # data-parallel: the caller evaluates and saves on global rank 0 only
+        result.update(global_rank=trainer.global_rank, world_size=trainer.world_size)
+    if options.workdir and history and trainer.is_global_zero:
         plot_training_curves(history, workdir / "training_curves.png", result["best_epoch"], title=model.name)
     return result

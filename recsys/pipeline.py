@@ -87,6 +87,11 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         start = time.perf_counter()
         fit_info = model.fit(data, options) or {}
         fit_seconds = time.perf_counter() - start
+        if global_rank(fit_info):  # another process of a data-parallel run: it trains (and refits), rank 0 does
+            log(f"[{name}] rank {global_rank(fit_info)}: trained; rank 0 evaluates and saves")  # the rest
+            if config.refit:
+                refit(name, model, data, config, fit_info, options)
+            continue
         eval_kw = dict(exclude_seen=config.exclude_seen, popularity=popularity, progress=config.progress)
         valid = evaluate(model, data.valid, data.protocol("valid"), desc=f"{name} valid", **eval_kw)
         refit_info = None
@@ -114,6 +119,8 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         if curves.is_file() and config.assets is not None:
             Path(config.assets).mkdir(parents=True, exist_ok=True)
             (Path(config.assets) / f"training_curves_{name}.png").write_bytes(curves.read_bytes())
+    if not results["models"] and config.models:  # a non-zero rank of a data-parallel run: nothing to write
+        return results
     results["paired_tests"] = _paired_against_best_baseline(tests, results)
     previous = out / "results.json"
     old = json.loads(previous.read_text()) if previous.is_file() else None
@@ -157,6 +164,12 @@ def refit(name: str, model, data: Dataset, config: RunConfig, fit_info: dict, op
         info["components"] = {k: {"epochs": v["epochs"]} if "epochs" in v else {}
                               for k, v in result["components"].items()}
     return fresh, info
+
+
+def global_rank(fit_info: dict) -> int:
+    """The process's rank in a data-parallel fit (0 when not data-parallel), from a fit report or its parts'."""
+    parts = fit_info.get("components", {}).values()
+    return max([fit_info.get("global_rank", 0), *(global_rank(p) for p in parts)])
 
 
 def _params_of(model) -> dict:

@@ -53,6 +53,8 @@ def main(argv=None) -> int:
     except (DataError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not results["models"]:  # another process of a data-parallel run: rank 0 reports
+        return 0
     print("\nTest (percent, 95% CI):\n" + results_table(results, "test"))
     print(f"\nWrote {args.out}/results.json, {args.out}/results.md and {args.assets}/model_comparison.png")
     return 0

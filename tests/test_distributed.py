@@ -147,3 +147,25 @@ def test_ddp_on_two_cpu_processes_shards_batches_and_matches_one_process(tmp_pat
     for name in ("hr@10", "mrr@10", "ndcg@10"):
         assert ddp["best_valid"][name] == pytest.approx(single["best_valid"][name], abs=0.05), name
         assert metrics[name] == pytest.approx(ddp["best_valid"][name], abs=1e-6), name  # the folder is that model
+
+
+@pytest.mark.slow
+def test_train_and_eval_under_ddp_evaluates_and_saves_on_rank_zero_only(tmp_path):
+    """scripts/train_and_eval.py with a DDP training config: both processes train (and refit), one evaluates."""
+    from test_neural import make_data
+
+    make_data((200, 50, 50)).save(tmp_path / "data")
+    params = tmp_path / "ddp.json"
+    params.write_text(json.dumps({"model": "gru4rec", "params": {
+        "emb_dim": 16, "hidden": 32, "train": {"strategy": "ddp", "devices": 2, "batch_size": 16, "cpu_threads": 1}}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_and_eval.py"), "--data", tmp_path / "data",
+                           "--models", "gru4rec", "--params", params, "--out", tmp_path / "run", "--assets",
+                           tmp_path / "assets", "--max-epochs", "2", "--refit", "--bootstrap", "20", "--quiet"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("rank 1: trained; rank 0 evaluates and saves") == 1
+    assert proc.stdout.count("valid mrr@20") == 1 and proc.stdout.count("Test (percent, 95% CI)") == 1
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    entry = results["models"]["gru4rec"]
+    assert entry["fit"]["world_size"] == 2 and entry["fit"]["global_rank"] == 0 and entry["refit"]["epochs"] >= 1
+    assert load_folder(tmp_path / "run" / "gru4rec", REGISTRY).n_items == 13
