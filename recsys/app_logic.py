@@ -47,6 +47,9 @@ MODEL_BLURBS = {
     "gru4rec": "GRU4Rec: a recurrent neural network (GRU) that reads the session in order.",
     "lstm": "LSTM: the same recurrent model with an LSTM cell.",
     "sasrec": "SASRec: a Transformer; self-attention weighs every earlier item of the session.",
+    "sr": "Sequential rules: items that often followed the session's last item soon after, in past sessions.",
+    "vsknn": "V-SKNN: session-kNN that weighs the session's recent items more and rare items higher.",
+    "hybrid": "Hybrid: a weighted mix of several models' recommendations, weights chosen on validation data.",
 }
 
 
@@ -621,7 +624,11 @@ def model_card(service: AppService, model_key) -> str:
         return f"⚠️ {err}"
     kind = entry.kind or type(model).__name__.lower()
     metrics = getattr(model, "metrics", None) or entry.metrics
-    lines = [MODEL_BLURBS.get(kind, f"Model kind: {code(kind)}."), ""]
+    blurb = MODEL_BLURBS.get(kind) or MODEL_BLURBS.get(kind.split("-")[0], f"Model kind: {code(kind)}.")
+    weights = dict(zip(getattr(model.config, "components", ()), getattr(model.config, "weights", ())))
+    if weights:  # a hybrid: which models, how much of each
+        blurb += " Mix: " + ", ".join(f"{code(p)} {w:.0%}" for p, w in weights.items()) + "."
+    lines = [blurb, ""]
     names = sorted({m for split in ("valid", "test") for m in (metrics.get(split) or {})
                     if str(m).partition("@")[0] in CARD_METRICS and metric_value(metrics, split, m) is not None},
                    key=_metric_order)

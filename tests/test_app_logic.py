@@ -272,3 +272,20 @@ def test_explanation_renders_any_dict(service):
             raise RuntimeError("boom")
 
     assert "could not be computed" in logic.format_explanation(Broken(), np.array([1]))
+
+
+def test_a_hybrid_folder_is_served_and_its_card_says_what_it_mixes(tmp_path):
+    from recsys.folder import save_folder
+    from recsys.loadtest import demo_metrics
+    from recsys.models import build_model
+
+    data = demo_dataset()
+    model = build_model("hybrid", data.n_items, {"components": ["spop", "itemknn"], "weights": [0.3, 0.7]})
+    model.fit(data)
+    save_folder(model, tmp_path / "checkpoints" / "hybrid", data.items, metrics=demo_metrics(0.4))
+    service = logic.AppService.from_env({"RECSYS_CHECKPOINTS": str(tmp_path / "checkpoints"),
+                                         "RECSYS_DATA": str(build_processed(tmp_path / "data"))})
+    card = logic.model_card(service, "hybrid")
+    assert "weighted mix" in card and "spop" in card and "30%" in card and "70%" in card
+    result = logic.recommend_view(service, "hybrid", "101, 102", 5)
+    assert result.mode == "personalized" and len(result.table) == 5 and "Personalised" in result.status
