@@ -304,7 +304,13 @@ def render_serving(r: dict | None) -> str:
                 thr.append("–")
                 if e.get("skipped"):
                     skipped.append(f"- {m} at {lab}: {e['skipped']}")
-        rnd = " (random weights)" if any(sizes[lab]["models"].get(m, {}).get("weights") for lab in labels) else ""
+        weights = next((sizes[lab]["models"][m]["weights"] for lab in labels
+                        if sizes[lab]["models"].get(m, {}).get("weights")), None)
+        rnd = "" if not weights else " (random weights)" if weights.startswith("random") else f" ({weights})"
+        ran = next((sizes[lab]["models"][m]["run"] for lab in labels if sizes[lab]["models"].get(m, {}).get("run")),
+                   None)
+        if ran:
+            rnd += f" (measured {ran['date']} by `{ran['command']}`)"
         lines.append(f"| {m}{rnd} | " + " | ".join(lat) + " | " + " | ".join(thr) + " |")
     if not r.get("quick"):
         lines += ["", "✓ / ✗: the 40k targets (p50 ≤ 5 ms and p99 ≤ 20 ms) met / not met."]

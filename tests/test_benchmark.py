@@ -83,6 +83,18 @@ def test_serving_suite(tmp_path):
         assert "skipped" in app
 
 
+def test_serving_run_of_some_models_keeps_the_other_rows(tmp_path):
+    """`serving --models M` measures M again and merges it into the last results, marked with its command."""
+    run_benchmark(tmp_path, "serving", "--models", "pop,spop", "--no-app")
+    first = result(tmp_path, "serving")["sizes"]["1k"]["models"]
+    run_benchmark(tmp_path, "serving", "--models", "spop", "--no-app")
+    merged = result(tmp_path, "serving")["sizes"]["1k"]["models"]
+    assert set(merged) == {"pop", "spop"} and merged["pop"] == first["pop"]
+    assert "--models spop" in merged["spop"]["run"]["command"] and "run" not in merged["pop"]
+    assert merged["spop"]["single"] != first["spop"]["single"]  # measured again
+    assert "--models spop" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
 @pytest.mark.slow
 def test_train_suite(tmp_path):
     run_benchmark(tmp_path, "train")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,11 @@ from recsys.bench.common import (
     Options,
     Timer,
     _plain_items,
+    _read_json,
     check,
     load_avg,
     percentiles_ms,
+    results_path,
     rss_mib,
     run_child,
     worker_argv,
@@ -106,6 +109,8 @@ def suite_serving(opts: Options) -> dict:
 
     sizes = SERVING_SIZES_QUICK if opts.quick else SERVING_SIZES
     models = list(opts.models or REGISTRY)
+    # `--models` measures those models again and keeps the other rows (and, with --no-app, the app's) as they were
+    previous = _read_json(results_path(opts.results_dir, "serving", opts.quick)) if opts.models else {}
     n_single = 10 if opts.quick else SERVING_SINGLE
     results, checks = {}, []
     for label, n in sizes.items():
@@ -129,13 +134,16 @@ def suite_serving(opts: Options) -> dict:
             for m, entry in child["result"]["models"].items():
                 entries[m] = {**entry, **({"child_peak_rss_mib": child["peak_rss_mib"]} if per_model else {})}
             n_real = child["result"]["n_items"]
-        results[label] = {"n_items": n_real, "batch_size": base["batch_size"], "models": entries}
         for m, e in entries.items():
             msg = e.get("skipped") or (f"p50 {e['single']['p50_ms']:.2f} ms, p99 {e['single']['p99_ms']:.2f} ms, "
                                        f"batch {e['batch']['sessions_per_s']:.0f} sessions/s")
             print(f"[serving] {label} {m}: {msg}", flush=True)
+            if opts.models:  # a run of some models only: its rows are merged into the last full run's
+                e["run"] = {"command": opts.command, "date": datetime.now(UTC).date().isoformat()}
+        kept = {} if not opts.models else previous.get("sizes", {}).get(label, {}).get("models", {})
+        results[label] = {"n_items": n_real, "batch_size": base["batch_size"], "models": {**kept, **entries}}
         if label == "40k":
-            for m, e in entries.items():
+            for m, e in results[label]["models"].items():
                 if "single" in e:
                     note = (f"{e['single']['cpu_ms_per_call']:.2f} ms CPU per call, {SERVING_THREADS} thread; "
                             f"load {e['single']['load_before'][0]}")
@@ -150,7 +158,10 @@ def suite_serving(opts: Options) -> dict:
                       "torch's default on this machine (2), 50 calls",
            "weights": "neural models: random initial weights (REGISTRY[name](Config(), n_items)), not trained; "
                       "the others: fitted on the synthetic data of that size"}
-    if opts.app:
+    if not opts.app and previous.get("app"):
+        out["app"], out["first_start"] = previous["app"], previous.get("first_start", {})
+        checks += [c for c in previous.get("checks", []) if not c["what"].startswith("recommend()")]
+    elif opts.app:
         out["app"] = app_round_trip(opts)
         if out["app"].get("p50_ms") is not None and not opts.quick:
             checks.append(check("app round trip (gradio_client, /recommend) p50", out["app"]["p50_ms"],
