@@ -91,3 +91,19 @@ def test_refit_keeps_the_chosen_weights_and_refits_the_neural_part_for_its_selec
     assert list(model.config.weights) == list(entry["params"]["weights"])
     again = recsys.evaluate(model, data.test, data.protocol("test")).metrics()["mrr@20"]
     assert again == pytest.approx(entry["test"]["mrr@20"]["value"])
+
+
+def test_accuracy_suite_gives_a_hybrids_parts_the_data_sets_parameter_files(tmp_path, monkeypatch):
+    import json
+
+    from recsys.bench import accuracy
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "sr.json").write_text(json.dumps({"model": "sr", "params": {"steps": 3}}))
+    (tmp_path / "d" / "vsknn.json").write_text(json.dumps({"model": "vsknn", "params": {"k": 7}}))
+    monkeypatch.setattr(accuracy, "PARAMS_DIR", tmp_path)
+    given = {"components": ["sr", "vsknn", "pop"], "params": {"vsknn": {"k": 50}}}
+    filled = accuracy._with_part_params("d", "hybrid", given)
+    assert filled["params"] == {"sr": {"steps": 3}, "vsknn": {"k": 50}}  # the hybrid's own file wins; pop: none
+    assert accuracy._with_part_params("d", "sr", {"steps": 5}) == {"steps": 5}  # not a hybrid: unchanged
+    assert set(accuracy._with_part_params("d", "hybrid", {})["params"]) == {"vsknn"}  # default parts gru4rec, vsknn
