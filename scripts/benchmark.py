@@ -175,7 +175,9 @@ def _header(r: dict) -> str:
     if r.get("quick"):
         return ("**Quick size (`--quick`): a smoke run of the code path, not the benchmark.** "
                 f"Ran {r['timestamp']}.\n\n")
-    return f"Ran {r['timestamp']}: `{r['command']}` ({_n(r['timing']['wall_s'], 0)} s).\n\n"
+    base = r.get("merged_into")
+    merged = f" Rows not marked otherwise: the run of {base['timestamp']}, `{base['command']}`." if base else ""
+    return f"Ran {r['timestamp']}: `{r['command']}` ({_n(r['timing']['wall_s'], 0)} s).{merged}\n\n"
 
 
 def _not_run(suite: str) -> str:

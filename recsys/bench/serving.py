@@ -152,6 +152,9 @@ def suite_serving(opts: Options) -> dict:
                     checks.append(check(f"recommend() p99, {m}, 40k items", e["single"]["p99_ms"],
                                         SERVING_TARGETS["p99_ms"], "ms", note=note))
     out = {"sizes": results, "checks": checks, "n_single": n_single,
+           # the run whose other rows this one kept (a run of some models merges into it)
+           "merged_into": previous.get("merged_into") or ({k: previous[k] for k in ("timestamp", "command")}
+                                                           if previous.get("timestamp") else None),
            "session_lengths": "5-20 items (test sessions of the synthetic data cut to a random length)",
            "call": "recsys.models.base.recommend(model, session, k=20) (repeats allowed, the library default)",
            "threads": f"torch.set_num_threads({SERVING_THREADS}) for the timed calls; 'default threads' column: "
