@@ -107,3 +107,12 @@ def test_accuracy_suite_gives_a_hybrids_parts_the_data_sets_parameter_files(tmp_
     assert filled["params"] == {"sr": {"steps": 3}, "vsknn": {"k": 50}}  # the hybrid's own file wins; pop: none
     assert accuracy._with_part_params("d", "sr", {"steps": 5}) == {"steps": 5}  # not a hybrid: unchanged
     assert set(accuracy._with_part_params("d", "hybrid", {})["params"]) == {"vsknn"}  # default parts gru4rec, vsknn
+
+
+def test_a_part_weighted_zero_is_not_scored(data, monkeypatch):
+    model = build_model("hybrid", data.n_items, {"components": ["sr", "pop"], "weights": [1.0, 0.0]})
+    model.fit(data, FitOptions(progress=False))
+    expected = model.part("sr").score([np.array([1, 2])])
+    monkeypatch.setattr(model.part("pop"), "score", lambda s: pytest.fail("a part weighted 0 was scored"))
+    got = model.score([np.array([1, 2])])
+    assert torch.equal(got[0].argmax(), expected[0, 1:].argmax() + 1)

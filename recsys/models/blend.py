@@ -76,10 +76,13 @@ class Blend(Recommender):
     def part(self, name: str) -> Recommender:
         return self.parts[self.config.components.index(name)]
 
-    def distributions(self, sessions: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """Each part's (B, n_items) next-item distribution; padding gets 0."""
+    def distributions(self, sessions: Sequence[np.ndarray], skip: Sequence[bool] = ()) -> list[torch.Tensor | None]:
+        """Each part's (B, n_items) next-item distribution (padding gets 0); None for the parts `skip` marks."""
         out = []
-        for part in self.parts:
+        for i, part in enumerate(self.parts):
+            if i < len(skip) and skip[i]:
+                out.append(None)
+                continue
             s = score_batch(part, sessions)[:, 1:]  # a part may return a view of its own tables: no writes
             if part.trains_in_epochs:
                 p = torch.softmax(s, dim=1)
@@ -91,7 +94,7 @@ class Blend(Recommender):
 
     @staticmethod
     def mix(dists: list[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
-        out = torch.zeros_like(dists[0])
+        out = torch.zeros_like(next(p for p in dists if p is not None))
         for w, p in zip(weights, dists):
             if w:
                 out.add_(p, alpha=float(w))
@@ -100,7 +103,8 @@ class Blend(Recommender):
     def score(self, sessions: Sequence[np.ndarray]) -> torch.Tensor:
         if not self.config.weights:
             raise RuntimeError("this hybrid has no weights yet: fit it, or give weights in its config")
-        return self.mix(self.distributions(sessions), self.config.weights)
+        weights = self.config.weights  # a part weighted 0 is not scored at all
+        return self.mix(self.distributions(sessions, skip=[w == 0 for w in weights]), weights)
 
     def fit(self, data, options: FitOptions = FitOptions(), fit_part=None) -> dict:
         """Fit every part on `data` (neural ones stop early on its validation set), then choose the weights.
