@@ -40,12 +40,16 @@ def _slow_close_stream(iter_bytes):
     """httpx's iter_bytes with a 0.3 s pause before `close_stream`: the reader thread of a busy process."""
 
     def slow(self, *args, **kwargs):
+        rest = b""  # a message may span chunks (a ~32 KB answer does): pass on whole messages only
         for chunk in iter_bytes(self, *args, **kwargs):
-            for message in chunk.split(b"\n\n"):
+            *messages, rest = (rest + chunk).split(b"\n\n")
+            for message in messages:
                 if b"close_stream" in message:
                     time.sleep(0.3)
                 if message:
                     yield message + b"\n\n"
+        if rest:
+            yield rest
 
     return slow
 
