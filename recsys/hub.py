@@ -20,6 +20,10 @@ work offline from that cache. Before any Hub call a TCP connect to the endpoint 
 of waiting on huggingface_hub's timeouts and retries (its file fetches retry for ~23 s, 1+2+4+8+8, and
 `repo_info`/`create_repo` have no timeout at all). Repo metadata calls then use `HF_HUB_ETAG_TIMEOUT`.
 
+Pushing sends only the regular files of a model folder, listed by recsys.safefiles: symbolic links (a folder
+holding `env.json -> /proc/self/environ` once published HF_TOKEN), fifos and anything resolving outside the
+folder are left out and named; a required file that is a link is refused.
+
 Environment: HF_TOKEN (or `hf auth login`), HF_ENDPOINT, HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE=1 (cache only,
 no network), HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT, RECSYS_HUB_TIMEOUT. Tokens are never logged and
 are masked in every error message.
@@ -62,6 +66,7 @@ from huggingface_hub.errors import (
 
 from recsys.card import MODEL_CARD_MARKER, REPO_CARD_MARKER, model_card, repo_card
 from recsys.folder import REQUIRED_FILES, ModelFolderError
+from recsys.safefiles import publishable_files
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +171,8 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _redact(text: str, token: str | None) -> str:
+def redact(text: str, token: str | None = None) -> str:
+    """`text` with the given token, HF_TOKEN, the saved login and anything shaped like a token masked."""
     for secret in {token, os.environ.get("HF_TOKEN"), _stored_token()} - {None, ""}:
         text = text.replace(secret, "***")
     return _TOKENISH.sub("hf_***", text)
@@ -187,7 +193,7 @@ def _http_error(err: HfHubHTTPError, what: str, token: str | None) -> HubError:
         hint = "the token has no write access to this namespace (use a token with write permission)"
     else:
         hint = str(err).split("\n")[0]
-    return HubError(_redact(f"{what}: {hint}", token))
+    return HubError(redact(f"{what}: {hint}", token))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -236,7 +242,7 @@ def download(repo_id: str, revision: str | None = None, subfolder: str | None = 
         root = snapshot_download(repo, revision=revision, allow_patterns=allow, ignore_patterns=ignore,
                                  token=token, cache_dir=cache_dir, etag_timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except (LocalEntryNotFoundError, TransportError) as err:
-        raise HubError(_redact(f"downloading {where} failed midway: {str(err).splitlines()[0]}", token)) from None
+        raise HubError(redact(f"downloading {where} failed midway: {str(err).splitlines()[0]}", token)) from None
     except HfHubHTTPError as err:
         raise _http_error(err, f"downloading {where} failed", token) from None
     return _checked(Path(root) / chosen, repo, chosen)
@@ -331,11 +337,13 @@ def push(folders: str | Path | list, repo_id: str, *, token: str | None = None, 
     """Upload model folders to `repo_id` in one commit, each under its folder name (or `user/repo/name`). Returns the
     commit URL.
 
-    Creates the repo if needed (`private` applies only then). Only published file types are sent; files a folder
-    no longer has are deleted from its subfolder; unchanged files are skipped, so pushing again what is already
-    there makes no commit. Model cards written by recsys.card are regenerated so they show how to load from this
-    repo. The repo card (root README.md) is regenerated from every model in the repo unless it was written by hand
-    (it lacks the recsys marker) or `update_repo_card=False`.
+    Creates the repo if needed (`private` applies only then). Only published file types are sent, and only
+    regular files of the folder: never a symbolic link or a file that resolves outside it (see `_publishable`;
+    each one left out is named in a warning). Files a folder no longer has are deleted from its subfolder;
+    unchanged files are skipped, so pushing again what is already there makes no commit. Model cards written by
+    recsys.card are regenerated so they show how to load from this repo. The repo card (root README.md) is
+    regenerated from every model in the repo unless it was written by hand (it lacks the recsys marker) or
+    `update_repo_card=False`.
     """
     folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
     if not folders:
@@ -346,7 +354,7 @@ def push(folders: str | Path | list, repo_id: str, *, token: str | None = None, 
     names = [subfolder or f.name for f in folders]
     if len(set(names)) != len(names):
         raise ValueError(f"two folders would land in the same subfolder: {names}")
-    local = {name: _publishable(folder) for name, folder in zip(names, folders, strict=True)}
+    local = {name: _publishable(folder, token) for name, folder in zip(names, folders, strict=True)}
     if token is None and _stored_token() is None:
         raise HubError("no Hugging Face token: pass --token, set HF_TOKEN, or run `hf auth login`")
     if _offline():
@@ -385,23 +393,33 @@ def push(folders: str | Path | list, repo_id: str, *, token: str | None = None, 
     return info.commit_url
 
 
-def _publishable(folder: Path) -> dict[str, Path]:
-    """relative path -> file for the files of a model folder that may be published (JSON, safetensors, MD, PNG)."""
+def _publishable(folder: Path, token: str | None = None) -> dict[str, Path]:
+    """relative path -> file for the files of a model folder that may be published (JSON, safetensors, MD, PNG).
+
+    The folder is listed by recsys.safefiles.publishable_files: a symbolic link (to anywhere, inside the folder
+    too), a fifo, socket or device, or anything that resolves outside the folder is never published, and each
+    is named in a warning. A required file that is one of these is an error: the folder must hold it itself.
+    """
     if not folder.is_dir():
         raise ModelFolderError(f"model folder {folder} does not exist")
-    missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
+    listing = publishable_files(folder)
+    refused = [f"{f} is {listing.skipped[f]}" for f in REQUIRED_FILES if f in listing.skipped]
+    if refused:
+        raise ModelFolderError(redact(f"{folder} cannot be published: {'; '.join(refused)}. A model folder must "
+                                      f"hold its required files itself: copy them in (cp --dereference)", token))
+    missing = [f for f in REQUIRED_FILES if f not in listing.files]
     if missing:
         raise ModelFolderError(f"{folder} is not a model folder: missing {missing}")
-    files, skipped = {}, []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            rel = path.relative_to(folder).as_posix()
-            if path.suffix in PUBLISHED_SUFFIXES and not any(p.startswith(".") for p in rel.split("/")):
-                files[rel] = path
-            else:
-                skipped.append(rel)
-    if skipped:
-        log.warning("not publishing %s from %s (only %s files are pushed)", skipped, folder, PUBLISHED_SUFFIXES)
+    for rel, why in listing.skipped.items():
+        log.warning("%s", redact(f"not publishing {rel} from {folder}: {why}", token))
+    files, other = {}, []
+    for rel, path in listing.files.items():
+        if path.suffix in PUBLISHED_SUFFIXES and not any(p.startswith(".") for p in rel.split("/")):
+            files[rel] = path
+        else:
+            other.append(rel)
+    if other:
+        log.warning("not publishing %s from %s (only %s files are pushed)", other, folder, PUBLISHED_SUFFIXES)
     return files
 
 

@@ -8,11 +8,16 @@ Uploads app.py, requirements.txt, README.md (its front matter configures the Spa
 that must not depend on a model repo; otherwise the app loads its models from the Hub. Never uploaded: .venv,
 data, tests, caches. Files the Space has under recsys/, assets/ (and checkpoints/ with that flag) that are gone
 locally are deleted, so the Space runs exactly this code. Unchanged files are skipped (no empty commit).
+
+Only regular files of the project are uploaded (recsys/safefiles.py, the same listing `push` uses): a symbolic
+link (a file, or a directory such as a linked assets/), a fifo or anything that resolves outside the project is
+left out and named on stderr. app.py, requirements.txt, README.md and, with --with-checkpoints, a model's
+config.json / model.safetensors / items.json must be regular files: a link there stops the deploy.
 """
 
 import argparse
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 from httpx2 import TransportError  # huggingface_hub 2.x's HTTP client
@@ -20,6 +25,11 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys.folder import REQUIRED_FILES as MODEL_FILES  # noqa: E402
+from recsys.safefiles import publishable_files  # noqa: E402
+
 TOP_FILES = ("app.py", "requirements.txt", "README.md", "packages.txt")
 REQUIRED = ("app.py", "requirements.txt", "README.md")
 ASSET_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".css", ".md")
@@ -27,22 +37,36 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".json", ".md", ".png")
 
 
 def space_files(root: Path = ROOT, with_checkpoints: bool = False) -> dict[str, Path]:
-    """path in the Space -> local file."""
-    missing = [f for f in REQUIRED if not (root / f).is_file()]
+    """path in the Space -> local file. Entries refused by publishable_files are named on stderr."""
+    trees = {"recsys": None, "assets": ASSET_SUFFIXES} | ({"checkpoints": CHECKPOINT_SUFFIXES}
+                                                          if with_checkpoints else {})
+
+    def want_dir(rel: str) -> bool:
+        parts = rel.split("/")
+        return parts[0] in trees and not any(p.startswith(".") or p == "__pycache__" for p in parts)
+
+    def want_file(rel: str) -> bool:
+        path = PurePosixPath(rel)
+        if len(path.parts) == 1:
+            return rel in TOP_FILES
+        if not want_dir(rel):  # hidden, or in __pycache__
+            return False
+        suffixes = trees[path.parts[0]]
+        return path.suffix in suffixes if suffixes else path.suffix not in (".pyc", ".pyo")
+
+    listing = publishable_files(root, want_file=want_file, want_dir=want_dir)
+    required = [*REQUIRED] + [rel for rel in listing.skipped if rel.startswith("checkpoints/")
+                              and rel.count("/") == 2 and rel.rsplit("/", 1)[1] in MODEL_FILES]
+    refused = [f"{rel} is {listing.skipped[rel]}" for rel in required if rel in listing.skipped]
+    if refused:
+        raise SystemExit(f"error: cannot deploy {root}: {'; '.join(refused)}. Copy the file in (cp --dereference)")
+    missing = [f for f in REQUIRED if f not in listing.files]
     if missing:
         raise SystemExit(f"error: {root} lacks {missing}, which a Space needs")
-    _check_front_matter(root / "README.md")
-    files = {name: root / name for name in TOP_FILES if (root / name).is_file()}
-    trees = [("recsys", None), ("assets", ASSET_SUFFIXES)] + ([("checkpoints", CHECKPOINT_SUFFIXES)]
-                                                                if with_checkpoints else [])
-    for top, suffixes in trees:
-        for path in sorted((root / top).rglob("*")):
-            rel = path.relative_to(root)
-            hidden = "__pycache__" in rel.parts or any(p.startswith(".") for p in rel.parts)
-            wanted = path.suffix in suffixes if suffixes else path.suffix not in (".pyc", ".pyo")
-            if path.is_file() and wanted and not hidden:
-                files[rel.as_posix()] = path
-    return files
+    _check_front_matter(listing.files["README.md"])
+    for rel, why in listing.skipped.items():
+        print(f"warning: not uploading {rel}: {why}", file=sys.stderr)
+    return listing.files
 
 
 def _check_front_matter(readme: Path) -> None:

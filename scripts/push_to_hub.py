@@ -5,6 +5,11 @@
 
 The token comes from --token, else HF_TOKEN, else `hf auth login`. Prefer the last two: a token on the command
 line lands in shell history and process lists. Pushing unchanged folders again makes no commit.
+
+Only the regular files of a folder are pushed: symbolic links, fifos and anything that resolves outside the
+folder are left out, each named in a warning (recsys/safefiles.py); a required file (config.json,
+model.safetensors, items.json) that is a link stops the push. With --all, a model folder that is itself a link
+in DIR is left out and named; a folder named on the command line may be a link (you chose it).
 """
 
 import argparse
@@ -15,7 +20,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recsys.folder import ModelFolderError  # noqa: E402
-from recsys.hub import HubError, push  # noqa: E402
+from recsys.hub import HubError, push, redact  # noqa: E402
+from recsys.safefiles import publishable_files  # noqa: E402
+
+log = logging.getLogger("push_to_hub")
+
+
+def model_folders(root: Path) -> list[Path]:
+    """The folders in `root` holding a config.json. One that is a symbolic link is left out and named, as is any
+    other link in `root`; a folder whose config.json is a link is kept, for `push` to refuse it by name."""
+    listing = publishable_files(root, want_dir=lambda rel: "/" not in rel,
+                                want_file=lambda rel: rel.count("/") == 1 and rel.endswith("/config.json"))
+    for rel, why in listing.skipped.items():
+        if "/" not in rel:
+            log.warning("%s", redact(f"--all {root}: not pushing {rel}: {why}"))
+    names = {rel.split("/")[0] for rel in [*listing.files, *listing.skipped] if rel.endswith("/config.json")}
+    return [root / name for name in sorted(names)]
 
 
 def main(argv=None) -> int:
@@ -34,14 +54,16 @@ def main(argv=None) -> int:
 
     folders = list(args.folders)
     if args.all:
-        folders += sorted(p.parent for p in args.all.glob("*/config.json"))
+        if not args.all.is_dir():
+            parser.error(f"--all {args.all}: not a directory")
+        folders += model_folders(args.all)
     if not folders:
         parser.error("give model folders or --all DIR")
     try:
         url = push(folders, args.repo, token=args.token, private=args.private, commit_message=args.message,
                    revision=args.revision, update_repo_card=not args.no_repo_card)
     except (HubError, ModelFolderError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact(str(err), args.token)}", file=sys.stderr)
         return 1
     print(f"pushed {', '.join(f.name for f in folders)}: {url}")
     return 0
