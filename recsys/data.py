@@ -131,7 +131,7 @@ class Dataset:
 
     def save(self, out: str | Path) -> Path:
         """Write the processed folder atomically: a temporary sibling folder renamed into place."""
-        with atomic_folder(out) as tmp:
+        with atomic_folder(out, kind="dataset", inputs=self.meta.get("inputs") or ()) as tmp:
             for name in SPLITS:
                 _write_split(tmp / f"{name}.parquet", self.split(name), self.info.get(name))
             self.items.to_parquet(tmp / "items.parquet", index=False)

@@ -50,7 +50,7 @@ def save_folder(model, out: str | Path, items: pd.DataFrame, *, metrics: dict | 
     """Write a model folder atomically. `items` is the data set's item table (row i = item index i + 1)."""
     if len(items) + 1 != model.n_items:
         raise ModelFolderError(f"item table has {len(items)} items but the model scores {model.n_items - 1}")
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, kind="model") as tmp:
         config = {
             "format_version": FORMAT_VERSION,
             "model": model.name,

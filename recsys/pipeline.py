@@ -15,6 +15,15 @@ from pathlib import Path
 
 import torch
 
+from recsys.atomic import (
+    check_model_name,
+    check_output,
+    recover_children,
+    remove_stale_files,
+    safe_child,
+    set_aside,
+    write_text_atomic,
+)
 from recsys.data import Dataset
 from recsys.evaluate import EvalResult, evaluate, paired_test
 from recsys.folder import save_folder
@@ -46,6 +55,10 @@ class RunConfig:
     refit: bool = False  # refit on train + valid after validation (neural: the selected epochs); see `refit`
     resume: bool = False  # neural models: continue from the last checkpoint in out/.work/<name> instead of anew
 
+    def __post_init__(self):
+        for name in self.models:
+            check_model_name(name)  # names become folders: OUT/NAME, OUT/.work/NAME
+
 
 def load_params(paths: list[str | Path]) -> dict:
     """Merge tuned-parameter files written by scripts/tune.py: {"model": name, "params": {...}}."""
@@ -67,6 +80,7 @@ def _card(name: str, model, metrics: dict, data: Dataset) -> str | None:
 def run(data: Dataset, config: RunConfig, log=print) -> dict:
     """Fit, evaluate and save each model; returns the results dict also written to results.json."""
     out = Path(config.out)
+    previous = check_run_folder(out, config.models, log=log)
     out.mkdir(parents=True, exist_ok=True)
     popularity = data.popularity()
     results = {"models": {}, "data": {**data.stats(), "source": data.meta.get("source"),
@@ -78,9 +92,9 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
     for name in config.models:
         torch.manual_seed(config.seed)
         model = build_model(name, data.n_items, config.params.get(name))
-        workdir = out / ".work" / name
-        if not config.resume and workdir.exists():
-            shutil.rmtree(workdir)  # a new run trains from scratch; --resume continues an interrupted one
+        workdir = safe_child(out / ".work", name)
+        if not config.resume:
+            _remove_workdir(workdir)  # a new run trains from scratch; --resume continues an interrupted one
         options = FitOptions(max_epochs=config.max_epochs, seed=config.seed, progress=config.progress,
                              workdir=str(workdir))
         log(f"[{name}] fitting on {len(data.train):,} sessions ...")
@@ -111,7 +125,7 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         curves = workdir / "training_curves.png"
         metrics = {"valid": entry["valid"], "test": entry["test"], "data": results["data"],
                    "protocol": results["protocol"], "history": fit_info.get("history", [])}
-        save_folder(model, out / name, data.items, metrics=metrics,
+        save_folder(model, safe_child(out, name), data.items, metrics=metrics,
                     train={"fit_seconds": entry["fit_seconds"], "fit": entry["fit"], "seed": config.seed,
                            "data_source": data.meta.get("source")},
                     card=_card(name, model, metrics, data),
@@ -119,20 +133,63 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         if curves.is_file() and config.assets is not None:
             Path(config.assets).mkdir(parents=True, exist_ok=True)
             (Path(config.assets) / f"training_curves_{name}.png").write_bytes(curves.read_bytes())
+        # after each model, so results.json always lists the folders in `out` (a run cut short included)
+        _write_results(out, results, previous)
     if not results["models"] and config.models:  # a non-zero rank of a data-parallel run: nothing to write
         return results
     results["paired_tests"] = _paired_against_best_baseline(tests, results)
-    previous = out / "results.json"
-    old = json.loads(previous.read_text()) if previous.is_file() else None
-    if old and old.get("data") == results["data"] and old.get("protocol") == results["protocol"]:
-        # same data and protocol: keep the other models' results, so runs of a few models add up
-        kept = {n: e for n, e in old["models"].items() if n not in results["models"] and (out / n).is_dir()}
-        results["models"] = {**kept, **results["models"]}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.md").write_text(results_markdown(results))
+    results = _write_results(out, results, previous)
     if config.assets is not None and results["models"]:
         comparison_chart(results, Path(config.assets) / "model_comparison.png")
     return results
+
+
+def check_run_folder(out: str | Path, models: tuple[str, ...], inputs=(), log=print) -> dict | None:
+    """Refuse (OutputFolderError) an --out that the run must not write into, before any work; returns the
+    previous results.json, or None (a damaged one is set aside with a warning, so it never fails a run).
+
+    `out` must be a run folder (recsys.atomic.check_output) and each OUT/NAME it would replace a model folder;
+    `inputs` (the data folder, parameter files) must not be among what it replaces.
+    """
+    out = Path(out)
+    check_output(out, "run", inputs)
+    recover_children(out, "model")  # a swap of any model folder a crash cut short, not only those run now
+    for name in models:
+        check_output(safe_child(out, name), "model", inputs)
+        safe_child(out / ".work", name)
+    remove_stale_files(out, ("results.json", "results.md"))
+    path = out / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        set_aside(path, f"is not valid JSON ({err})", log)
+        return None
+    if not isinstance(previous, dict) or not isinstance(previous.get("models"), dict):
+        set_aside(path, "is not a results file (no \"models\" object)", log)
+        return None
+    return previous
+
+
+def _write_results(out: Path, results: dict, previous: dict | None) -> dict:
+    """Write results.json and results.md whole; with the same data and protocol as `previous`, its other
+    models' entries are kept (while their folders exist), so runs of a few models add up."""
+    if previous and previous.get("data") == results["data"] and previous.get("protocol") == results["protocol"]:
+        kept = {n: e for n, e in previous["models"].items()
+                if n not in results["models"] and (out / n / "config.json").is_file()}
+        results = {**results, "models": {**kept, **results["models"]}}
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2))
+    write_text_atomic(out / "results.md", results_markdown(results))
+    return results
+
+
+def _remove_workdir(workdir: Path) -> None:
+    """Delete a training work folder (OUT/.work/NAME, its path checked by safe_child); a link is only unlinked."""
+    if workdir.is_symlink():
+        workdir.unlink()
+    elif workdir.exists():
+        shutil.rmtree(workdir)
 
 
 def refit(name: str, model, data: Dataset, config: RunConfig, fit_info: dict, options: FitOptions):
@@ -149,9 +206,11 @@ def refit(name: str, model, data: Dataset, config: RunConfig, fit_info: dict, op
         return model, {"skipped": "no validated epoch to take the epoch count from"}
     fresh = build_model(name, data.n_items, params)
     no_valid = dataclasses.replace(data.with_valid_in_train(), valid=Sessions.from_lists([]))
-    workdir = Path(options.workdir).with_name(Path(options.workdir).name + "-refit") if options.workdir else None
-    if workdir is not None and workdir.exists() and not config.resume:
-        shutil.rmtree(workdir)
+    workdir = None
+    if options.workdir:
+        workdir = safe_child(Path(options.workdir).parent, Path(options.workdir).name + "-refit")
+        if not config.resume:
+            _remove_workdir(workdir)
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no validation cases.*")

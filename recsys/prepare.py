@@ -7,6 +7,7 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
+from recsys.atomic import check_output
 from recsys.data import Dataset, PrepareConfig, build_dataset
 from recsys.datasets.schema import DataError
 
@@ -58,8 +59,14 @@ def load_events(source: str, inputs: list[str], *, columns: dict[str, str] | Non
 
 def prepare(source: str, inputs: list[str] | None = None, out: str | Path | None = None,
             config: PrepareConfig | None = None, **options) -> Dataset:
-    """Read a source, build the processed data set and (if `out`) write it atomically."""
+    """Read a source, build the processed data set and (if `out`) write it atomically.
+
+    `out` is checked before anything is read: only a previous processed folder (or a new or empty one) is
+    replaced, never a folder holding the inputs or anything else (recsys.atomic.check_output).
+    """
     inputs = [str(p) for p in inputs or []]
+    if out is not None:
+        check_output(out, "dataset", inputs)
     if source == "sessions":
         from recsys.datasets.presplit import read_session_files
 

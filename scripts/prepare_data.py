@@ -11,6 +11,7 @@ import sys
 
 import _path  # noqa: F401
 
+from recsys.atomic import describe_os_error
 from recsys.datasets.schema import DataError
 from recsys.prepare import SOURCES, SYNTHETIC_SPLIT, config_from_options, prepare
 
@@ -57,6 +58,9 @@ def main(argv=None) -> int:
                        events_filter=tuple(args.events.split(",")) if args.events else None, synthetic=synthetic)
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a folder we may not write: a clear line, no traceback
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     stats = data.stats()
     print(f"wrote {args.out}: {stats['n_items']:,} items; " + ", ".join(

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import _path  # noqa: F401
 
+from recsys.atomic import check_model_name, describe_os_error
 from recsys.data import Dataset
 from recsys.datasets.schema import DataError
 from recsys.models import REGISTRY
-from recsys.pipeline import RunConfig, load_params, run
+from recsys.pipeline import RunConfig, check_run_folder, load_params, run
 from recsys.prepare import load_or_prepare_default
 from recsys.report import results_table
 
@@ -44,6 +45,10 @@ def main(argv=None) -> int:
         print(f"error: unknown model(s) {unknown}; choose from {sorted(REGISTRY)}", file=sys.stderr)
         return 2
     try:
+        for name in models:
+            check_model_name(name)
+        # before reading or training anything: --out and each OUT/NAME must be ours to write
+        check_run_folder(args.out, models, inputs=[p for p in (args.data, *args.params) if p])
         data = Dataset.load(args.data) if args.data else load_or_prepare_default()
         config = RunConfig(models=models, out=Path(args.out), params=load_params(args.params),
                            max_epochs=args.max_epochs, exclude_seen=args.exclude_seen, n_boot=args.bootstrap,
@@ -52,6 +57,9 @@ def main(argv=None) -> int:
         results = run(data, config)
     except (DataError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a folder we may not write: a clear line, no traceback
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     if not results["models"]:  # another process of a data-parallel run: rank 0 reports
         return 0
