@@ -24,6 +24,7 @@ RR_HEADER = "timestamp,visitorid,event,itemid,transactionid\n"
 YC_CLICKS = ("1,2014-04-07T10:51:09.277Z,214536502,0\n1,2014-04-07T10:54:09.868Z,214536500,S\n"
              "2,2014-04-06T01:00:00Z,214662742,3\n")
 DG_HEADER = "sessionId;userId;itemId;timeframe;eventdate\n"
+T_MS = 1_431_000_000_000  # 2015-05-07 in epoch ms, as RetailRocket's times (a log in 1970 is refused)
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -40,22 +41,23 @@ def assert_canonical(df: pd.DataFrame) -> None:
 
 def test_retailrocket_reads_events_and_time_varying_categories(tmp_path):
     events = write(tmp_path, "events.csv", RR_HEADER + "\n".join([
-        "1000,7,view,100,",
-        "5000,7,addtocart,100,",
-        "9000,7,transaction,100,42",
-        "9000,7,transaction,100,42",  # exact duplicate: dropped
-        "2000,8,view,200,",
-        "3000,8,view,300,",
+        f"{T_MS + 1000},7,view,100,",
+        f"{T_MS + 5000},7,addtocart,100,",
+        f"{T_MS + 9000},7,transaction,100,42",
+        f"{T_MS + 9000},7,transaction,100,42",  # exact duplicate: dropped
+        f"{T_MS + 2000},8,view,200,",
+        f"{T_MS + 3000},8,view,300,",
     ]) + "\n")
-    part1 = write(tmp_path, "item_properties_part1.csv",
-                  "timestamp,itemid,property,value\n2000,100,categoryid,1\n2000,100,available,1\n")
-    part2 = write(tmp_path, "item_properties_part2.csv",
-                  "timestamp,itemid,property,value\n8000,100,categoryid,2\n2500,200,categoryid,5\n")
+    part1 = write(tmp_path, "item_properties_part1.csv", "timestamp,itemid,property,value\n"
+                  f"{T_MS + 2000},100,categoryid,1\n{T_MS + 2000},100,available,1\n")
+    part2 = write(tmp_path, "item_properties_part2.csv", "timestamp,itemid,property,value\n"
+                  f"{T_MS + 8000},100,categoryid,2\n{T_MS + 2500},200,categoryid,5\n")
     tree = write(tmp_path, "category_tree.csv", "categoryid,parentid\n1,9\n2,9\n5,9\n9,\n")
     df = read_retailrocket(events, (part1, part2), tree)
     assert_canonical(df)
     assert len(df) == 5 and df["session_id"].isna().all()
-    got = {(r.user_id, r.item_id, r.timestamp.value // 10**6, r.event): r.category_id for r in df.itertuples()}
+    got = {(r.user_id, r.item_id, r.timestamp.value // 10**6 - T_MS, r.event): r.category_id
+           for r in df.itertuples()}
     assert got == {
         ("7", "100", 1000, "view"): "1",  # before the first snapshot: earliest known value
         ("7", "100", 5000, "addtocart"): "1",  # latest at or before the event
@@ -232,8 +234,9 @@ def test_missing_file_raises_data_error(tmp_path):
 
 
 def test_item_properties_errors_count_filtered_lines(tmp_path):
-    events = write(tmp_path, "events.csv", RR_HEADER + "1000,7,view,100,\n")
-    props = write(tmp_path, "props.csv", "timestamp,itemid,property,value\n1,100,available,1\n2,100,categoryid,\n")
+    events = write(tmp_path, "events.csv", RR_HEADER + f"{T_MS},7,view,100,\n")
+    props = write(tmp_path, "props.csv", "timestamp,itemid,property,value\n"
+                  f"{T_MS},100,available,1\n{T_MS},100,categoryid,\n")
     with pytest.raises(DataError, match=r"column 'value', line 3"):
         read_retailrocket(events, (props,))
 

@@ -7,10 +7,11 @@ Files (";"-separated, with a header):
 The event time is eventdate (YYYY-MM-DD, taken as UTC midnight) plus timeframe milliseconds.
 """
 
+import numpy as np
 import pandas as pd
 
 from recsys.datasets.generic import RawTable, datetimes, numbers, read_delimited, required_strings, strings
-from recsys.datasets.schema import DataError, canonical_events
+from recsys.datasets.schema import DataError, canonical_events, plausible_times
 
 # Canonical role -> accepted header names, official spelling first.
 VIEW_COLUMNS = {
@@ -32,7 +33,14 @@ def read_diginetica(views_path, categories_path=None) -> pd.DataFrame:
     raw = read_delimited(views_path, sep=";")
     col = _resolve(raw, VIEW_COLUMNS)
     day = datetimes(raw, col["eventdate"])
-    offset = pd.to_timedelta(numbers(raw, col["timeframe"], "timeframe (ms)"), unit="ms")
+    timeframe = numbers(raw, col["timeframe"], "timeframe (ms)")
+    latest = plausible_times()[1]
+    too_late = timeframe > (latest.value // 1000 - day.array.asi8) / 1000  # checked before it becomes a timedelta
+    if too_late.any():
+        row = int(np.flatnonzero(too_late)[0])
+        raise raw.error(f"timeframe {timeframe[row].item()!r} ms puts the event after {latest.date()}",
+                        col["timeframe"], row)
+    offset = pd.to_timedelta(timeframe, unit="ms")
     frame = pd.DataFrame({
         "session_id": pd.Series(pd.array(required_strings(raw, col["session_id"]), dtype="string")),
         "user_id": strings(raw, col["user_id"], null_values=NULL_USERS),
@@ -43,7 +51,8 @@ def read_diginetica(views_path, categories_path=None) -> pd.DataFrame:
     if categories_path is not None:
         categories = _read_categories(categories_path)
         frame["category_id"] = frame["item_id"].map(categories)
-    return canonical_events(frame, path=raw.path)
+    names = {role: col[role] for role in ("session_id", "user_id", "item_id")} | {"timestamp": col["timeframe"]}
+    return canonical_events(frame, path=raw.path, first_line=raw.first_line, names=names)
 
 
 def _read_categories(path) -> pd.Series:

@@ -16,16 +16,18 @@ import numpy as np
 import pandas as pd
 
 from recsys.data import Dataset
+from recsys.datasets.generic import DECOMPRESS_ERRORS, open_input
 from recsys.datasets.schema import DataError
 from recsys.sessions import Sessions
 
 
 def _read_lines(path: Path) -> list[str]:
     path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path=path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_input(path) as f:  # decompresses gzip, bz2, xz, zstd, lz4 files
+            text = f.read().decode("utf-8")
+    except DECOMPRESS_ERRORS as err:
+        raise DataError(f"could not decompress: {err}", path=path) from None
     except UnicodeDecodeError as err:
         raise DataError(f"not UTF-8 text ({err.reason} at byte {err.start})", path=path) from None
     lines = text.splitlines()

@@ -18,6 +18,7 @@ from recsys.datasets.generic import epoch_timestamps, read_delimited, required_s
 from recsys.datasets.schema import canonical_events
 
 EVENT_NAMES = ("view", "addtocart", "transaction")
+FILE_NAMES = {"user_id": "visitorid", "item_id": "itemid"}  # events.csv's names of canonical columns
 # Relative strength of each event as implicit feedback (a purchase says more than a view). Used to weight
 # training targets or interaction counts; views stay at 1 so unweighted and weighted counts agree on views.
 EVENT_WEIGHTS = {"view": 1.0, "addtocart": 2.0, "transaction": 3.0}
@@ -47,11 +48,11 @@ def read_retailrocket(events_path, item_properties_paths=(), category_tree_path=
     frame = pd.DataFrame({
         "user_id": pd.Series(pd.array(required_strings(raw, "visitorid"), dtype="string")),
         "item_id": pd.Series(pd.array(required_strings(raw, "itemid"), dtype="string")),
-        "timestamp": epoch_timestamps(raw, "timestamp", "ms"),
+        "timestamp": epoch_timestamps(raw, "timestamp", "ms", unit_option=False),
         "event": strings(raw, "event"),
     })
     if events is not None:
-        frame = frame[frame["event"].isin(events)].reset_index(drop=True)
+        frame = frame[frame["event"].isin(events)]  # keeps the row labels, so errors still name file lines
     if item_properties_paths:
         categories = pd.concat([_read_categories(p) for p in item_properties_paths], ignore_index=True)
         frame = attach_categories(frame, categories)
@@ -59,7 +60,7 @@ def read_retailrocket(events_path, item_properties_paths=(), category_tree_path=
             _check_tree(frame, read_category_tree(category_tree_path), category_tree_path)
     elif category_tree_path is not None:
         read_category_tree(category_tree_path)
-    return canonical_events(frame, path=raw.path)
+    return canonical_events(frame, path=raw.path, first_line=raw.first_line, names=FILE_NAMES)
 
 
 def read_category_tree(path) -> pd.DataFrame:
@@ -125,7 +126,7 @@ def _read_categories(path) -> pd.DataFrame:
                          keep=lambda batch: pc.equal(batch.column("property"), "categoryid"))
     return pd.DataFrame({
         "item_id": pd.Series(pd.array(required_strings(raw, "itemid"), dtype="string")),
-        "timestamp": epoch_timestamps(raw, "timestamp", "ms"),
+        "timestamp": epoch_timestamps(raw, "timestamp", "ms", unit_option=False),
         "category_id": pd.Series(pd.array(required_strings(raw, "value"), dtype="string")),
     })
 

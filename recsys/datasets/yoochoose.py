@@ -20,10 +20,12 @@ def read_yoochoose(clicks_path, buys_path=None) -> pd.DataFrame:
 
     session_id is the native session id; user_id is null (YooChoose has no users).
     """
-    frames = [_read(clicks_path, CLICK_COLUMNS, "click")]
-    if buys_path is not None:
-        frames.append(_read(buys_path, BUY_COLUMNS, "purchase"))
-    return canonical_events(pd.concat(frames, ignore_index=True), path=clicks_path)
+    clicks = _read(clicks_path, CLICK_COLUMNS, "click")
+    if buys_path is None:
+        return clicks
+    # Each file is checked on its own (errors name its lines); no click repeats a purchase, so the two
+    # canonical tables concatenate into a canonical table.
+    return pd.concat([clicks, _read(buys_path, BUY_COLUMNS, "purchase")], ignore_index=True)
 
 
 def _read(path, names: tuple[str, ...], event: str) -> pd.DataFrame:
@@ -35,7 +37,7 @@ def _read(path, names: tuple[str, ...], event: str) -> pd.DataFrame:
     })
     frame["event"] = pd.Series(event, index=frame.index, dtype="string")
     if "category" in names:
-        frame["category_id"] = strings(raw, "category", null_values=("0",)).str.strip()
-    return frame
+        frame["category_id"] = strings(raw, "category", null_values=("0",))  # stripped by canonical_events
+    return canonical_events(frame, path=raw.path, first_line=raw.first_line, names={"category_id": "category"})
 
 
