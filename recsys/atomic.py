@@ -94,8 +94,9 @@ def _is_run_output(entry: Path) -> bool:
     return entry.is_dir() and (entry.name == ".work" or _has_marker(entry, "model"))
 
 
-def _refuse(out: Path, why: str) -> OutputFolderError:
-    return OutputFolderError(f"output folder {out} {why}; refusing to replace it. Give a new or empty folder "
+def _refuse(out: Path, why: str, kind: str) -> OutputFolderError:
+    action = "write into it" if kind == "run" else "replace it"
+    return OutputFolderError(f"output folder {out} {why}; refusing to {action}. Give a new or empty folder "
                              f"(or a previous output of the same kind).")
 
 
@@ -108,43 +109,46 @@ def check_output(out: str | Path, kind: str, inputs: Iterable[str | Path] = ()) 
         raise ValueError(f"unknown output kind {kind!r}; choose from {KINDS}")
     out = Path(out)
     if out.is_symlink():
-        raise _refuse(out, "is a symbolic link (give the folder it points to, if that is what you mean)")
+        raise _refuse(out, "is a symbolic link (give the folder it points to, if that is what you mean)", kind)
     real = out.resolve()
     if real == Path(real.anchor):
-        raise _refuse(out, "is the root folder")
+        raise _refuse(out, "is the root folder", kind)
     try:
         home = Path.home().resolve()
     except (RuntimeError, KeyError):
         home = None
     if real == home:
-        raise _refuse(out, "is the home folder")
+        raise _refuse(out, "is the home folder", kind)
     cwd = Path.cwd().resolve()
     if real == cwd or real in cwd.parents:
-        raise _refuse(out, "is the working folder or holds it")
+        raise _refuse(out, "is the working folder or holds it", kind)
     for path in inputs:
         if path is None:
             continue
         held = Path(path).resolve()
         if held == real or (kind != "run" and real in held.parents):
-            raise _refuse(out, f"is or holds the input {path}")
+            raise _refuse(out, f"is or holds the input {path}", kind)
     if kind != "run":
         recover(out, kind)
     if not out.exists():
         return out
     if not out.is_dir():
-        raise _refuse(out, "is a file, not a folder")
+        raise _refuse(out, "is a file, not a folder", kind)
     entries = sorted(out.iterdir())
     if not entries:
         return out
     names = [e.name for e in entries]
     shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
     if kind == "run":
+        for name in _RUN_FILES:
+            if (out / name).is_symlink() or ((out / name).exists() and not (out / name).is_file()):
+                raise _refuse(out, f"holds a {name} that is not a plain file", kind)
         if names != ["README.md"] and not any(_is_run_output(e) for e in entries):
             raise _refuse(out, f"holds files that are not a previous run's ({shown}): no results.json, no "
-                               f"model folder")
+                               f"model folder", kind)
     elif not _has_marker(out, kind):
         raise _refuse(out, f"is not empty and is not a {kind} folder written by recsys (no {MARKERS[kind]} "
-                           f"with format_version; it holds {shown})")
+                           f"with format_version; it holds {shown})", kind)
     return out
 
 

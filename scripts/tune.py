@@ -13,6 +13,7 @@ from pathlib import Path
 
 import _path  # noqa: F401
 
+from recsys.atomic import describe_os_error
 from recsys.data import Dataset
 from recsys.tune import tune, write_result
 
@@ -33,7 +34,12 @@ def main(argv=None) -> int:
     result = tune(args.model, data, args.trials, metric=args.metric, seed=args.seed, max_cases=args.max_cases,
                   fixed=json.loads(args.fixed) if args.fixed else None, timeout=args.timeout, progress=True)
     result["data"] = str(args.data)
-    out = write_result(result, args.out or Path("checkpoints") / f"{args.model}.params.json")
+    try:
+        out = write_result(result, args.out or Path("checkpoints") / f"{args.model}.params.json")
+    except OSError as err:  # a full disk after the trials: say so, and keep what they found on the screen
+        print(f"error: {describe_os_error(err)}\nbest parameters (not written): "
+              f"{json.dumps({'model': args.model, 'params': result['params']})}", file=sys.stderr)
+        return 2
     print(f"best {result['metric']} {result['value']:.4f} with {result['params']} -> {out}")
     return 0
 

@@ -6,7 +6,7 @@ the process: that runs in a child.
 """
 
 import errno
-import importlib
+import importlib.util
 import json
 import os
 import stat
@@ -24,9 +24,17 @@ from recsys.pipeline import RunConfig, check_run_folder
 from recsys.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-prepare_data = importlib.import_module("prepare_data")
-train_and_eval = importlib.import_module("train_and_eval")
+sys.path.insert(0, str(ROOT / "scripts"))  # for their `import _path`
+
+
+def script_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+prepare_data, train_and_eval = script_module("prepare_data"), script_module("train_and_eval")
 
 SYNTHETIC = ["--source", "synthetic", "--n-events", "4000"]
 
@@ -188,6 +196,14 @@ def test_safe_child_stays_inside_its_root(tmp_path):
             safe_child(root, bad)
 
 
+def test_train_refuses_its_data_folder_and_a_results_file_that_is_not_a_file(data_dir, tmp_path, capsys):
+    assert train(data_dir, data_dir, "pop") == 2
+    assert "is or holds the input" in capsys.readouterr().err
+    (tmp_path / "run" / "results.json").mkdir(parents=True)
+    with pytest.raises(OutputFolderError, match="not a plain file"):
+        check_run_folder(tmp_path / "run", ("pop",))
+
+
 def test_the_repository_checkpoints_folder_with_only_its_readme_is_a_run_folder(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "README.md").write_text("# checkpoints/")
@@ -268,6 +284,15 @@ def test_full_disk_in_train_is_a_clear_error_and_keeps_the_previous_run(data_dir
         assert (out / "results.json").read_bytes() == before["results.json"]
     assert recsys.load(str(out / "pop")).name == "pop"
     assert sorted(p.name for p in out.iterdir()) == ["pop", "results.json", "results.md"]
+
+
+def test_full_disk_after_tuning_prints_what_the_trials_found(data_dir, tmp_path, monkeypatch, capsys):
+    tune_script = script_module("tune")
+    monkeypatch.setattr(tune_script, "write_result", enospc)
+    assert tune_script.main(["--model", "sr", "--data", str(data_dir), "--trials", "1", "--max-cases", "50",
+                             "--out", str(tmp_path / "sr.params.json")]) == 2
+    err = capsys.readouterr().err
+    assert "no space left" in err and '"model": "sr"' in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------- the swap: crashes and leftovers
