@@ -2,7 +2,9 @@
 
 For each model: build it from the registry with its (possibly tuned) parameters, fit on train (neural models
 stop early on validation), evaluate on validation (for selection) and on test with the one evaluator, and
-write its model folder. Then write results.json, results.md and the comparison chart.
+write its model folder and the results so far (results.json and results.md, each replaced whole). Then add
+the paired tests and draw the comparison chart. The output folder and every OUT/NAME are checked before any
+work (`check_run_folder`): nothing that is not a previous run's is overwritten.
 """
 
 import dataclasses
