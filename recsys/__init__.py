@@ -26,9 +26,12 @@ def load(path_or_repo: str, revision: str | None = None):
     from recsys.hub import HubError, download
 
     try:
-        return load_folder(download(text, revision=revision), REGISTRY)
+        folder = download(text, revision=revision)
     except HubError as err:
         raise ModelFolderError(f"{text} is not a local model folder, and from the Hub: {err}") from None
+    # the Hub cache keeps a snapshot's files as links into the repo's blobs/: those links, and no others, are fine
+    blobs = next((p.parent / "blobs" for p in folder.parents if p.name == "snapshots"), None)
+    return load_folder(folder, REGISTRY, links_within=blobs)
 
 
 __all__ = ["Dataset", "FitOptions", "ItemVocab", "PrepareConfig", "REGISTRY", "Recommender", "Sessions",

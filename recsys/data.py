@@ -10,6 +10,7 @@ Processed folder layout (see README "Processed data set format"):
 """
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,9 @@ class ItemVocab:
         self.item_ids = [str(i) for i in item_ids]
         self._index = {item: i + 1 for i, item in enumerate(self.item_ids)}
         if len(self._index) != len(self.item_ids):
-            raise ValueError("duplicate item ids in vocabulary")
+            dup, count = next((i, n) for i, n in Counter(self.item_ids).items() if n > 1)
+            raise ValueError(f"duplicate item ids in vocabulary: {dup[:80]!r} appears {count} times "
+                             f"({len(self.item_ids) - len(self._index)} repeats in all)")
 
     def __len__(self) -> int:
         """Vocabulary size including padding."""

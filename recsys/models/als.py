@@ -23,16 +23,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recsys.models.base import DerivedTable, FitOptions, Recommender
+from recsys.models.base import DerivedTable, FitOptions, ModelConfig, Recommender, check_range
 from recsys.models.knn import session_item_matrix
+
+MAX_FACTORS = 1024  # every score solves against an (f, f) float64 matrix: 8 MiB at this bound
 
 
 @dataclass(frozen=True)
-class ALSConfig:
+class ALSConfig(ModelConfig):
     factors: int = 128
     regularization: float = 0.01
     alpha: float = 20.0  # confidence per occurrence (implicit's alpha)
     iterations: int = 15
+
+    def check(self):
+        check_range(self, "factors", 1, MAX_FACTORS)
+        check_range(self, "regularization", low=0.0)
+        check_range(self, "alpha", low=0.0)
+        check_range(self, "iterations", low=1)
 
 
 class ALS(Recommender):

@@ -11,6 +11,12 @@ oldest first; a model cuts them to the length it handles. Buffers whose size dep
 neighbour lists, stored sessions) are registered empty in `__init__` and filled by `fit` or by loading.
 """
 
+import dataclasses
+import functools
+import math
+import numbers
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,6 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+
+INT64_MAX = 2**63 - 1  # config integers reach numpy and torch as int64
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,108 @@ class FitOptions:
     progress: bool = True
     workdir: str | None = None  # where neural models keep checkpoints and logs
     accelerator: str = "auto"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Base of every model's Config. Construction checks each field against its type hint (an int field takes
+    an int, never a bool or a float; a float field takes an int or float, finite; a tuple field takes a list
+    from JSON), then the model's own `check`: sizes, names, divisibility. So a config.json and a parameter file
+    fail here, naming the field, before anything is allocated from them."""
+
+    def __post_init__(self):
+        check_field_types(self)
+        self.check()
+
+    def check(self) -> None:
+        """Per-model invariants (raise ValueError naming the field); the types are already right here."""
+
+
+def check_field_types(config) -> None:
+    """Check (and normalise: numpy scalars, int -> float, list -> tuple) every field of a config dataclass against
+    its type hint. Raises TypeError or ValueError naming `Class.field`."""
+    hints = _type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        fixed = _coerce(value, hints.get(f.name, Any), f"{type(config).__name__}.{f.name}")
+        if fixed is not value:
+            object.__setattr__(config, f.name, fixed)  # config dataclasses are frozen
+
+
+@functools.cache
+def _type_hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _coerce(value, hint, where: str):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        kinds = [a for a in args if a is not type(None)]
+        if len(kinds) == 1:
+            return _coerce(value, kinds[0], where)
+        for kind in kinds:
+            try:
+                return _coerce(value, kind, where)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError(f"{where} must be one of {hint}, got {_show(value)}")
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{where} must be a list, got {_show(value)}")
+        kind = args[0] if args else Any
+        return tuple(_coerce(v, kind, f"{where}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{where} must be true or false, got {_show(value)}")
+        return bool(value)
+    if hint is int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{where} must be an integer, got {_show(value)}")
+        if abs(int(value)) > INT64_MAX:
+            raise ValueError(f"{where} is out of the 64-bit integer range, got {_show(value)}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{where} must be a number, got {_show(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"{where} must be a finite number, got {_show(value)}")
+        return value if type(value) is float else number
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{where} must be a string, got {_show(value)}")
+        return value
+    if isinstance(origin or hint, type) and hint is not Any and not isinstance(value, origin or hint):
+        raise TypeError(f"{where} must be a {(origin or hint).__name__}, got {_show(value)}")
+    return value
+
+
+def check_range(config, name: str, low=None, high=None) -> None:
+    """Raise ValueError naming `Class.name` unless low <= value <= high (either bound may be None)."""
+    value = getattr(config, name)
+    if (low is None or value >= low) and (high is None or value <= high):
+        return
+    bounds = (f"between {low} and {high}" if low is not None and high is not None
+              else f"at least {low}" if low is not None else f"at most {high}")
+    raise ValueError(f"{type(config).__name__}.{name} must be {bounds}, got {_show(value)}")
+
+
+def stored_shape_fits(registered: Sequence[int], stored: Sequence[int]) -> bool:
+    """Whether a buffer registered with shape `registered` may take a stored tensor of shape `stored`: the same
+    number of dimensions, equal wherever the registered size is not 0. A dimension registered empty is sized by
+    the data (neighbour lists, stored sessions, a category table) and comes from the weights file; every other
+    dimension follows from the config and must agree with it."""
+    return len(registered) == len(stored) and all(r in (0, s) for r, s in zip(registered, stored))
 
 
 class Recommender(nn.Module):
@@ -61,12 +171,16 @@ class Recommender(nn.Module):
         return None
 
     def resize_buffers(self, shapes: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
-        """Give data-dependent buffers the shapes stored in a weights file before loading into them."""
+        """Give data-dependent buffers the shapes stored in a weights file before loading into them. Only the
+        dimensions registered empty may change (see `stored_shape_fits`): the rest follow from the config."""
         for name, buf in list(self.named_buffers()):
             if name in shapes and (tuple(buf.shape), buf.dtype) != shapes[name]:
+                shape, dtype = shapes[name]
+                if not stored_shape_fits(buf.shape, shape):
+                    raise ValueError(f"buffer {name} is registered as {tuple(buf.shape)} and cannot take the "
+                                     f"stored shape {tuple(shape)}")
                 module_name, _, attr = name.rpartition(".")
                 module = self.get_submodule(module_name) if module_name else self
-                shape, dtype = shapes[name]
                 module.register_buffer(attr, torch.empty(shape, dtype=dtype))
 
 
@@ -135,20 +249,40 @@ def score_batch(model: Recommender, sessions: Sequence[np.ndarray]) -> torch.Ten
     return scores.cpu()
 
 
+def item_indices(session) -> np.ndarray:
+    """One session as an int64 array. Only integers are item indices (Python ints, any numpy integer dtype):
+    a float (1.7) or bool (a mask?) would otherwise be cast silently to some other item, so they are refused."""
+    if isinstance(session, (list, tuple)) and any(isinstance(i, (bool, np.bool_)) for i in session):
+        raise TypeError("item indices must be integers, got a bool (a mask, not item indices?)")
+    arr = np.asarray(session)
+    if arr.size == 0:
+        raise ValueError("empty session: give at least one item (or use a popularity fallback)")
+    if arr.ndim != 1:
+        raise ValueError(f"a session must be a flat sequence of item indices, got shape {arr.shape}")
+    if arr.dtype.kind == "b":
+        raise TypeError("item indices must be integers, got bools (a mask, not item indices?)")
+    if arr.dtype.kind == "O" and all(isinstance(i, numbers.Integral) for i in arr):
+        raise ValueError(f"item index out of range: {_show(max(arr, key=abs))}")  # ints beyond 64 bits
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"item indices must be integers (Python ints or a numpy integer array), got {arr.dtype} "
+                        f"values such as {_show(arr[:1].tolist()[0])}")
+    if arr.dtype == np.uint64 and arr.max() > INT64_MAX:
+        raise ValueError(f"item index {arr.max()} is out of range")
+    return arr.astype(np.int64, copy=False)
+
+
 def recommend(model: Recommender, history, k: int = 10, exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Top-k item indices and scores for one session (1-D) or a batch of sessions (list of 1-D).
 
     Stateless: nothing about the session is kept on the model, so concurrent callers never mix sessions.
     Repeats are allowed by default because on e-commerce logs a large share of next items were seen before.
     """
-    single = len(history) == 0 or np.isscalar(history[0])
-    batch = [np.asarray(history, dtype=np.int64)] if single else [np.asarray(s, dtype=np.int64) for s in history]
-    if any(len(s) == 0 for s in batch):
-        raise ValueError("empty session: give at least one item (or use a popularity fallback)")
+    single = len(history) == 0 or np.ndim(history[0]) == 0
+    batch = [item_indices(history)] if single else [item_indices(s) for s in history]
     for s in batch:
         if s.min() < 1 or s.max() >= model.n_items:
             raise ValueError(f"item index out of range 1..{model.n_items - 1}")
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     scores = mask_scores(score_batch(model, batch), batch, exclude_seen)
     # never pad the answer with masked items (padding, or seen items under exclude_seen)

@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.models.base import FitOptions, Recommender, score_batch
+from recsys.models.base import FitOptions, ModelConfig, Recommender, score_batch
 
 METRICS = ("hr", "mrr", "ndcg")
 
 
 @dataclass(frozen=True)
-class BlendConfig:
+class BlendConfig(ModelConfig):
     components: tuple[str, ...] = ("gru4rec", "vsknn")  # registry keys of the parts
     params: dict = field(default_factory=dict)  # part -> its parameters, as in benchmarks/params/<data>/<part>.json
     weights: tuple[float, ...] = ()  # one per part, summing to 1; empty: chosen on validation by `fit`
@@ -33,13 +33,14 @@ class BlendConfig:
     select: str = "mrr@20"  # validation metric that picks the weights
     select_max_cases: int | None = 20_000  # validation cases scored for the choice (evenly spaced); None: all
 
-    def __post_init__(self):
-        object.__setattr__(self, "components", tuple(self.components))  # JSON gives lists back
-        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+    def check(self):  # the field types are checked (and JSON lists made tuples) before this
         if len(self.components) < 1 or len(set(self.components)) != len(self.components):
             raise ValueError(f"components must name one or more distinct models, got {list(self.components)}")
         if "hybrid" in self.components:
             raise ValueError("a hybrid cannot contain a hybrid")
+        bad = [name for name, p in self.params.items() if p is not None and not isinstance(p, dict)]
+        if bad:
+            raise TypeError(f"BlendConfig.params must map each part to a dict of its parameters, not for {bad}")
         if set(self.params) - set(self.components):
             raise ValueError(f"params given for {sorted(set(self.params) - set(self.components))}, "
                              f"which are not components {list(self.components)}")

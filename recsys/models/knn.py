@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recsys.models.base import FitOptions, Recommender, pad_sessions
+from recsys.models.base import FitOptions, ModelConfig, Recommender, pad_sessions
 
 # Weight of the t-th most recent item (t >= 1); shared with the session-kNN models.
 DECAYS = {
@@ -117,7 +117,7 @@ class NeighbourModel(Recommender):
 
 
 @dataclass(frozen=True)
-class ItemKNNConfig:
+class ItemKNNConfig(ModelConfig):
     k_neighbors: int = 100  # neighbours kept per item
     alpha: float = 0.5  # sim(i, j) = co(i, j) / (n_i^alpha * n_j^(1 - alpha) + shrink); 0.5 is cosine
     shrink: float = 0.0  # lambda: damps similarities resting on few sessions
@@ -196,7 +196,7 @@ def _pairs_within_groups(sizes: np.ndarray, offset: int) -> tuple[np.ndarray, np
 
 
 @dataclass(frozen=True)
-class SRConfig:
+class SRConfig(ModelConfig):
     k_neighbors: int = 50  # rules kept per item (session-rec's "pruning")
     steps: int = 10  # count i -> j when j follows i within this many steps
     weighting: str = "quadratic"  # weight of a rule by its distance d in steps (see DECAYS; quadratic = 1/d^2)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recsys.models.base import FitOptions, Recommender
+from recsys.models.base import FitOptions, ModelConfig, Recommender
 
 
 @dataclass(frozen=True)
-class PopConfig:
+class PopConfig(ModelConfig):
     pass
 
 
@@ -36,7 +36,7 @@ class Pop(Recommender):
 
 
 @dataclass(frozen=True)
-class SPopConfig:
+class SPopConfig(ModelConfig):
     exclude_session: bool = False  # True: popularity excluding the current session's items (no repeats)
 
 
@@ -62,7 +62,7 @@ class SPop(Pop):
 
 
 @dataclass(frozen=True)
-class RandomConfig:
+class RandomConfig(ModelConfig):
     seed: int = 0
 
 

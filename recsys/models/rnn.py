@@ -23,11 +23,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from recsys.models.base import ModelConfig, check_range
 from recsys.models.neural import NeuralRecommender
+
+MAX_LAYERS = 64  # a bound on the layers one config.json can ask for (GRU4Rec uses 1)
 
 
 @dataclass(frozen=True)
-class RNNConfig:
+class RNNConfig(ModelConfig):
     cell: str = "gru"  # "gru" or "lstm"
     emb_dim: int = 128
     hidden: int = 256
@@ -42,9 +45,16 @@ class RNNConfig:
     category_dim: int = 16
     n_categories: int = 0  # size of the category table; set by fit from the data
 
-    def __post_init__(self):
+    def check(self):
         if self.cell not in ("gru", "lstm"):
             raise ValueError(f"cell must be 'gru' or 'lstm', got {self.cell!r}")
+        for name in ("emb_dim", "hidden", "max_len", "category_dim"):
+            check_range(self, name, low=1)
+        check_range(self, "n_layers", 1, MAX_LAYERS)
+        check_range(self, "emb_dropout", 0.0, 1.0)
+        check_range(self, "hidden_dropout", 0.0, 1.0)
+        check_range(self, "cosine_scale", low=0.0)
+        check_range(self, "n_categories", low=0)
 
 
 class RNNRec(NeuralRecommender):

@@ -21,12 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.models.base import pad_sessions
+from recsys.models.base import ModelConfig, check_range, pad_sessions
 from recsys.models.neural import NeuralRecommender
+
+MAX_LAYERS = 64  # a bound on the modules one config.json can ask for (the paper uses 2)
 
 
 @dataclass(frozen=True)
-class SASRecConfig:
+class SASRecConfig(ModelConfig):
     max_len: int = 50  # most recent items the model reads (size of the position table)
     dim: int = 64
     n_layers: int = 2
@@ -35,6 +37,16 @@ class SASRecConfig:
     cosine_scale: float = 0.0  # > 0: logits = scale * cosine(state, item) (NISER); 0: dot products
     use_categories: bool = False  # add a category embedding to each item's input
     n_categories: int = 0  # size of the category table; set by fit from the data
+
+    def check(self):
+        for name in ("max_len", "dim", "n_heads"):
+            check_range(self, name, low=1)
+        check_range(self, "n_layers", 0, MAX_LAYERS)
+        check_range(self, "dropout", 0.0, 1.0)
+        check_range(self, "cosine_scale", low=0.0)
+        check_range(self, "n_categories", low=0)
+        if self.dim % self.n_heads:
+            raise ValueError(f"SASRecConfig.dim {self.dim} must be divisible by n_heads {self.n_heads}")
 
 
 class SelfAttention(nn.Module):
@@ -80,8 +92,6 @@ class SASRec(NeuralRecommender):
 
     def __init__(self, config: SASRecConfig, n_items: int):
         super().__init__(config, n_items)
-        if config.dim % config.n_heads:
-            raise ValueError(f"dim {config.dim} must be divisible by n_heads {config.n_heads}")
         self.item_emb = nn.Embedding(n_items, config.dim, padding_idx=0)  # also the output layer (tied)
         self.pos_emb = nn.Embedding(config.max_len, config.dim)
         self.drop = nn.Dropout(config.dropout)

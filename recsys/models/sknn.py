@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from recsys.models.base import FitOptions, Recommender
+from recsys.models.base import FitOptions, ModelConfig, Recommender
 from recsys.models.knn import decay, evidence_then_popularity
 
 
@@ -51,7 +51,7 @@ class Neighbours(NamedTuple):
 
 
 @dataclass(frozen=True)
-class SKNNConfig:
+class SKNNConfig(ModelConfig):
     k: int = 200  # neighbour sessions
     sample_size: int = 1000  # most recent candidate sessions considered
     backward: float = 0.5  # vote weight of a neighbour's items that precede the item it shares (1: session-rec)
@@ -71,7 +71,7 @@ class SKNN(Recommender):
             raise ValueError("k and sample_size must be at least 1")
         # training sessions as item sets (first-occurrence order), oldest first
         self.register_buffer("session_items", torch.zeros(0, dtype=torch.int32))
-        self.register_buffer("session_offsets", torch.zeros(1, dtype=torch.int64))
+        self.register_buffer("session_offsets", torch.zeros(0, dtype=torch.int64))  # n_sessions + 1 once fitted
         # inverted index: the sessions holding each item, ascending (oldest first)
         self.register_buffer("item_sessions", torch.zeros(0, dtype=torch.int32))
         self.register_buffer("item_positions", torch.zeros(0, dtype=torch.int32))  # the item's place in that session
@@ -178,7 +178,7 @@ class SKNN(Recommender):
 
 
 @dataclass(frozen=True)
-class VSKNNConfig:
+class VSKNNConfig(ModelConfig):
     k: int = 200
     sample_size: int = 1000
     weighting: str = "div"  # weight of a session item by its position p of n: div p/n, quadratic (p/n)^2, ...
