@@ -69,19 +69,24 @@ def position_windows(sessions: Sessions, max_len: int) -> tuple[np.ndarray, np.n
 class SimilarLengthBatches(Sampler):
     """Batches of row indices: shuffle, cut into pools of `pool` batches, sort each pool by length, shuffle batches.
 
-    One process (num_replicas=1) draws from torch's global generator, so `seed_everything` fixes the order. With
-    num_replicas > 1 (data-parallel training) every rank draws the same order from `seed` + the epoch number (set
-    by Lightning through `set_epoch`, as for torch's DistributedSampler), pads it by repeating its first batches
-    to a multiple of num_replicas, and keeps every num_replicas-th batch from its rank on: the ranks get disjoint
-    shares of the epoch, of the same length, so no rank waits at a gradient all-reduce that another never joins.
+    With a `seed`, an epoch's order is a function of (seed, epoch) alone, drawn from a generator of its own (the
+    epoch number is set by Lightning through `set_epoch`, as for torch's DistributedSampler): a run resumed from a
+    checkpoint gets the very batches the uninterrupted run had, and every rank of a data-parallel run the same
+    order. Without one (one process only), the order comes from torch's global generator, as torch's RandomSampler
+    without a generator does. With num_replicas > 1 (data-parallel training) the order is padded by repeating its
+    first batches to a multiple of num_replicas, and each rank keeps every num_replicas-th batch from its rank on:
+    the ranks get disjoint shares of the epoch, of the same length, so no rank waits at a gradient all-reduce that
+    another never joins.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, pool: int = 50, num_replicas: int = 1, rank: int = 0,
-                 seed: int = 0):
+                 seed: int | None = None, epoch: int = 0):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, num_replicas), got rank {rank} of {num_replicas}")
+        if seed is None and num_replicas > 1:
+            raise ValueError("data-parallel ranks need a seed to draw the same order")
         self.lengths, self.batch_size, self.pool = np.asarray(lengths), batch_size, pool
-        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, epoch
 
     @property
     def sampler(self):
@@ -96,9 +101,10 @@ class SimilarLengthBatches(Sampler):
         return -(-n_batches // self.num_replicas)
 
     def __iter__(self):
-        generator = None  # one process: torch's global generator, as before data-parallel training existed
-        if self.num_replicas > 1:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = None  # no seed: torch's global generator
+        if self.seed is not None:  # SeedSequence mixes the pair: seed 1's epoch 0 is not seed 0's epoch 1
+            state = np.random.SeedSequence((self.seed, self.epoch)).generate_state(1, np.uint64)[0]
+            generator = torch.Generator().manual_seed(int(state))
         order = torch.randperm(len(self.lengths), generator=generator).numpy()
         size = self.batch_size * self.pool
         batches = []
@@ -142,8 +148,17 @@ class SessionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Under a data-parallel trainer, this rank's share of each epoch's batches (see SimilarLengthBatches)."""
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        world, rank, epoch = 1, 0, 0
+        if self.trainer:
+            # the epoch about to run (on a resume, the one after the checkpoint's): the number Lightning passes
+            # to set_epoch, but only after the DataLoader's worker processes may have fetched its first batches
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+            epoch = self.trainer.fit_loop.epoch_progress.current.processed
         batches = SimilarLengthBatches(self.samples.lengths, self.batch_size, num_replicas=world, rank=rank,
-                                       seed=self.seed)
+                                       seed=self.seed, epoch=epoch)
+        # a generator of its own for the seed the DataLoader draws every epoch (for its workers; nothing here
+        # is random in a worker): drawn from torch's global generator, it would shift every dropout mask after
+        # the first epoch of a resumed run, which draws it before the checkpoint's generator states are restored
         return DataLoader(self.samples, batch_sampler=batches, collate_fn=_identity, pin_memory=self.pin_memory,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed))

@@ -7,12 +7,18 @@ The model (a NeuralRecommender) computes states and logits; this module owns the
 epoch-end validation with `recsys.evaluate.evaluate` on `data.valid`, early stopping, best-epoch selection,
 checkpoints for resuming (Lightning's pickled .ckpt files stay in the workdir and are never published: the
 exported artifact is `lit.model` as safetensors), logs and the training-curves plot.
+
+Resuming is exact on the CPU: a run killed at any point and rerun ends bitwise where the uninterrupted run with
+the same seed ends (tests/test_resume_exact.py). It restarts from the last end-of-epoch checkpoint, which holds
+the global random generators and the plateau scheduler as the next epoch found them, and that epoch's batches
+are a function of the seed and the epoch number (recsys.datamodule.SimilarLengthBatches).
 """
 
 import dataclasses
 import importlib.util
 import logging
 import math
+import random
 import statistics
 import tempfile
 import time
@@ -107,6 +113,8 @@ class LitRecommender(L.LightningModule):
         # log sampling probability per item for the sampled softmax (-inf for padding); not saved
         self.register_buffer("log_q", log_q, persistent=False)
         self.history: list[dict] = []  # one row per finished epoch; kept in checkpoints for resuming
+        self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None  # stepped in on_train_epoch_end
+        self._resumed: dict | None = None  # a checkpoint's generator and plateau states, for the epoch after it
         # what a checkpoint must match to be resumed (epoch budget and patience may change between runs)
         train = {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_CHANGES}
         self.fingerprint = {"model": model.name, "n_items": model.n_items, "config": dataclasses.asdict(model.config),
@@ -157,6 +165,11 @@ class LitRecommender(L.LightningModule):
         return loss
 
     def on_train_epoch_start(self):
+        if self._resumed is not None:  # the first epoch after a resume: as random as it was in the original run
+            _set_rng_states(self._resumed["rng"])
+            if self.plateau is not None:
+                self.plateau.load_state_dict(self._resumed["plateau"])
+            self._resumed = None
         self._loss_sum, self._loss_count, self._started = torch.zeros((), device=self.device), 0, time.perf_counter()
         if self.config.epoch_lrs:
             lr = self.config.epoch_lrs[min(self.current_epoch, len(self.config.epoch_lrs) - 1)]
@@ -189,6 +202,10 @@ class LitRecommender(L.LightningModule):
             for name in METRICS:  # sync_dist: the same numbers everywhere already; it keeps Lightning from warning
                 if name in scores:
                     self.log(f"val_{name}", scores[name], prog_bar=name == self.config.monitor, sync_dist=True)
+            if self.plateau is not None:
+                # here, and not by Lightning: Lightning steps epoch schedulers after the end-of-epoch checkpoint is
+                # written, and a run resumed from that checkpoint never takes the step it missed
+                self.plateau.step(scores[self.config.monitor])
         self.history.append(row)
 
     def configure_optimizers(self):
@@ -209,13 +226,13 @@ class LitRecommender(L.LightningModule):
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         if self.config.schedule == "plateau" and self.has_valid:
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch",
-                                                             "monitor": f"val_{self.config.monitor}"}}
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
         return optimizer
 
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["recsys"] = {"history": self.history, "fingerprint": self.fingerprint}
+        # written at the end of an epoch, after its validation: what the next epoch starts from
+        checkpoint["recsys"] = {"history": self.history, "fingerprint": self.fingerprint, "rng": _rng_states(),
+                                "plateau": None if self.plateau is None else self.plateau.state_dict()}
 
     def on_load_checkpoint(self, checkpoint):
         saved = checkpoint.get("recsys", {})
@@ -223,6 +240,41 @@ class LitRecommender(L.LightningModule):
             raise ValueError(f"the checkpoint to resume from belongs to another run ({saved.get('fingerprint')}, "
                              f"this run: {self.fingerprint}); delete it or use another workdir")
         self.history = list(saved["history"])
+        self._resumed = {"rng": saved["rng"], "plateau": saved["plateau"]} if "rng" in saved else None
+
+
+def _rng_states() -> dict:
+    """The global generators that dropout, sampled negatives and the DataLoader draw from, in a form that
+    torch.load(weights_only=True) reads back (Lightning saves none of them in its checkpoints)."""
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "numpy": [torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss],
+              "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()  # this process's device
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    key, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state(("MT19937", key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
+
+
+class ResumableEarlyStopping(EarlyStopping):
+    """Lightning's EarlyStopping, resumed with this run's patience (the checkpoint's would replace it, but patience
+    may change between runs), and not training another epoch when the checkpoint's run had stopped there."""
+
+    def load_state_dict(self, state_dict):
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
+
+    def on_train_start(self, trainer, pl_module):
+        if self.wait_count >= self.patience:  # a run killed after its last checkpoint, before it returned
+            trainer.should_stop = True
 
 
 def _log_sampling_probs(data, config: TrainConfig, n_items: int) -> torch.Tensor | None:
@@ -251,7 +303,7 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
 
     Returns {"epochs", "best_epoch", "best_valid", "history", "seconds_per_epoch"}. With options.workdir,
     checkpoints (checkpoints/last.ckpt, best.ckpt), CSV logs and training_curves.png go there, and a rerun
-    resumes from last.ckpt (its epochs count toward max_epochs).
+    resumes from last.ckpt (its epochs count toward max_epochs), exactly on the CPU.
     """
     wants_gpu = options.accelerator in ("gpu", "cuda")
     if wants_gpu and not torch.cuda.is_available():
@@ -273,12 +325,16 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
     lit = LitRecommender(model, config, data.valid, data.protocol("valid"),
                          _log_sampling_probs(data, config, model.n_items), _data_id(data))
     monitor = f"val_{config.monitor}"
-    callbacks = [ModelCheckpoint(ckpt_dir, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
-                                 enable_version_counter=False)]
+    last_ckpt = ModelCheckpoint(ckpt_dir, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
+                                enable_version_counter=False)
+    callbacks, best_ckpt = [last_ckpt], None
     if lit.has_valid:
-        callbacks += [ModelCheckpoint(ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
-                                      save_on_train_epoch_end=True, enable_version_counter=False),
-                      EarlyStopping(monitor, mode="max", patience=config.patience, check_on_train_epoch_end=True)]
+        best_ckpt = ModelCheckpoint(ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1,
+                                    save_on_train_epoch_end=True, enable_version_counter=False)
+        # best.ckpt is written before last.ckpt: a run killed between the two writes redoes the epoch from the
+        # previous last.ckpt; the other way round, the resumed run's best-epoch record would never see that epoch
+        callbacks = [best_ckpt, last_ckpt, ResumableEarlyStopping(monitor, mode="max", patience=config.patience,
+                                                                  check_on_train_epoch_end=True)]
     else:
         warnings.warn("no validation cases: training for max_epochs without early stopping", stacklevel=2)
     loggers = [CSVLogger(workdir, name="logs")]
@@ -308,7 +364,7 @@ def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: F
                 enable_progress_bar=options.progress, enable_model_summary=options.progress, num_sanity_val_steps=0,
                 log_every_n_steps=min(50, steps_per_epoch), default_root_dir=workdir, use_distributed_sampler=False)
             trainer.fit(lit, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
-        best_path = callbacks[1].best_model_path if lit.has_valid else ""
+        best_path = best_ckpt.best_model_path if best_ckpt else ""
         if best_path:  # restore the best epoch's weights
             lit.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
     finally:

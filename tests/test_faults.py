@@ -1,5 +1,5 @@
-"""Faults: a training run killed with SIGKILL resumes from its last checkpoint and ends where an uninterrupted run
-does; a save that fails midway never leaves a folder that loads (nor damages the folder it was replacing).
+"""Faults: a training run killed with SIGKILL resumes from its last checkpoint and ends exactly where an uninterrupted
+run does; a save that fails midway never leaves a folder that loads (nor damages the folder it was replacing).
 
 tests/test_data.py already covers a Dataset.save that fails on its first file; here: failures after some files
 are written, for the model folder and the processed data folder, including over an existing folder.
@@ -33,10 +33,10 @@ from test_neural import make_data, tiny
 from recsys.lit import TrainConfig
 from recsys.models import FitOptions
 data = make_data((1000, 200, 200), n_items=40)
-small = tiny("gru4rec", emb_dropout=0.0, hidden_dropout=0.0)  # its small config, on this data's items
+small = tiny("gru4rec")  # its small config (dropout on), on this data's items
 model = type(small)(small.config, data.n_items)
 result = model.fit(data, FitOptions(workdir=sys.argv[1], max_epochs=3, seed=0, progress=False, accelerator="cpu"),
-                   TrainConfig(batch_size=8, lr=3e-3, schedule="constant"))
+                   TrainConfig(batch_size=8, lr=3e-3))
 json.dump(result["history"], open(sys.argv[2], "w"))
 """
 
@@ -66,13 +66,11 @@ def test_sigkill_mid_epoch_resumes_from_last_checkpoint_to_the_same_metrics(tmp_
     subprocess.run(_train_cmd(script, work, out), check=True, timeout=300)  # the same command resumes
     ref, resumed = json.loads(reference.read_text()), json.loads(out.read_text())
     assert [r["epoch"] for r in resumed] == [1, 2, 3]
+    # the interrupted epoch is redone from the last end-of-epoch checkpoint with the same batches and the same
+    # random draws (tests/test_resume_exact.py: bitwise, weights and checkpoints too): the same numbers
     timings = ("train_seconds", "val_seconds")
-    assert {k: v for k, v in resumed[0].items() if k not in timings} == {k: v for k, v in ref[0].items()
-                                                                       if k not in timings}  # from the checkpoint
-    # Lightning restarts the interrupted epoch from the end-of-epoch-1 checkpoint, so later epochs may draw other
-    # shuffles; the criterion is the final validation metrics within 1% (relative)
-    for metric in ("ndcg@10", "hr@10", "mrr@10"):
-        assert resumed[-1][metric] == pytest.approx(ref[-1][metric], rel=0.01), (metric, resumed[-1], ref[-1])
+    assert [{k: v for k, v in row.items() if k not in timings} for row in resumed] == \
+        [{k: v for k, v in row.items() if k not in timings} for row in ref]
 
 
 def _boom(*args, **kwargs):

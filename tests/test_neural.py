@@ -129,6 +129,19 @@ def test_resume_from_last_checkpoint_continues_the_epoch_count(tmp_path):
         tiny("gru4rec").fit(make_data(seed=1), dataclasses.replace(options, max_epochs=3), TrainConfig(batch_size=32))
 
 
+def test_a_rerun_after_an_early_stop_trains_no_more_unless_patience_grows(tmp_path):
+    options = dataclasses.replace(QUIET, workdir=str(tmp_path), max_epochs=30)
+    config = TrainConfig(batch_size=32, lr=1e-2, schedule="constant", patience=1)
+    first = tiny("gru4rec").fit(DATA, options, config)
+    assert first["epochs"] < 30 and first["epochs"] - first["best_epoch"] == 1  # stopped early
+    # as after a kill between the last checkpoint and the end of fit: the rerun resumes a run that had stopped
+    again = tiny("gru4rec").fit(DATA, options, config)
+    assert again["history"] == first["history"]
+    # patience may change on a resume: this run's, not the checkpoint's, decides when to stop
+    more = tiny("gru4rec").fit(DATA, options, dataclasses.replace(config, patience=3))
+    assert more["epochs"] > first["epochs"] and more["epochs"] - more["best_epoch"] == 3
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
     options = dataclasses.replace(QUIET, workdir=str(tmp_path))
     tiny("gru4rec").fit(DATA, options, TrainConfig(batch_size=32))
