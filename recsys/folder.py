@@ -139,6 +139,10 @@ def load_folder(path: str | Path, registry: dict, *, links_within: str | Path | 
     except (RuntimeError, SafetensorError) as err:
         raise ModelFolderError(f"model.safetensors does not fit a {name} model with this config: "
                                f"{str(err).splitlines()[0][:300]}") from None
+    try:
+        model.check_state()
+    except ValueError as err:
+        raise ModelFolderError(f"model.safetensors does not fit this {name} model: {err}") from None
     _check_scores(model, name)
     model.vocab = vocab
     model.item_info = item_info

@@ -32,8 +32,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import recsys
+from recsys.data import Dataset
 from recsys.folder import ModelFolderError, load_folder, save_folder
 from recsys.models import REGISTRY, build_model, recommend
+from recsys.sessions import Sessions
 
 N = 20  # vocabulary size with padding: items 1..19
 HEADROOM = 256 * 2**20  # the weights here are < 100 KB; a load needs a few MB on top of an imported torch
@@ -42,6 +44,7 @@ TEMPLATES = {  # registry key -> small config; each folder is saved once per mod
     "itemknn": {"k_neighbors": 3},
     "sasrec": {"dim": 16, "max_len": 8, "n_layers": 1, "n_heads": 2},
     "gru4rec": {"emb_dim": 16, "hidden": 16},
+    "sknn": {"k": 5, "sample_size": 20},
 }
 
 
@@ -59,6 +62,10 @@ def template_model(name):
         rng = np.random.default_rng(0)
         model.neighbors = torch.from_numpy(rng.integers(1, N, (N, 3)).astype(np.int32))
         model.weights, model.popularity = torch.rand(N, 3), torch.arange(N, dtype=torch.float32)
+    if name == "sknn":
+        rng = np.random.default_rng(0)
+        sessions = Sessions.from_lists([rng.integers(1, N, rng.integers(1, 6)) for _ in range(30)])
+        model.fit(Dataset(sessions, sessions, sessions, items_table()))
     return model
 
 
@@ -217,6 +224,16 @@ HOSTILE = [
      "holds neighbors as"),
     ("weights of an unsupported dtype", "pop", retensor("counts", torch.zeros(N, dtype=torch.complex64)),
      "unsupported dtype|corrupt"),
+    ("neighbour id beyond the catalogue", "itemknn",
+     retensor("neighbors", torch.full((N, 3), 10**6, dtype=torch.int32)), "neighbors holds values outside 0..19"),
+    ("negative neighbour id", "itemknn", retensor("neighbors", torch.full((N, 3), -3, dtype=torch.int32)),
+     "neighbors holds values outside"),
+    ("neighbour ids as floats", "itemknn", retensor("neighbors", torch.ones(N, 3)), "neighbors must hold integers"),
+    ("session offsets that do not rise", "sknn", retensor("session_offsets", torch.zeros(31, dtype=torch.int64)),
+     "session_offsets must rise from 0"),
+    ("stored session pointing past the sessions", "sknn",
+     lambda f: retensor("item_sessions", load_file(f / "model.safetensors")["item_sessions"] + 1000)(f),
+     "item_sessions holds values outside"),
     ("duplicate item id", "pop", lambda f: edit_json(f / "items.json", lambda v: v["item_ids"].__setitem__(5, "i1")),
      "items.json field item_ids: duplicate item ids in vocabulary: 'i1' appears 2 times"),
     ("item id as a list", "pop", lambda f: edit_json(f / "items.json", lambda v: v["item_ids"].__setitem__(0, [1])),
@@ -403,8 +420,14 @@ def mutations(draw, template: str):
         return (kind, text[:40]), lambda f: (f / "config.json").write_text(text)
     if kind == "weights":
         action = draw(st.sampled_from(["drop", "add", "reshape"]))
-        shape, dtype = draw(SHAPES), draw(DTYPES)
-        pick = draw(st.integers(0, 100))
+        shape, dtype, pick = draw(SHAPES), draw(DTYPES), draw(st.integers(0, 100))
+        value = draw(st.sampled_from(["zeros", "ones", "random"]))
+        seed = draw(st.integers(0, 2**16))
+
+        def fill():  # integers from -3 to 2 N: in range for some tables, not for others
+            if value == "random":
+                return torch.randint(-3, 2 * N, shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+            return (torch.zeros if value == "zeros" else torch.ones)(shape, dtype=dtype)
 
         def breaker(f):
             if not (f / "model.safetensors").is_file():
@@ -414,11 +437,11 @@ def mutations(draw, template: str):
             if action == "drop" and len(tensors) > 1:
                 del tensors[key]
             elif action == "add":
-                tensors["extra.weight"] = torch.zeros(shape, dtype=dtype)
+                tensors["extra.weight"] = fill()
             else:
-                tensors[key] = torch.zeros(shape, dtype=dtype)
+                tensors[key] = fill()
             save_file(tensors, f / "model.safetensors")
-        return (kind, action, pick, shape, dtype), breaker
+        return (kind, action, pick, shape, dtype, value), breaker
     if kind == "raw header":
         shape = draw(st.lists(st.sampled_from([0, 1, N, 10**6, 10**12, 2**62]), min_size=1, max_size=3))
         data = draw(st.integers(0, 200))
@@ -481,6 +504,6 @@ def test_random_folders_load_or_raise_model_folder_error(templates, case):
         result = attempt(folder)
         event("loaded" if not isinstance(result, ModelFolderError) else "refused: " + next(
             (w for w in REASONS if w in str(result)), "other"))
-        if not isinstance(result, ModelFolderError):  # it loaded: then it serves
-            ids, scores = recommend(result, [1], k=3)
-            assert len(ids) and 0 not in ids
+        if not isinstance(result, ModelFolderError):  # it loaded: then it serves every item, and a long session
+            ids, _ = recommend(result, [[i] for i in range(1, N)] + [list(range(1, N)) * 3], k=3)
+            assert ids.shape[0] == N and 0 not in ids

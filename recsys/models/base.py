@@ -170,6 +170,11 @@ class Recommender(nn.Module):
         """Optional: what drove the scores for one session (attention weights, neighbours). None if unsupported."""
         return None
 
+    def check_state(self) -> None:
+        """Raise ValueError if a table that indexes another (neighbour ids, offsets into stored sessions, an item
+        -> category map) points outside it: called after loading, so such weights fail there and not on the one
+        session that reaches the bad row. Models without index tables have nothing to check."""
+
     def resize_buffers(self, shapes: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
         """Give data-dependent buffers the shapes stored in a weights file before loading into them. Only the
         dimensions registered empty may change (see `stored_shape_fits`): the rest follow from the config."""
@@ -182,6 +187,22 @@ class Recommender(nn.Module):
                 module_name, _, attr = name.rpartition(".")
                 module = self.get_submodule(module_name) if module_name else self
                 module.register_buffer(attr, torch.empty(shape, dtype=dtype))
+
+
+def check_index(name: str, values: torch.Tensor, high: int) -> None:
+    """`values` must be integers in 0..high - 1 (ValueError naming the buffer otherwise)."""
+    if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integers, got {values.dtype}")
+    if values.numel() and (int(values.min()) < 0 or int(values.max()) >= high):
+        raise ValueError(f"{name} holds values outside 0..{high - 1} "
+                         f"(from {int(values.min())} to {int(values.max())})")
+
+
+def check_offsets(name: str, offsets: torch.Tensor, total: int) -> None:
+    """`offsets` must rise from 0 to `total` (the length of the flat array it cuts into rows)."""
+    check_index(name, offsets, total + 1)
+    if len(offsets) == 0 or int(offsets[0]) != 0 or int(offsets[-1]) != total or bool((offsets.diff() < 0).any()):
+        raise ValueError(f"{name} must rise from 0 to {total}")
 
 
 class DerivedTable:

@@ -74,6 +74,13 @@ class Blend(Recommender):
         # a list, not a ModuleDict: part names like "pop" would clash with the dict's own methods
         self.parts = nn.ModuleList([build_model(c, n_items, config.params.get(c)) for c in config.components])
 
+    def check_state(self) -> None:
+        for name, part in zip(self.config.components, self.parts, strict=True):
+            try:
+                part.check_state()
+            except ValueError as err:
+                raise ValueError(f"part {name}: {err}") from None
+
     def part(self, name: str) -> Recommender:
         return self.parts[self.config.components.index(name)]
 

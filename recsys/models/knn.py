@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recsys.models.base import FitOptions, ModelConfig, Recommender, pad_sessions
+from recsys.models.base import FitOptions, ModelConfig, Recommender, check_index, pad_sessions
 
 # Weight of the t-th most recent item (t >= 1); shared with the session-kNN models.
 DECAYS = {
@@ -89,6 +89,9 @@ class NeighbourModel(Recommender):
 
     def item_weights(self, train) -> sp.csr_matrix:
         raise NotImplementedError
+
+    def check_state(self) -> None:
+        check_index("neighbors", self.neighbors, self.n_items)
 
     def fit(self, data, options: FitOptions = FitOptions()) -> dict:
         ids, vals = top_k_per_row(self.item_weights(data.train), self.config.k_neighbors)

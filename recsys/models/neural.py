@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.models.base import DerivedTable, FitOptions, Recommender, pad_sessions
+from recsys.models.base import DerivedTable, FitOptions, Recommender, check_index, pad_sessions
 
 
 class NeuralRecommender(Recommender):
@@ -117,6 +117,12 @@ class NeuralRecommender(Recommender):
         if len(self.item_category) != self.n_items:
             raise RuntimeError("use_categories is set but the item -> category table is empty: fit or load first")
         return self.category_emb(self.item_category[x])
+
+    def check_state(self) -> None:
+        if self.category_emb is not None and len(self.item_category):
+            if len(self.item_category) != self.n_items:
+                raise ValueError(f"item_category has {len(self.item_category)} entries for {self.n_items} items")
+            check_index("item_category", self.item_category, self.category_emb.num_embeddings)
 
     def set_categories(self, categories: np.ndarray) -> None:
         """Store the item -> category table and size the category embedding to it (the size goes in the config)."""

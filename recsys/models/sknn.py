@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from recsys.models.base import FitOptions, ModelConfig, Recommender
+from recsys.models.base import FitOptions, ModelConfig, Recommender, check_index, check_offsets
 from recsys.models.knn import decay, evidence_then_popularity
 
 
@@ -98,6 +98,18 @@ class SKNN(Recommender):
         self.item_offsets = torch.from_numpy(item_offsets)
         self.popularity = torch.from_numpy(np.bincount(data.train.items, minlength=self.n_items).astype(np.float32))
         return {"sessions": len(train)}
+
+    def check_state(self) -> None:
+        check_offsets("session_offsets", self.session_offsets, len(self.session_items))
+        check_index("session_items", self.session_items, self.n_items)
+        check_offsets("item_offsets", self.item_offsets, len(self.item_sessions))
+        check_index("item_sessions", self.item_sessions, len(self.session_offsets) - 1)
+        if self.item_positions.shape != self.item_sessions.shape:
+            raise ValueError("item_positions must have one entry per item_sessions entry")
+        check_index("item_positions", self.item_positions, len(self.session_items))
+        lengths = self.session_offsets.diff()[self.item_sessions.long()]
+        if bool((self.item_positions.long() >= lengths).any()):
+            raise ValueError("item_positions holds a position beyond its session's length")
 
     def position_weights(self, last_pos: np.ndarray, length: np.ndarray) -> np.ndarray:
         return np.ones(len(last_pos))
