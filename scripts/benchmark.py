@@ -8,7 +8,7 @@
     python scripts/benchmark.py report      # only rewrite docs/BENCHMARKS.md and assets/bench_*.png
 
 `--quick` runs a suite at a tiny size (a smoke test) and writes <suite>.quick.json instead. The suites live in
-recsys/bench/ (one module per suite); this script adds the command line and the report. The report's generated
+tools/bench/ (one module per suite); this script adds the command line and the report. The report's generated
 blocks sit between `<!-- BEGIN generated:NAME -->` and `<!-- END generated:NAME -->`; text outside them is
 hand-written and kept.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import _path  # noqa: F401
 
-from recsys import bench
+from tools import bench
 
 # ---------------------------------------------------------------------------------------------------------------
 # report
@@ -152,7 +152,7 @@ def load_results(results_dir: Path) -> dict[str, dict]:
     out = {}
     for suite in bench.SUITES:
         for quick in (False, True):
-            data = bench._read_json(bench.results_path(results_dir, suite, quick))
+            data = bench.read_json(bench.results_path(results_dir, suite, quick))
             if data:
                 out[suite] = data
                 break

@@ -96,7 +96,7 @@ def test_refit_keeps_the_chosen_weights_and_refits_the_neural_part_for_its_selec
 def test_accuracy_suite_gives_a_hybrids_parts_the_data_sets_parameter_files(tmp_path, monkeypatch):
     import json
 
-    from recsys.bench import accuracy
+    from tools.bench import accuracy
 
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "sr.json").write_text(json.dumps({"model": "sr", "params": {"steps": 3}}))

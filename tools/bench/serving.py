@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.bench.common import (
+from tools.bench.common import (
     ROOT,
     Options,
     Timer,
-    _plain_items,
-    _read_json,
     check,
     load_avg,
     percentiles_ms,
+    plain_items,
+    read_json,
     results_path,
     rss_mib,
     run_child,
@@ -86,7 +86,7 @@ def _random_catalogue(n_items: int, n_sessions: int = 500_000, seed: int = 0):
     train, valid, test = sessions(n_sessions, 2, 10), sessions(2_000, 2, 10), sessions(2_000, 5, 20)
     meta = {"source": "random-catalogue", "protocols": {"train": "all", "valid": "all", "test": "all"},
             "dropped_unknown_items": {}}
-    return Dataset(train, valid, test, _plain_items(n_items, train), meta)
+    return Dataset(train, valid, test, plain_items(n_items, train), meta)
 
 
 def _serving_sessions(data, n: int, rng) -> list[np.ndarray]:
@@ -110,7 +110,7 @@ def suite_serving(opts: Options) -> dict:
     sizes = SERVING_SIZES_QUICK if opts.quick else SERVING_SIZES
     models = list(opts.models or REGISTRY)
     # `--models` measures those models again and keeps the other rows (and, with --no-app, the app's) as they were
-    previous = _read_json(results_path(opts.results_dir, "serving", opts.quick)) if opts.models else {}
+    previous = read_json(results_path(opts.results_dir, "serving", opts.quick)) if opts.models else {}
     n_single = 10 if opts.quick else SERVING_SINGLE
     results, checks = {}, []
     for label, n in sizes.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.bench.common import PEER_SCRIPT, ROOT, Options, Timer, _read_json, results_path, run_child, worker_argv
+from tools.bench.common import PEER_SCRIPT, ROOT, Options, Timer, read_json, results_path, run_child, worker_argv
 
 # suite: training speed (ours vs RecBole 1.2.1 on ml-100k)
 
@@ -62,7 +62,7 @@ def _window_counts(seq_file: Path, max_len: int) -> dict:
 
 
 def suite_train(opts: Options) -> dict:
-    previous = _read_json(results_path(opts.results_dir, "train", opts.quick))
+    previous = read_json(results_path(opts.results_dir, "train", opts.quick))
     if opts.peers_only and previous.get("ours"):
         ours, data_info = previous["ours"], previous.get("data")
     else:
@@ -196,7 +196,7 @@ def peer_results(opts: Options) -> dict:
     runs = {}
     # <model>_ml-100k_<E>ep[_<N>t].json (run_recbole.sh's names; other files there, e.g. *_loaded.json, are not read)
     for path in sorted([*folder.glob("*_ml-100k_*ep.json"), *folder.glob("*_ml-100k_*ep_*t.json")]):
-        d = _read_json(path)
+        d = read_json(path)
         if not d.get("model"):
             continue
         epochs = d.get("train_epoch_seconds") or []

@@ -165,7 +165,7 @@ def run_child(argv: list[str], timeout: float | None = None, env: dict | None = 
 
 
 def worker_argv(name: str, params: dict) -> list[str]:
-    return [sys.executable, "-m", "recsys.bench", name, json.dumps(params, default=str)]
+    return [sys.executable, "-m", "tools.bench", name, json.dumps(params, default=str)]
 
 
 def percentiles_ms(seconds: list[float]) -> dict:
@@ -184,25 +184,25 @@ def results_path(results_dir: Path, suite: str, quick: bool) -> Path:
     return Path(results_dir) / (f"{suite}.quick.json" if quick else f"{suite}.json")
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _update_json(path: Path, change) -> None:
+def update_json(path: Path, change) -> None:
     """Read `path` (or {}), apply `change`, write the result back atomically, all under a lock on the file."""
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(change(_read_json(path)), indent=2, default=str) + "\n")
+        tmp.write_text(json.dumps(change(read_json(path)), indent=2, default=str) + "\n")
         tmp.replace(path)
 
 
-def _plain_items(n_items: int, train):
+def plain_items(n_items: int, train):
     """The item table of a data set whose item ids are 1..n_items themselves (no categories, no times)."""
     import pandas as pd
 

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from recsys.bench.common import (
+from tools.bench.common import (
     ROOT,
     Options,
     check,

@@ -9,7 +9,7 @@ scripts/benchmark.py then regenerates docs/BENCHMARKS.md and the assets/bench_*.
 One module per suite (data, evalspeed, serving, train, accuracy) beside `common` (paths, options, timers, child
 processes, result files); this module runs a suite and its workers.
 
-Whatever is measured for peak memory runs in a child process (`python -m recsys.bench WORKER JSON`, which
+Whatever is measured for peak memory runs in a child process (`python -m tools.bench WORKER JSON`, which
 prints one JSON line); the child's own wall time, CPU time and peak RSS come from `os.wait4`. The machine is
 shared (2 cores, other jobs running), so every number carries CPU time beside wall time and the load average
 before and after: a slow wall time with a normal CPU time means a busy machine, not a slow program.
@@ -23,8 +23,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from recsys.bench.accuracy import ACCURACY_DATASETS, ACCURACY_METRICS, ANCHOR_ROWS, accuracy_checks, suite_accuracy
-from recsys.bench.common import (
+from tools.bench.accuracy import ACCURACY_DATASETS, ACCURACY_METRICS, ANCHOR_ROWS, accuracy_checks, suite_accuracy
+from tools.bench.common import (
     ASSETS,
     DOC,
     RESULTS_DIR,
@@ -33,26 +33,26 @@ from recsys.bench.common import (
     WORK_DIR,
     Options,
     Timer,
-    _read_json,
-    _update_json,
     machine,
+    read_json,
     results_path,
     shared_data_dir,
+    update_json,
 )
-from recsys.bench.data import DATA_TARGETS, suite_data, worker_generate, worker_prepare
-from recsys.bench.evalspeed import suite_eval, worker_eval
-from recsys.bench.serving import (
+from tools.bench.data import DATA_TARGETS, suite_data, worker_generate, worker_prepare
+from tools.bench.evalspeed import suite_eval, worker_eval
+from tools.bench.serving import (
     suite_serving,
     worker_app_handler,
     worker_app_models,
     worker_serving,
     worker_serving_data,
 )
-from recsys.bench.train import TRAIN_MODELS, matching_peer, suite_train, worker_train
+from tools.bench.train import TRAIN_MODELS, matching_peer, suite_train, worker_train
 
 # what scripts/benchmark.py and the tests read from here
 __all__ = ["ACCURACY_DATASETS", "ACCURACY_METRICS", "ANCHOR_ROWS", "ASSETS", "DATA_TARGETS", "DOC", "RESULTS_DIR",
-           "ROOT", "SUITES", "TRAIN_MODELS", "WORK_DIR", "Options", "_read_json", "accuracy_checks", "matching_peer",
+           "ROOT", "SUITES", "TRAIN_MODELS", "WORK_DIR", "Options", "read_json", "accuracy_checks", "matching_peer",
            "results_path", "run_suite", "shared_data_dir"]
 
 
@@ -79,7 +79,7 @@ def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
             datasets = current.get("datasets", result["datasets"])
             return {**result, "datasets": datasets, "checks": accuracy_checks(datasets)}
 
-        _update_json(path, finish)
+        update_json(path, finish)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -92,7 +92,7 @@ WORKERS = {"generate": worker_generate, "prepare": worker_prepare, "eval": worke
            "app_handler": worker_app_handler, "train": worker_train}
 
 
-def _worker_main(argv: list[str]) -> int:
+def worker_main(argv: list[str]) -> int:
     name, params = argv[0], json.loads(argv[1])
     result = WORKERS[name](params)
     sys.stdout.flush()

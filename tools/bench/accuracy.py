@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from recsys.bench.common import (
+from tools.bench.common import (
     PARAMS_DIR,
     ROOT,
     Options,
     Timer,
-    _plain_items,
-    _read_json,
-    _update_json,
     check,
+    plain_items,
+    read_json,
     results_path,
+    update_json,
 )
 
 # suite: accuracy against the published anchors
@@ -166,7 +166,7 @@ def ml1m_partial(train_input: Path, val_input: Path, val_output: Path, test_outp
     train = Sessions.from_lists(train_seqs)
     meta = {"source": "ml-1m-partial", "protocols": {"train": "all", "valid": "last", "test": "last"},
             "dropped_unknown_items": {}, "users": len(train_seqs), "evaluated_users": len(picked)}
-    return Dataset(train, valid, test, _plain_items(n_items, train), meta)
+    return Dataset(train, valid, test, plain_items(n_items, train), meta)
 
 
 
@@ -220,7 +220,7 @@ def _save_accuracy_model(opts: Options, name: str, entry: dict, model: str | Non
         current.setdefault("suite", "accuracy")
         return current
 
-    _update_json(results_path(opts.results_dir, "accuracy", opts.quick), merge)
+    update_json(results_path(opts.results_dir, "accuracy", opts.quick), merge)
 
 
 
@@ -246,7 +246,7 @@ def suite_accuracy(opts: Options) -> dict:
     from recsys.models import REGISTRY
     from recsys.pipeline import RunConfig, load_params, run
 
-    previous = _read_json(results_path(opts.results_dir, "accuracy", opts.quick))
+    previous = read_json(results_path(opts.results_dir, "accuracy", opts.quick))
     datasets = dict(previous.get("datasets", {}))
     if not opts.shared_data.is_dir():
         msg = f"skipped: {opts.shared_data} not found (set RECSYS_SHARED_DATA to the shared data folder)"
@@ -314,7 +314,7 @@ def suite_accuracy(opts: Options) -> dict:
                   flush=True)
         datasets[name] = entry
         _save_accuracy_model(opts, name, entry, None)
-    datasets = _read_json(results_path(opts.results_dir, "accuracy", opts.quick)).get("datasets", datasets)
+    datasets = read_json(results_path(opts.results_dir, "accuracy", opts.quick)).get("datasets", datasets)
     return {"datasets": datasets, "checks": accuracy_checks(datasets),
             "anchors": {k: [{"model": m, "metrics": v, "source": s} for m, v, s in rows]
                         for k, rows in ANCHOR_ROWS.items()}}

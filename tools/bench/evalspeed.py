@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.bench.common import MIB, Options, Timer, check, rss_mib, run_child, worker_argv
+from tools.bench.common import MIB, Options, Timer, check, rss_mib, run_child, worker_argv
 
 # suite: evaluation throughput
 
