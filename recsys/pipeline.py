@@ -1,10 +1,10 @@
 """Fit, evaluate and save every requested model the same way: the body of `scripts/train_and_eval.py`.
 
-For each model: build it from the registry with its (possibly tuned) parameters, fit on train (neural models
-stop early on validation), evaluate on validation (for selection) and on test with the one evaluator, and
-write its model folder and the results so far (results.json and results.md, each replaced whole). Then add
-the paired tests and draw the comparison chart. The output folder and every OUT/NAME are checked before any
-work (`check_run_folder`): nothing that is not a previous run's is overwritten.
+For each model: build it from the registry with its (possibly tuned) parameters, fit on train with
+`recsys.train.fit` (neural models stop early on validation), evaluate on validation (for selection) and on
+test with the one evaluator, and write its model folder and the results so far (results.json and results.md,
+each replaced whole). Then add the paired tests and draw the comparison chart. The output folder and every
+OUT/NAME are checked before any work (`check_run_folder`): nothing that is not a previous run's is overwritten.
 """
 
 import dataclasses
@@ -32,6 +32,7 @@ from recsys.folder import save_folder
 from recsys.models import REGISTRY, FitOptions, build_model
 from recsys.report import comparison_chart, results_markdown
 from recsys.sessions import Sessions
+from recsys.train import fit
 
 # What the app trains on a fresh machine: quick to fit, and covering each family.
 DEFAULT_APP_MODELS = ("pop", "spop", "itemknn", "sr", "sknn", "vsknn", "sasrec")
@@ -101,7 +102,7 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
                              workdir=str(workdir))
         log(f"[{name}] fitting on {len(data.train):,} sessions ...")
         start = time.perf_counter()
-        fit_info = model.fit(data, options) or {}
+        fit_info = fit(model, data, options) or {}
         fit_seconds = time.perf_counter() - start
         if global_rank(fit_info):  # another process of a data-parallel run: it trains (and refits), rank 0 does
             log(f"[{name}] rank {global_rank(fit_info)}: trained; rank 0 evaluates and saves")  # the rest
@@ -216,8 +217,8 @@ def refit(name: str, model, data: Dataset, config: RunConfig, fit_info: dict, op
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no validation cases.*")
-        result = fresh.fit(no_valid, dataclasses.replace(options, max_epochs=None,
-                                                         workdir=str(workdir) if workdir else None)) or {}
+        result = fit(fresh, no_valid, dataclasses.replace(options, max_epochs=None,
+                                                          workdir=str(workdir) if workdir else None)) or {}
     info = {"data": "train+valid", "seconds": round(time.perf_counter() - started, 2)}
     if "epoch_lrs" in params.get("train", {}):
         info.update(epochs=result["epochs"], epoch_lrs=list(params["train"]["epoch_lrs"]))

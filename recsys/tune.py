@@ -6,8 +6,8 @@ Each model declares its search space next to its code, as a class attribute nami
                     "alpha": ("float", 0.0, 1.0),
                     "decay": ("cat", ["div", "linear"])}    # (kind, choices)
 
-Every trial builds `Config(**params)`, fits on `data.train` and scores `data.valid` with the one evaluator.
-The result, `{"model", "params", "metric", "value", "trials", "history"}`, is what
+Every trial builds `Config(**params)`, fits on `data.train` (recsys.train.fit) and scores `data.valid` with the
+one evaluator. The result, `{"model", "params", "metric", "value", "trials", "history"}`, is what
 `scripts/train_and_eval.py --params FILE` reads.
 """
 
@@ -21,6 +21,7 @@ import optuna
 
 from recsys.evaluate import evaluate
 from recsys.models import REGISTRY, FitOptions
+from recsys.train import fit
 
 
 def suggest(trial: optuna.Trial, space: dict) -> dict:
@@ -67,7 +68,7 @@ def tune(name: str, data, n_trials: int, metric: str = "mrr@20", seed: int = 0, 
         params = {**suggest(trial, space), **fixed}
         model = cls(cls.Config(**params), data.n_items)
         start = time.perf_counter()
-        model.fit(data, FitOptions(seed=seed, progress=False))
+        fit(model, data, FitOptions(seed=seed, progress=False))
         metrics = evaluate(model, valid, protocol, max_cases=max_cases).metrics()
         if metric not in metrics:
             raise ValueError(f"unknown metric {metric!r}; the evaluator reports {sorted(metrics)}")

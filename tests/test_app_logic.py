@@ -278,10 +278,11 @@ def test_a_hybrid_folder_is_served_and_its_card_says_what_it_mixes(tmp_path):
     from recsys.folder import save_folder
     from recsys.loadtest import demo_metrics
     from recsys.models import build_model
+    from recsys.train import fit
 
     data = demo_dataset()
     model = build_model("hybrid", data.n_items, {"components": ["spop", "itemknn"], "weights": [0.3, 0.7]})
-    model.fit(data)
+    fit(model, data)
     save_folder(model, tmp_path / "checkpoints" / "hybrid", data.items, metrics=demo_metrics(0.4))
     service = logic.AppService.from_env({"RECSYS_CHECKPOINTS": str(tmp_path / "checkpoints"),
                                          "RECSYS_DATA": str(build_processed(tmp_path / "data"))})

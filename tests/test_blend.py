@@ -9,6 +9,7 @@ import recsys
 from recsys.models import FitOptions, build_model
 from recsys.models.blend import BlendConfig, simplex_grid
 from recsys.pipeline import RunConfig, run
+from recsys.train import fit
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_unknown_part_or_part_parameter_fails_loudly(data):
 
 def test_scores_are_the_weighted_mixture_of_the_parts_distributions(data):
     model = build_model("hybrid", data.n_items, {"components": ["sr", "pop"], "weights": [0.25, 0.75]})
-    model.fit(data, FitOptions(progress=False))
+    fit(model, data, FitOptions(progress=False))
     sessions = [np.array([1, 2]), np.array([5])]
     with torch.no_grad():
         sr, pop = (model.part(p).score(sessions).float()[:, 1:].clamp_min(0) for p in ("sr", "pop"))
@@ -55,7 +56,7 @@ def test_fit_chooses_the_weights_on_validation(data):
     """Pop cannot follow the cycle, SR can: validation must put (nearly) all weight on SR, and the choice is at
     least as good on validation as either part alone (each part alone is a grid point)."""
     model = build_model("hybrid", data.n_items, {"components": ["pop", "sr"], "grid_step": 0.25})
-    info = model.fit(data, FitOptions(progress=False))
+    info = fit(model, data, FitOptions(progress=False))
     weights = info["weights"]
     assert weights["sr"] > weights["pop"] and model.config.weights == (weights["pop"], weights["sr"])
     selection = info["selection"]
@@ -72,7 +73,7 @@ def test_a_hybrid_without_weights_or_validation_refuses_to_guess(data):
     with pytest.raises(RuntimeError, match="no weights"):
         model.score([np.array([1])])
     with pytest.raises(ValueError, match="chooses them on validation"):
-        model.fit(dataclasses.replace(data, valid=Sessions.from_lists([])), FitOptions(progress=False))
+        fit(model, dataclasses.replace(data, valid=Sessions.from_lists([])), FitOptions(progress=False))
 
 
 def test_refit_keeps_the_chosen_weights_and_refits_the_neural_part_for_its_selected_epochs(data, tmp_path):
@@ -111,7 +112,7 @@ def test_accuracy_suite_gives_a_hybrids_parts_the_data_sets_parameter_files(tmp_
 
 def test_a_part_weighted_zero_is_not_scored(data, monkeypatch):
     model = build_model("hybrid", data.n_items, {"components": ["sr", "pop"], "weights": [1.0, 0.0]})
-    model.fit(data, FitOptions(progress=False))
+    fit(model, data, FitOptions(progress=False))
     expected = model.part("sr").score([np.array([1, 2])])
     monkeypatch.setattr(model.part("pop"), "score", lambda s: pytest.fail("a part weighted 0 was scored"))
     got = model.score([np.array([1, 2])])

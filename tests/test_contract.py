@@ -12,6 +12,7 @@ from recsys.evaluate import evaluate
 from recsys.folder import load_folder, save_folder
 from recsys.models import REGISTRY, FitOptions, build_model, recommend
 from recsys.sessions import Sessions
+from recsys.train import fit
 
 N = 12  # items 1..N, sessions cycle 1 -> 2 -> ... -> N -> 1
 NON_SEQUENTIAL = {"random", "pop", "spop", "als"}  # scores ignore order, so they cannot follow a cycle
@@ -53,7 +54,7 @@ def fitted(data):
     for name, cls in REGISTRY.items():
         torch.manual_seed(0)
         model = build_model(name, data.n_items, small(cls))
-        model.fit(data, FitOptions(max_epochs=30 if small(cls) else None, progress=False, seed=0))
+        fit(model, data, FitOptions(max_epochs=30 if small(cls) else None, progress=False, seed=0))
         out[name] = model
     return out
 

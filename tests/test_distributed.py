@@ -33,7 +33,7 @@ torch.set_num_threads(1)
 import recsys.datamodule as dm
 from test_neural import make_data, tiny
 from recsys.folder import save_folder
-from recsys.lit import TrainConfig
+from recsys.train import TrainConfig, fit
 from recsys.models import FitOptions
 
 seen = []  # the row indices of every batch this rank trained on, per epoch
@@ -51,7 +51,7 @@ model = tiny("gru4rec", emb_dropout=0.0, hidden_dropout=0.0)
 config = TrainConfig(batch_size=16, lr=3e-3, schedule="constant", patience={epochs}, devices=devices,
                      strategy="ddp" if devices > 1 else "auto")
 options = FitOptions(workdir=workdir, max_epochs={epochs}, seed=0, progress=False, accelerator="cpu")
-result = model.fit(data, options, config)
+result = fit(model, data, options, config)
 rank = int(os.environ.get("LOCAL_RANK", 0))
 world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 with open(os.path.join(workdir, f"rank{{rank}}-of-{{world}}.json"), "w") as f:

@@ -30,12 +30,12 @@ sys.path[:0] = [{root!r}, {tests!r}]
 import torch
 torch.set_num_threads(1)
 from test_neural import make_data, tiny
-from recsys.lit import TrainConfig
+from recsys.train import TrainConfig, fit
 from recsys.models import FitOptions
 data = make_data((1000, 200, 200), n_items=40)
 small = tiny("gru4rec")  # its small config (dropout on), on this data's items
 model = type(small)(small.config, data.n_items)
-result = model.fit(data, FitOptions(workdir=sys.argv[1], max_epochs=3, seed=0, progress=False, accelerator="cpu"),
+result = fit(model, data, FitOptions(workdir=sys.argv[1], max_epochs=3, seed=0, progress=False, accelerator="cpu"),
                    TrainConfig(batch_size=8, lr=3e-3))
 json.dump(result["history"], open(sys.argv[2], "w"))
 """

@@ -10,11 +10,11 @@ import torch
 from recsys.data import Dataset
 from recsys.evaluate import evaluate
 from recsys.folder import load_folder, save_folder
-from recsys.lit import TrainConfig, TrainingDiverged
 from recsys.models import REGISTRY, FitOptions
 from recsys.models.base import pad_sessions
 from recsys.models.neural import NeuralRecommender
 from recsys.sessions import Sessions
+from recsys.train import TrainConfig, TrainingDiverged, fit
 
 NEURAL = sorted(k for k, cls in REGISTRY.items() if issubclass(cls, NeuralRecommender))
 QUIET = FitOptions(max_epochs=1, progress=False, accelerator="cpu")
@@ -58,7 +58,7 @@ def one_cpu_thread():
 def test_one_epoch_smoke_fit_with_registry_defaults(key, tmp_path):
     data = make_data((40, 10, 10))
     model = REGISTRY[key](REGISTRY[key].Config(), data.n_items)
-    result = model.fit(data, dataclasses.replace(QUIET, workdir=str(tmp_path)), TrainConfig(batch_size=16))
+    result = fit(model, data, dataclasses.replace(QUIET, workdir=str(tmp_path)), TrainConfig(batch_size=16))
     assert result["epochs"] == 1 and result["best_epoch"] == 1 and len(result["history"]) == 1
     assert np.isfinite(result["history"][0]["train_loss"]) and "ndcg@10" in result["best_valid"]
     assert (tmp_path / "training_curves.png").stat().st_size > 0
@@ -70,7 +70,7 @@ def test_one_epoch_smoke_fit_with_registry_defaults(key, tmp_path):
 def test_cycling_sessions_rank_the_true_next_item_first(key):
     model = tiny(key, **({"dropout": 0.0} if key == "sasrec" else {"emb_dropout": 0.0, "hidden_dropout": 0.0}))
     options = dataclasses.replace(QUIET, max_epochs=10)  # early stopping ends it once validation is perfect
-    model.fit(DATA, options, TrainConfig(batch_size=32, lr=1e-2, schedule="constant"))
+    fit(model, DATA, options, TrainConfig(batch_size=32, lr=1e-2, schedule="constant"))
     metrics = evaluate(model, DATA.test, "all", ks=(1,)).metrics()
     assert metrics["hr@1"] >= 0.9, metrics
 
@@ -99,7 +99,7 @@ def test_sasrec_explain_returns_attention_over_history():
 @pytest.mark.parametrize("key", ["sasrec", "gru4rec", "lstm-bi", "lstm-cat"])
 def test_save_load_round_trip_gives_identical_scores(key, tmp_path):
     model = tiny(key, **({"use_categories": True} if key == "sasrec" else {}))
-    model.fit(DATA, QUIET, TrainConfig(batch_size=32))
+    fit(model, DATA, QUIET, TrainConfig(batch_size=32))
     assert model.config.use_categories is False or model.config.n_categories == 4  # 3 categories + unknown
     folder = save_folder(model, tmp_path / key, DATA.items)
     loaded = load_folder(folder, REGISTRY)
@@ -118,58 +118,58 @@ def test_tied_weights_survive_save_and_load(tmp_path):
 
 def test_resume_from_last_checkpoint_continues_the_epoch_count(tmp_path):
     options = dataclasses.replace(QUIET, workdir=str(tmp_path))
-    first = tiny("gru4rec").fit(DATA, options, TrainConfig(batch_size=32))
+    first = fit(tiny("gru4rec"), DATA, options, TrainConfig(batch_size=32))
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    second = tiny("gru4rec").fit(DATA, dataclasses.replace(options, max_epochs=2), TrainConfig(batch_size=32))
+    second = fit(tiny("gru4rec"), DATA, dataclasses.replace(options, max_epochs=2), TrainConfig(batch_size=32))
     assert second["epochs"] == 2 and [r["epoch"] for r in second["history"]] == [1, 2]
     assert second["history"][0] == first["history"][0]
     with pytest.raises(ValueError, match="another run"):  # a different model may not resume this run
-        tiny("sasrec").fit(DATA, dataclasses.replace(options, max_epochs=3), TrainConfig(batch_size=32))
+        fit(tiny("sasrec"), DATA, dataclasses.replace(options, max_epochs=3), TrainConfig(batch_size=32))
     with pytest.raises(ValueError, match="another run"):  # nor the same model on other data
-        tiny("gru4rec").fit(make_data(seed=1), dataclasses.replace(options, max_epochs=3), TrainConfig(batch_size=32))
+        fit(tiny("gru4rec"), make_data(seed=1), dataclasses.replace(options, max_epochs=3), TrainConfig(batch_size=32))
 
 
 def test_a_rerun_after_an_early_stop_trains_no_more_unless_patience_grows(tmp_path):
     options = dataclasses.replace(QUIET, workdir=str(tmp_path), max_epochs=30)
     config = TrainConfig(batch_size=32, lr=1e-2, schedule="constant", patience=1)
-    first = tiny("gru4rec").fit(DATA, options, config)
+    first = fit(tiny("gru4rec"), DATA, options, config)
     assert first["epochs"] < 30 and first["epochs"] - first["best_epoch"] == 1  # stopped early
     # as after a kill between the last checkpoint and the end of fit: the rerun resumes a run that had stopped
-    again = tiny("gru4rec").fit(DATA, options, config)
+    again = fit(tiny("gru4rec"), DATA, options, config)
     assert again["history"] == first["history"]
     # patience may change on a resume: this run's, not the checkpoint's, decides when to stop
-    more = tiny("gru4rec").fit(DATA, options, dataclasses.replace(config, patience=3))
+    more = fit(tiny("gru4rec"), DATA, options, dataclasses.replace(config, patience=3))
     assert more["epochs"] > first["epochs"] and more["epochs"] - more["best_epoch"] == 3
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
     options = dataclasses.replace(QUIET, workdir=str(tmp_path))
-    tiny("gru4rec").fit(DATA, options, TrainConfig(batch_size=32))
+    fit(tiny("gru4rec"), DATA, options, TrainConfig(batch_size=32))
     last = tmp_path / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
     model = tiny("gru4rec")
     model.project = lambda h: h.new_full((*h.shape[:-1], 16), torch.nan)  # every logit NaN
     with pytest.raises(TrainingDiverged, match="training loss is nan"):
-        model.fit(DATA, dataclasses.replace(options, max_epochs=2), TrainConfig(batch_size=32))
+        fit(model, DATA, dataclasses.replace(options, max_epochs=2), TrainConfig(batch_size=32))
     assert last.read_bytes() == before
 
 
 def test_sampled_softmax_trains():
     model = tiny("sasrec", dropout=0.0)
     config = TrainConfig(batch_size=32, lr=1e-2, n_negatives=6, schedule="constant")
-    result = model.fit(DATA, dataclasses.replace(QUIET, max_epochs=8), config)
+    result = fit(model, DATA, dataclasses.replace(QUIET, max_epochs=8), config)
     assert result["best_valid"]["hr@5"] > 0.8
 
 
 def test_fit_is_deterministic_for_a_seed():
-    a = tiny("sasrec").fit(DATA, QUIET, TrainConfig(batch_size=32))
-    b = tiny("sasrec").fit(DATA, QUIET, TrainConfig(batch_size=32))
+    a = fit(tiny("sasrec"), DATA, QUIET, TrainConfig(batch_size=32))
+    b = fit(tiny("sasrec"), DATA, QUIET, TrainConfig(batch_size=32))
     assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
 
 
 def test_max_minutes_caps_the_fit_and_keeps_a_validated_epoch():
     config = TrainConfig(batch_size=8, patience=500, schedule="constant", max_minutes=0.03)  # 1.8 s
-    result = tiny("gru4rec").fit(DATA, dataclasses.replace(QUIET, max_epochs=500), config)
+    result = fit(tiny("gru4rec"), DATA, dataclasses.replace(QUIET, max_epochs=500), config)
     assert 1 <= result["epochs"] < 500 and result["best_epoch"] is not None
     with pytest.raises(ValueError, match="max_minutes"):
         TrainConfig(max_minutes=0)
@@ -178,7 +178,7 @@ def test_max_minutes_caps_the_fit_and_keeps_a_validated_epoch():
 @pytest.mark.parametrize("key", ["sasrec", "gru4rec"])
 def test_cosine_scale_scores_are_scaled_cosines_in_training_and_serving(key, tmp_path):
     model = tiny(key, cosine_scale=8.0)
-    model.fit(DATA, QUIET, TrainConfig(batch_size=32, n_negatives=6))
+    fit(model, DATA, QUIET, TrainConfig(batch_size=32, n_negatives=6))
     model.eval()
     sessions = [np.array([1, 2, 3]), np.array([5])]
     x, lengths = pad_sessions(sessions, model.config.max_len, model.pad_side)
@@ -198,7 +198,7 @@ def test_epoch_lrs_replays_one_learning_rate_per_epoch_without_validation():
     no_valid = dataclasses.replace(DATA, valid=Sessions.from_lists([]))
     config = TrainConfig(batch_size=32, epoch_lrs=(0.01, 0.004, 0.002))
     with pytest.warns(UserWarning, match="no validation"):
-        result = tiny("gru4rec").fit(no_valid, dataclasses.replace(QUIET, max_epochs=3), config)
+        result = fit(tiny("gru4rec"), no_valid, dataclasses.replace(QUIET, max_epochs=3), config)
     assert [row["lr"] for row in result["history"]] == [0.01, 0.004, 0.002]
 
 

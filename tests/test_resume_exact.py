@@ -25,8 +25,9 @@ import torch
 from test_neural import make_data, tiny
 
 from recsys.datamodule import SimilarLengthBatches
-from recsys.lit import TrainConfig
 from recsys.models import FitOptions
+from recsys.train import TrainConfig
+from recsys.train import fit as fit_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, KILL_EPOCH, KILL_BATCH = 5, 2, 2  # 0-based: killed at the 3rd batch of epoch 3, resumed from the end of 2
@@ -53,7 +54,7 @@ def fit(key: str, workdir: Path) -> dict:
     # tells the sampler the epoch number on a resume
     config = TrainConfig(batch_size=32, lr=1e-2, val_max_cases=100, num_workers=1 if key == "gru4rec" else 0)
     options = FitOptions(workdir=str(workdir), max_epochs=EPOCHS, seed=0, progress=False, accelerator="cpu")
-    result = model.fit(data, options, config)
+    result = fit_model(model, data, options, config)
     torch.save(model.state_dict(), workdir / "final.pt")
     (workdir / "result.json").write_text(json.dumps(result))
     return result
@@ -63,7 +64,7 @@ def main(argv: list[str]) -> None:
     """The subprocess, `[--kill] WORKDIR KEY...`: fit each model in WORKDIR/KEY; with --kill, the process SIGKILLs
     itself at (KILL_EPOCH, KILL_BATCH) of the first."""
     if argv[0] == "--kill":
-        from recsys.lit import LitRecommender
+        from recsys.train import LitRecommender
 
         batch_start = LitRecommender.on_train_batch_start
 

@@ -58,7 +58,8 @@ def build_model(name: str, n_items: int, params: dict | None = None):
     if train:
         if not cls.trains_in_epochs:
             raise ValueError(f"{name} does not train in epochs: training parameters {sorted(train)} do not apply")
-        from recsys.lit import TrainConfig
+        # here, not at the top: recsys.trainconfig reads recsys.evaluate, which imports recsys.models.base
+        from recsys.trainconfig import TrainConfig
 
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         if set(train) - fields:
@@ -66,5 +67,7 @@ def build_model(name: str, n_items: int, params: dict | None = None):
         model.train_config = dataclasses.replace(TrainConfig(), **train)
     return model
 
+
+Blend.build_part = staticmethod(build_model)  # the hybrid builds its parts from this registry
 
 __all__ = ["REGISTRY", "FitOptions", "Recommender", "build_model", "model_class", "recommend"]

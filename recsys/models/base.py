@@ -144,7 +144,9 @@ def stored_shape_fits(registered: Sequence[int], stored: Sequence[int]) -> bool:
 class Recommender(nn.Module):
     name: ClassVar[str]  # registry key
     Config: ClassVar[type]  # frozen dataclass of the model's hyperparameters
-    trains_in_epochs: ClassVar[bool] = False
+    trains_in_epochs: ClassVar[bool] = False  # trained by recsys.train in epochs, with a TrainConfig (neural)
+    returns_logits: ClassVar[bool] = False  # `score` gives logits (a softmax makes them a distribution), not
+    # non-negative weights such as counts or similarity sums
 
     def __init__(self, config: Any, n_items: int):
         super().__init__()
@@ -154,8 +156,11 @@ class Recommender(nn.Module):
         self.n_items = n_items
 
     def fit(self, data, options: FitOptions = FitOptions()) -> dict:
-        """Fit on `data.train` (and `data.valid` for early stopping only). Returns facts worth reporting."""
-        raise NotImplementedError
+        """Fit on `data.train` (and `data.valid` for early stopping only). Returns facts worth reporting.
+        Models that recsys.train trains (the neural ones) have none: call recsys.train.fit(model, data, options),
+        which fits every kind."""
+        raise NotImplementedError(f"{type(self).__name__} does not fit itself: use recsys.train.fit(model, data, "
+                                  f"options)")
 
     def score(self, sessions: Sequence[np.ndarray]) -> torch.Tensor:
         raise NotImplementedError

@@ -3,7 +3,8 @@
 Each part's scores for a session become a probability distribution over the catalogue: a neural model's logits
 through a softmax, any other model's scores (similarity sums, counts; negative ones count as 0) divided by their
 sum. A part with no score for any item there (a kNN model without neighbours) adds nothing, so the others decide.
-The hybrid's score is sum_i w_i p_i. With `weights` empty, `fit` fits every part and then picks the weights on a
+The hybrid's score is sum_i w_i p_i. With `weights` empty, `fit` fits every part (with the part-fitter it is
+given: recsys.train.fit) and then picks the weights on a
 simplex grid (step `grid_step`) by the validation metric `select`, on up to `select_max_cases` evenly spaced
 validation cases, and keeps them in its config (so config.json records them). Combining kNN and neural scores
 is what Ludewig et al. (2019, "Empirical analysis of session-based recommendation algorithms") found to help.
@@ -11,8 +12,9 @@ is what Ludewig et al. (2019, "Empirical analysis of session-based recommendatio
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.models.base import FitOptions, ModelConfig, Recommender, score_batch
+from recsys.sessions import make_cases
 
 METRICS = ("hr", "mrr", "ndcg")
 
@@ -66,13 +69,15 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
 class Blend(Recommender):
     name = "hybrid"
     Config = BlendConfig
+    # recsys.models.build_model, handed over by the registry when it is defined: the registry lists this class,
+    # so this module cannot import it
+    build_part: ClassVar[Callable[[str, int, dict | None], Recommender]]
 
     def __init__(self, config: BlendConfig, n_items: int):
         super().__init__(config, n_items)
-        from recsys.models import build_model  # the registry imports this module
-
         # a list, not a ModuleDict: part names like "pop" would clash with the dict's own methods
-        self.parts = nn.ModuleList([build_model(c, n_items, config.params.get(c)) for c in config.components])
+        self.parts = nn.ModuleList([type(self).build_part(c, n_items, config.params.get(c))
+                                    for c in config.components])
 
     def check_state(self) -> None:
         for name, part in zip(self.config.components, self.parts, strict=True):
@@ -92,7 +97,7 @@ class Blend(Recommender):
                 out.append(None)
                 continue
             s = score_batch(part, sessions)[:, 1:]  # a part may return a view of its own tables: no writes
-            if part.trains_in_epochs:
+            if part.returns_logits:
                 p = torch.softmax(s, dim=1)
             else:
                 p = s.clamp_min(0)
@@ -114,16 +119,15 @@ class Blend(Recommender):
         weights = self.config.weights  # a part weighted 0 is not scored at all
         return self.mix(self.distributions(sessions, skip=[w == 0 for w in weights]), weights)
 
-    def fit(self, data, options: FitOptions = FitOptions(), fit_part=None) -> dict:
-        """Fit every part on `data` (neural ones stop early on its validation set), then choose the weights.
-
-        `fit_part(name, model, options)` replaces `model.fit` (the serving benchmark gives neural parts random
-        weights); each part's checkpoints go to its own folder under options.workdir.
+    def fit(self, data, options: FitOptions = FitOptions(), *, fit_part: Callable[..., dict | None]) -> dict:
+        """Fit every part with `fit_part(part, data, options)` (recsys.train.fit, which calls this; the serving
+        benchmark gives neural parts random weights instead), then choose the weights on `data.valid`. Each
+        part's checkpoints go to its own folder under options.workdir.
         """
         info = {"components": {}}
         for name, part in zip(self.config.components, self.parts):
             opts = dataclasses.replace(options, workdir=f"{options.workdir}/{name}") if options.workdir else options
-            info["components"][name] = (fit_part or (lambda _, m, o: m.fit(data, o)))(name, part, opts) or {}
+            info["components"][name] = fit_part(part, data, opts) or {}
         if not self.config.weights:
             if not len(data.valid):
                 raise ValueError("a hybrid without weights chooses them on validation, but the data has none")
@@ -135,8 +139,8 @@ class Blend(Recommender):
     def choose_weights(self, data) -> dict:
         """Score the validation cases once per part, rank every target under each grid weighting, and keep the
         weighting with the best `select` metric (ties: the earlier grid point). Sets config.weights."""
+        # here, not at the top: recsys.evaluate imports recsys.models.base, whose package imports this module
         from recsys.evaluate import case_batches, rank_metric, rank_targets, spaced_rows
-        from recsys.sessions import make_cases
 
         cases = make_cases(data.valid, data.protocol("valid"))
         n = len(spaced_rows(len(cases), self.config.select_max_cases))

@@ -1,4 +1,4 @@
-"""What every neural model shares: padding, optional category input, scoring, and `fit` through recsys.lit.
+"""What every neural model shares: padding, optional category input and scoring. recsys.train trains them.
 
 A neural model maps a padded batch of item sequences to hidden states, and hidden states to item logits:
 
@@ -8,8 +8,8 @@ A neural model maps a padded batch of item sequences to hidden states, and hidde
                                                   (with config.cosine_scale s: s * cosine, no bias)
 
 Causal models (`per_position` True) are trained on every position at once; the others (the bidirectional
-LSTM) on the last position of every prefix. Lightning is imported only when `fit` runs, so loading a model
-for serving stays light (Lightning alone takes ~5 s to import on the 2-core CPU).
+LSTM) on the last position of every prefix. A model never imports its trainer (recsys.train.fit, the only
+module that imports Lightning), so building and loading one for serving stays light.
 """
 
 import dataclasses
@@ -22,16 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.models.base import DerivedTable, FitOptions, Recommender, check_index, pad_sessions
+from recsys.models.base import DerivedTable, Recommender, check_index, pad_sessions
 
 
 class NeuralRecommender(Recommender):
     trains_in_epochs = True
+    returns_logits = True
     pad_side: ClassVar[str] = "left"  # "left": sessions right-aligned (last item in the last column)
 
     def __init__(self, config, n_items: int):
         super().__init__(config, n_items)
-        self.train_config = None  # a recsys.lit.TrainConfig used by `fit`; None: TrainConfig() defaults
+        self.train_config = None  # a recsys.trainconfig.TrainConfig for recsys.train.fit; None: its defaults
         # category index per item, filled by fit from the data (empty when categories are not used)
         self.register_buffer("item_category", torch.zeros(0, dtype=torch.long))
         self.category_emb: nn.Embedding | None = None
@@ -147,11 +148,10 @@ class NeuralRecommender(Recommender):
         lrs = [row["lr"] for row in fit_info["history"][:best]]
         return {**params, "train": {**params.get("train", {}), "epoch_lrs": lrs, "max_epochs": best}}
 
-    def fit(self, data, options: FitOptions = FitOptions(), train_config=None) -> dict:
-        """Train from scratch (weights re-initialised from options.seed); see recsys.lit.train_neural."""
-        from recsys.lit import TrainConfig, train_neural
-
-        torch.manual_seed(options.seed)
+    def initialize(self, data, seed: int | None = None) -> None:
+        """Start afresh on `data`, as training does: the category input sized to its categories, new weights
+        (drawn from `seed` when given)."""
+        if seed is not None:
+            torch.manual_seed(seed)
         self.set_categories(data.item_categories())
         self.init_weights()
-        return train_neural(self, data, train_config or self.train_config or TrainConfig(), options)

@@ -6,7 +6,7 @@ How this differs from the official GRU4Rec code, and why:
   code trains session-parallel mini-batches (one event per session slot per step, the state carried over and
   reset when a slot's session ends, gradients one step deep) with the other slots' targets as negatives.
   Padded rows use plain cuDNN/CPU kernels, make the state reset correct by construction (a flaw Hidasi and
-  Czapp found in third-party code), and let one trainer (recsys.lit) serve every neural model.
+  Czapp found in third-party code), and let one trainer (recsys.train) serve every neural model.
 - Loss: cross-entropy over all items by default; `TrainConfig.n_negatives` switches to a sampled softmax
   with shared, popularity-biased negatives (sampled before the softmax, with a logQ correction). BPR-max is
   not implemented. Optimiser: AdamW instead of Adagrad/momentum.

@@ -1,12 +1,18 @@
-"""Training for every neural model: TrainConfig, LitRecommender (the one LightningModule) and `train_neural`.
+"""Fitting any registry model: `fit`, and the training of neural models with Lightning (LitRecommender).
 
-    model = SASRec(SASRecConfig(), data.n_items)
-    result = model.fit(data, FitOptions(workdir="runs/sasrec"), train_config=TrainConfig(lr=1e-3))
+    model = build_model("sasrec", data.n_items)
+    result = fit(model, data, FitOptions(workdir="runs/sasrec"), TrainConfig(lr=1e-3))
 
-The model (a NeuralRecommender) computes states and logits; this module owns the loss, the optimiser, the
-epoch-end validation with `recsys.evaluate.evaluate` on `data.valid`, early stopping, best-epoch selection,
-checkpoints for resuming (Lightning's pickled .ckpt files stay in the workdir and are never published: the
-exported artifact is `lit.model` as safetensors), logs and the training-curves plot.
+`fit` is the one entry point: a neural model (a NeuralRecommender) is trained here, a hybrid fits each of its
+parts with `fit` and then chooses its weights, and any other model fits itself (`model.fit(data, options)`).
+This is the only module in recsys/ that imports Lightning (with recsys.datamodule, the LightningDataModule it
+feeds), so building, loading and serving a model never do (Lightning alone takes ~5 s to import on a 2-core CPU).
+
+The model computes states and logits; this module owns the loss, the optimiser, the epoch-end validation with
+`recsys.evaluate.evaluate` on `data.valid`, early stopping, best-epoch selection, checkpoints for resuming
+(Lightning's pickled .ckpt files stay in the workdir and are never published: the exported artifact is
+`lit.model` as safetensors), logs and the training-curves plot. The knobs are a TrainConfig
+(recsys.trainconfig, apart so that the registry reads them without importing Lightning).
 
 Resuming is exact on the CPU: a run killed at any point and rerun ends bitwise where the uninterrupted run with
 the same seed ends (tests/test_resume_exact.py). It restarts from the last end-of-epoch checkpoint, which holds
@@ -24,7 +30,6 @@ import tempfile
 import time
 import warnings
 import zlib
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,67 +41,16 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from recsys.datamodule import SessionDataModule
-from recsys.evaluate import KS, evaluate
-from recsys.models.base import FitOptions
+from recsys.evaluate import evaluate
+from recsys.models.base import FitOptions, Recommender
+from recsys.models.blend import Blend
 from recsys.models.neural import NeuralRecommender
 from recsys.plots import plot_training_curves
 from recsys.sessions import Sessions, make_cases
+from recsys.trainconfig import METRICS, TrainConfig
 
-METRICS = tuple(f"{m}@{k}" for m in ("hr", "mrr", "ndcg") for k in KS)
-SCHEDULES = ("plateau", "cosine", "constant")
 # may differ when resuming a run
 RESUMABLE_CHANGES = ("max_epochs", "max_minutes", "patience", "num_workers", "cpu_threads")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training knobs for every neural model (the model's shape lives in its own Config)."""
-
-    batch_size: int = 64  # sessions (or prefixes) per batch on the CPU (similar-length rows batched together)
-    gpu_batch_scale: int = 4  # on a GPU: batch_size * this, with bf16 (or fp16) mixed precision
-    lr: float = 1e-3
-    weight_decay: float = 0.0  # AdamW, decoupled; applied to matrices and embeddings, not to biases/norms
-    max_epochs: int = 50  # FitOptions.max_epochs overrides
-    max_minutes: float | None = None  # wall-clock cap on the whole fit (training + validation); the best
-    # validated epoch so far is kept. Lightning's `max_time`: it stops after the batch that crosses the limit
-    patience: int = 3  # epochs without a better validation `monitor` before stopping
-    monitor: str = "ndcg@10"  # validation metric for early stopping and best-epoch selection
-    val_max_cases: int | None = 20_000  # validation cases per epoch (evenly spaced subset); None: all
-    grad_clip: float | None = 1.0  # max gradient norm
-    schedule: str = "plateau"  # "plateau" (halve lr after 2 epochs without improvement), "cosine", "constant"
-    warmup: int = 0  # optimiser steps of linear learning-rate warm-up
-    epoch_lrs: tuple[float, ...] | None = None  # a refit: replay these per-epoch learning rates (those of the
-    # selected run's epochs) instead of a schedule; see recsys.pipeline.refit
-    n_negatives: int = 0  # 0: full softmax over all items; > 0: sampled softmax with this many shared negatives
-    negative_sampling: str = "popularity"  # "popularity" (count ** sample_alpha) or "uniform"
-    sample_alpha: float = 0.75
-    logq: bool = True  # subtract log sampling probability from sampled logits (popularity correction)
-    num_workers: int = 0  # DataLoader workers; batches are built vectorized, so 0 is fine on a small CPU
-    cpu_threads: int | None = None  # torch CPU threads while training; None: torch's default. 1 is 2-7x faster
-    # when other processes share the cores (a descheduled thread stalls every parallel op)
-    strategy: str = "auto"  # Lightning strategy, e.g. "ddp" with devices=2 for two CPU processes (gloo)
-    num_nodes: int = 1  # machines in a multi-node DDP run (each runs the same command; see the README)
-    devices: int | str = 1  # processes/GPUs; 1 by default so a multi-GPU machine does not start DDP unasked.
-    # Each process trains on its own 1/devices of every epoch's batches (steps per epoch divide by devices, each
-    # step averages devices * batch_size rows); rank 0 validates and sends its metrics to the others
-
-    def __post_init__(self):
-        if self.monitor not in METRICS:
-            raise ValueError(f"monitor must be one of {METRICS}, got {self.monitor!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.negative_sampling not in ("popularity", "uniform"):
-            raise ValueError(f"negative_sampling must be 'popularity' or 'uniform', got {self.negative_sampling!r}")
-        if not (self.lr > 0 and self.batch_size > 0 and self.max_epochs > 0 and self.gpu_batch_scale > 0):
-            raise ValueError("lr, batch_size, max_epochs and gpu_batch_scale must be positive")
-        if self.patience < 1 or self.n_negatives < 0 or self.warmup < 0 or self.weight_decay < 0:
-            raise ValueError("patience must be >= 1; n_negatives, warmup and weight_decay >= 0")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"max_minutes must be None or positive, got {self.max_minutes}")
-        if self.num_nodes < 1:
-            raise ValueError(f"num_nodes must be >= 1, got {self.num_nodes}")
-        if self.cpu_threads is not None and self.cpu_threads < 1:
-            raise ValueError("cpu_threads must be None or >= 1")
 
 
 class TrainingDiverged(RuntimeError):
@@ -298,7 +252,25 @@ def _data_id(data) -> str:
     return f"{len(data.train)} train / {len(data.valid)} valid sessions, crc32 {crc:08x}"
 
 
-def train_neural(model: NeuralRecommender, data, config: TrainConfig, options: FitOptions = FitOptions()) -> dict:
+def fit(model: Recommender, data, options: FitOptions = FitOptions(), train_config: TrainConfig | None = None) -> dict:
+    """Fit `model` on data.train (data.valid: early stopping and selection only); returns what is worth reporting.
+
+    A neural model starts afresh (category input sized to the data, weights drawn from options.seed) and trains
+    with `train_config`, else the one it was built with (`build_model(name, n, {"train": {...}})`), else
+    TrainConfig(): see `_train_neural`. A hybrid fits each part with this function (each with its own
+    TrainConfig) and then chooses its weights; any other model fits itself. `train_config` is for neural models.
+    """
+    if isinstance(model, NeuralRecommender):
+        model.initialize(data, options.seed)
+        return _train_neural(model, data, train_config or model.train_config or TrainConfig(), options)
+    if train_config is not None:
+        raise TypeError(f"{type(model).__name__} does not train in epochs: train_config is for neural models")
+    if isinstance(model, Blend):
+        return model.fit(data, options, fit_part=fit)
+    return model.fit(data, options)
+
+
+def _train_neural(model: NeuralRecommender, data, config: TrainConfig, options: FitOptions) -> dict:
     """Train `model` on data.train, select the best epoch on data.valid, and restore its weights.
 
     Returns {"epochs", "best_epoch", "best_valid", "history", "seconds_per_epoch"}. With options.workdir,
