@@ -134,14 +134,24 @@ def test_accuracy_skips_without_shared_data(tmp_path):
     assert "skipped" in data and "not found" in data["skipped"]
 
 
-def test_report_keeps_hand_written_text(tmp_path):
-    spec = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts" / "benchmark.py")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_report_keeps_hand_written_text():
+    from tools.bench.report import fill_blocks
+
     text = "# B\n\nhand\n\n<!-- BEGIN generated:eval -->\nold\n<!-- END generated:eval -->\n\nmore hand\n"
-    out = module.fill_blocks(text, {"eval": "new table\n", "train": "train table\n"})
+    out = fill_blocks(text, {"eval": "new table\n", "train": "train table\n"})
     assert "hand\n" in out and "more hand" in out and "old" not in out
     assert "<!-- BEGIN generated:eval -->\nnew table\n<!-- END generated:eval -->" in out
     assert "<!-- BEGIN generated:train -->\ntrain table\n<!-- END generated:train -->" in out
-    assert module.fill_blocks(out, {"eval": "new table\n", "train": "train table\n"}) == out  # idempotent
+    assert fill_blocks(out, {"eval": "new table\n", "train": "train table\n"}) == out  # idempotent
+
+
+def test_a_new_report_points_to_the_prose_in_docs_benchmarks():
+    """A report written to a new file has every section and block, and refers to docs/BENCHMARKS.md, which holds
+    the prose under the same section titles."""
+    from tools.bench.report import SECTIONS, skeleton
+
+    text, doc = skeleton(), (ROOT / "docs" / "BENCHMARKS.md").read_text()
+    assert "docs/BENCHMARKS.md" in text
+    for name, title in SECTIONS.items():
+        assert f"<!-- BEGIN generated:{name} -->\n<!-- END generated:{name} -->" in text
+        assert title is None or (f"## {title}\n" in text and f"## {title}\n" in doc)

@@ -4,10 +4,12 @@
 
 Each suite returns plain numbers; `run_suite` adds the machine, the command line, a timestamp, load averages and
 wall/CPU times and writes `benchmarks/results/<suite>.json` (`<suite>.quick.json` for `--quick`);
-scripts/benchmark.py then regenerates docs/BENCHMARKS.md and the assets/bench_*.png plots from every results file.
+scripts/benchmark.py then regenerates docs/BENCHMARKS.md and the assets/bench_*.png plots from every results file
+(`report`, which fills the generated blocks from `render` and draws `plots`).
 
 One module per suite (data, evalspeed, serving, train, accuracy) beside `common` (paths, options, timers, child
-processes, result files); this module runs a suite and its workers.
+processes, result files); this module runs a suite and its workers. The package lives outside `recsys` so that
+neither the wheel nor the Space upload (scripts/deploy_space.py) carries it.
 
 Whatever is measured for peak memory runs in a child process (`python -m tools.bench WORKER JSON`, which
 prints one JSON line); the child's own wall time, CPU time and peak RSS come from `os.wait4`. The machine is
@@ -23,23 +25,21 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tools.bench.accuracy import ACCURACY_DATASETS, ACCURACY_METRICS, ANCHOR_ROWS, accuracy_checks, suite_accuracy
+from tools.bench.accuracy import ACCURACY_DATASETS, accuracy_checks, suite_accuracy
 from tools.bench.common import (
     ASSETS,
     DOC,
     RESULTS_DIR,
-    ROOT,
     SUITES,
     WORK_DIR,
     Options,
     Timer,
     machine,
-    read_json,
     results_path,
     shared_data_dir,
     update_json,
 )
-from tools.bench.data import DATA_TARGETS, suite_data, worker_generate, worker_prepare
+from tools.bench.data import suite_data, worker_generate, worker_prepare
 from tools.bench.evalspeed import suite_eval, worker_eval
 from tools.bench.serving import (
     suite_serving,
@@ -48,17 +48,15 @@ from tools.bench.serving import (
     worker_serving,
     worker_serving_data,
 )
-from tools.bench.train import TRAIN_MODELS, matching_peer, suite_train, worker_train
+from tools.bench.train import suite_train, worker_train
 
-# what scripts/benchmark.py and the tests read from here
-__all__ = ["ACCURACY_DATASETS", "ACCURACY_METRICS", "ANCHOR_ROWS", "ASSETS", "DATA_TARGETS", "DOC", "RESULTS_DIR",
-           "ROOT", "SUITES", "TRAIN_MODELS", "WORK_DIR", "Options", "read_json", "accuracy_checks", "matching_peer",
-           "results_path", "run_suite", "shared_data_dir"]
+# what scripts/benchmark.py reads from here (the report: tools.bench.report)
+__all__ = ["ACCURACY_DATASETS", "ASSETS", "DOC", "RESULTS_DIR", "SUITES", "WORK_DIR", "Options", "run_suite",
+           "shared_data_dir"]
 
 
 SUITE_FUNCTIONS = {"data": suite_data, "eval": suite_eval, "serving": suite_serving, "train": suite_train,
                    "accuracy": suite_accuracy}
-
 
 
 def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
