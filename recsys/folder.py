@@ -24,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from recsys.atomic import atomic_folder
+from recsys.config import UnknownKeys, check_keys
 from recsys.data import ItemVocab
 from recsys.models.base import INT64_MAX, check_field_types, score_batch, stored_shape_fits
 
@@ -214,11 +215,10 @@ def _model_config(cls, given, name: str):
     if not isinstance(given, dict):
         raise ModelFolderError(f"config.json field config must be a JSON object of {cls.Config.__name__} fields, "
                                f"got {_show(given)}")
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(given) - fields)
-    if unknown:
-        raise ModelFolderError(f"config.json has keys {unknown} that {cls.Config.__name__} does not know "
-                               f"(a config from another model or version?)")
+    try:
+        check_keys(cls.Config, given, "keys in config.json")
+    except UnknownKeys as err:
+        raise ModelFolderError(f"{err}; a config from another model or version?") from None
     try:
         model_config = cls.Config(**given)
         check_field_types(model_config)  # a Config outside the registry gets the same type check

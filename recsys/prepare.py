@@ -3,11 +3,11 @@
 Used by `scripts/prepare_data.py`, the training script's default run and the app's first start.
 """
 
-import dataclasses
 import tempfile
 from pathlib import Path
 
 from recsys.atomic import check_output
+from recsys.config import check_keys
 from recsys.data import Dataset, PrepareConfig, build_dataset
 from recsys.datasets.schema import DataError
 
@@ -102,11 +102,8 @@ def load_or_prepare_default(path: str | Path = DEFAULT_DATA, progress=print, **s
 
 
 def config_from_options(**options) -> PrepareConfig:
-    """PrepareConfig from CLI options, failing loudly on unknown names."""
-    known = {f.name for f in dataclasses.fields(PrepareConfig)}
-    unknown = set(options) - known
-    if unknown:
-        raise ValueError(f"unknown PrepareConfig options {sorted(unknown)}")
+    """PrepareConfig from CLI options (None: the default), failing loudly on unknown names."""
+    check_keys(PrepareConfig, options, "preparation options")
     return PrepareConfig(**{k: v for k, v in options.items() if v is not None})
 
 

@@ -11,7 +11,6 @@ one evaluator. The result, `{"model", "params", "metric", "value", "trials", "hi
 `scripts/train_and_eval.py --params FILE` reads.
 """
 
-import dataclasses
 import json
 import logging
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import optuna
 
+from recsys.config import check_keys
 from recsys.evaluate import evaluate
 from recsys.models import REGISTRY, FitOptions
 from recsys.train import fit
@@ -47,10 +47,7 @@ def search_space(name: str) -> dict:
     space = getattr(cls, "search_space", None)
     if not space:
         raise ValueError(f"{cls.__name__} declares no search_space to tune")
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(space) - fields)
-    if unknown:
-        raise ValueError(f"{cls.__name__}.search_space names {unknown}, which {cls.Config.__name__} does not have")
+    check_keys(cls.Config, space, f"fields in {cls.__name__}.search_space")
     return space
 
 

@@ -1,7 +1,6 @@
 """One registry, read by scripts/train_and_eval.py and the app: registry key -> model class."""
 
-import dataclasses
-
+from recsys.config import strict_replace
 from recsys.models.als import ALS
 from recsys.models.base import FitOptions, Recommender, recommend
 from recsys.models.blend import Blend
@@ -49,22 +48,14 @@ def build_model(name: str, n_items: int, params: dict | None = None):
     cls = model_class(name)
     params = dict(params or {})
     train = params.pop("train", None)
-    base = cls.Config()
-    known = {f.name for f in dataclasses.fields(base)}
-    unknown = set(params) - known
-    if unknown:
-        raise ValueError(f"unknown parameters for {name}: {sorted(unknown)} (known: {sorted(known)})")
-    model = cls(dataclasses.replace(base, **params), n_items)
+    model = cls(strict_replace(cls.Config(), params, f"parameters for {name}"), n_items)
     if train:
         if not cls.trains_in_epochs:
             raise ValueError(f"{name} does not train in epochs: training parameters {sorted(train)} do not apply")
         # here, not at the top: recsys.trainconfig reads recsys.evaluate, which imports recsys.models.base
         from recsys.trainconfig import TrainConfig
 
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        if set(train) - fields:
-            raise ValueError(f"unknown training parameters for {name}: {sorted(set(train) - fields)}")
-        model.train_config = dataclasses.replace(TrainConfig(), **train)
+        model.train_config = strict_replace(TrainConfig(), train, f"training parameters for {name}")
     return model
 
 
