@@ -263,7 +263,7 @@ def _servable(cls, data):
         model.fit(data, FitOptions(progress=False))
         return model, None
 
-    def fit_part(_, part, options):
+    def fit_part(part, data, options):  # Blend.fit's part-fitter: recsys.train.fit, but no training
         return _random_weights(part, data) if part.trains_in_epochs else part.fit(data, options)
 
     model.fit(data, FitOptions(progress=False), fit_part=fit_part)
@@ -272,10 +272,8 @@ def _servable(cls, data):
 
 
 def _random_weights(model, data) -> None:
-    """A neural model as `fit` would start it (category table sized to the data), without training."""
-    if hasattr(model, "set_categories"):
-        model.set_categories(data.item_categories())
-        model.init_weights()
+    """A neural model as recsys.train.fit starts it (category table sized to the data), without training."""
+    model.initialize(data)
 
 
 def _free_port() -> int:

@@ -152,9 +152,9 @@ def worker_train(params: dict) -> dict:
     import torch
 
     from recsys.datasets.presplit import read_user_sequences
-    from recsys.lit import TrainConfig
     from recsys.models import FitOptions
     from recsys.pipeline import build_model
+    from recsys.train import TrainConfig, fit
 
     if params.get("threads"):
         torch.set_num_threads(params["threads"])
@@ -164,8 +164,8 @@ def worker_train(params: dict) -> dict:
     targets = int(np.maximum(lengths - 1, 0).sum())
     windows = int((-(-np.maximum(lengths - 1, 0) // model.config.max_len)).sum())
     with Timer() as t:
-        info = model.fit(data, FitOptions(max_epochs=params["epochs"], progress=False, seed=0),
-                         train_config=TrainConfig(max_epochs=params["epochs"], **params["train"]))
+        info = fit(model, data, FitOptions(max_epochs=params["epochs"], progress=False, seed=0),
+                   TrainConfig(max_epochs=params["epochs"], **params["train"]))
     history = info["history"]
     per_epoch = [round(r["train_seconds"], 3) for r in history]
     median = float(np.median(per_epoch))
