@@ -26,6 +26,7 @@ from safetensors.torch import load_model, save_model
 from recsys.atomic import atomic_folder
 from recsys.config import UnknownKeys, check_keys
 from recsys.data import ItemVocab
+from recsys.jsonfile import read_json
 from recsys.models.base import INT64_MAX, check_field_types, score_batch, stored_shape_fits
 
 FORMAT_VERSION = 1
@@ -81,27 +82,6 @@ def _show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _read_json(path: Path, max_bytes: int | None = None) -> dict:
-    """A JSON object from `path`. Every way it can fail (unreadable, not UTF-8, not JSON, an integer of over
-    4300 digits, nesting too deep for the parser, too big) is a ModelFolderError naming the file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read() if max_bytes is None else f.read(max_bytes + 1)
-    except OSError as err:
-        raise ModelFolderError(f"{path.name} cannot be read: {err}") from None
-    if max_bytes is not None and len(raw) > max_bytes:
-        raise ModelFolderError(f"{path.name} is over {max_bytes} bytes, far more than a model folder's {path.name}")
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:  # ValueError: JSONDecodeError, or a >4300-digit integer
-        raise ModelFolderError(f"{path.name} is not valid JSON: {str(err)[:200]}") from None
-    except RecursionError:  # the parser recurses once per level of nesting
-        raise ModelFolderError(f"{path.name} is nested too deeply to be a model folder's {path.name}") from None
-    if not isinstance(value, dict):
-        raise ModelFolderError(f"{path.name} must hold a JSON object")
-    return value
-
-
 def load_folder(path: str | Path, registry: dict, *, links_within: str | Path | None = None):
     """Build the model a folder describes, check config, vocabulary and weights agree, and load the weights.
 
@@ -117,7 +97,7 @@ def load_folder(path: str | Path, registry: dict, *, links_within: str | Path | 
     if not path.is_dir():
         raise ModelFolderError(f"model folder {path} does not exist")
     _check_files(path, links_within)
-    config = _read_json(path / "config.json", CONFIG_MAX_BYTES)
+    config = read_json(path / "config.json", CONFIG_MAX_BYTES, error=ModelFolderError)
     version = config.get("format_version")
     if isinstance(version, bool) or version != FORMAT_VERSION:
         raise ModelFolderError(f"config.json format_version {_show(version)} is not {FORMAT_VERSION}")
@@ -128,7 +108,7 @@ def load_folder(path: str | Path, registry: dict, *, links_within: str | Path | 
     n_items = config.get("n_items")
     if isinstance(n_items, bool) or not isinstance(n_items, int):
         raise ModelFolderError(f"config.json field n_items must be an integer, got {_show(n_items)}")
-    item_info = _read_json(path / "items.json")
+    item_info = read_json(path / "items.json", error=ModelFolderError)
     vocab = _vocabulary(item_info, n_items)  # n_items is now the vocabulary's size, bounded by items.json
     model_config = _model_config(cls, config.get("config", {}), name)
     weights = path / "model.safetensors"
@@ -147,7 +127,8 @@ def load_folder(path: str | Path, registry: dict, *, links_within: str | Path | 
     _check_scores(model, name)
     model.vocab = vocab
     model.item_info = item_info
-    model.metrics = _read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    metrics = path / "metrics.json"
+    model.metrics = read_json(metrics, error=ModelFolderError) if metrics.is_file() else {}
     model.folder = path
     model.eval()
     return model
