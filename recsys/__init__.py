@@ -21,10 +21,13 @@ def load(path_or_repo: str, revision: str | None = None):
     text = str(path_or_repo)
     if Path(text).expanduser().exists():
         return load_folder(Path(text).expanduser(), REGISTRY)
-    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") not in (1, 2):
-        raise ModelFolderError(f"no model folder at {text} (and it is not a Hub repo id like user/repo/model)")
-    from recsys.hub import HubError, download
+    from recsys.hub import HubError, download, split_repo_id
 
+    try:
+        split_repo_id(text)
+    except ValueError:
+        raise ModelFolderError(f"no model folder at {text} (and it is not a Hub repo id like "
+                               f"user/repo/model)") from None
     try:
         folder = download(text, revision=revision)
     except HubError as err:

@@ -86,14 +86,15 @@ class HubError(RuntimeError):
 
 
 def split_repo_id(repo_id: str, subfolder: str | None = None) -> tuple[str, str | None]:
-    """"user/repo/sasrec" -> ("user/repo", "sasrec"); "user/repo" -> ("user/repo", subfolder)."""
-    parts = repo_id.strip("/").split("/")
-    if len(parts) < 2 or not all(_NAME.fullmatch(p) for p in parts):
+    """"user/repo/sasrec" -> ("user/repo", "sasrec"); "user/repo" -> ("user/repo", subfolder). The one parser of
+    model names: anything else, a local path included ("/x/y", "./x", "~/x", "a\\b"), is a ValueError."""
+    parts = repo_id.rstrip("/").split("/")
+    if len(parts) not in (2, 3) or not all(_NAME.fullmatch(p) for p in parts):
         raise ValueError(f"not a Hub model name: {repo_id!r} (expected user/repo or user/repo/model)")
-    repo, inner = "/".join(parts[:2]), "/".join(parts[2:]) or None
+    repo, inner = "/".join(parts[:2]), parts[2] if len(parts) == 3 else None
     if subfolder is not None:
         subfolder = subfolder.strip("/")
-        if not all(_NAME.fullmatch(p) for p in subfolder.split("/")):
+        if not _NAME.fullmatch(subfolder):
             raise ValueError(f"not a model subfolder name: {subfolder!r}")
         if inner is not None and inner != subfolder:
             raise ValueError(f"{repo_id!r} already names subfolder {inner!r}, but subfolder={subfolder!r} was given")
