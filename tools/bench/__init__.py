@@ -7,9 +7,9 @@ wall/CPU times and writes `benchmarks/results/<suite>.json` (`<suite>.quick.json
 scripts/benchmark.py then regenerates docs/BENCHMARKS.md and the assets/bench_*.png plots from every results file
 (`report`, which fills the generated blocks from `render` and draws `plots`).
 
-One module per suite (data, evalspeed, serving, train, accuracy) beside `common` (paths, options, timers, child
-processes, result files); this module runs a suite and its workers. The package lives outside `recsys` so that
-neither the wheel nor the Space upload (scripts/deploy_space.py) carries it.
+One module per suite (data, evalspeed, serving, train, accuracy; serving uses servedata and app_timing) beside
+`common` (paths, options, timers, child processes, result files); this module runs a suite and its workers. The
+package lives outside `recsys` so that neither the wheel nor the Space upload (scripts/deploy_space.py) holds it.
 
 Whatever is measured for peak memory runs in a child process (`python -m tools.bench WORKER JSON`, which
 prints one JSON line); the child's own wall time, CPU time and peak RSS come from `os.wait4`. The machine is
@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tools.bench.accuracy import ACCURACY_DATASETS, accuracy_checks, suite_accuracy
+from tools.bench.app_timing import worker_app_handler, worker_app_models
 from tools.bench.common import (
     ASSETS,
     DOC,
@@ -41,13 +42,8 @@ from tools.bench.common import (
 )
 from tools.bench.data import suite_data, worker_generate, worker_prepare
 from tools.bench.evalspeed import suite_eval, worker_eval
-from tools.bench.serving import (
-    suite_serving,
-    worker_app_handler,
-    worker_app_models,
-    worker_serving,
-    worker_serving_data,
-)
+from tools.bench.servedata import worker_serving_data
+from tools.bench.serving import suite_serving, worker_serving
 from tools.bench.train import suite_train, worker_train
 
 # what scripts/benchmark.py reads from here (the report: tools.bench.report)
