@@ -3,58 +3,83 @@
 Used by `scripts/prepare_data.py`, the training script's default run and the app's first start.
 """
 
-import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 from recsys.atomic import check_output
 from recsys.config import check_keys
 from recsys.data import Dataset, PrepareConfig, build_dataset
-from recsys.datasets.schema import DataError
+from recsys.datasets import DataError, generate_events, read_diginetica, read_retailrocket, read_table, read_yoochoose
+from recsys.datasets.presplit import read_session_files, read_user_sequences
 
-SOURCES = ("synthetic", "retailrocket", "yoochoose", "diginetica", "csv", "sessions", "sequences")
 DEFAULT_DATA = Path("data/processed/synthetic")
 # The synthetic log spans four weeks; one day of test would be thin, so it holds out three days each.
 SYNTHETIC_SPLIT = {"test_days": 3.0, "valid_days": 3.0}
 
 
-def _need(inputs: list[str], n: int, source: str, what: str) -> None:
-    if len(inputs) < n:
-        raise DataError(f"--source {source} needs --input {what}")
+@dataclass(frozen=True)
+class Source:
+    """How one source is read: `read(inputs, options)` gives its canonical events table (recsys.datasets.schema),
+    or a whole Dataset when the source comes already split (`presplit`: its own train/valid/test)."""
+
+    read: Callable[[list[str], dict], pd.DataFrame | Dataset]
+    inputs: str = ""  # what --input takes, for the error when fewer than `needs` files are given
+    needs: int = 0
+    presplit: bool = False
+
+
+def _retailrocket(inputs: list[str], options: dict) -> pd.DataFrame:
+    props = [p for p in inputs[1:] if "propert" in Path(p).name]
+    tree = next((p for p in inputs[1:] if "category_tree" in Path(p).name), None)
+    return read_retailrocket(inputs[0], props, tree, events=options.get("events_filter"))
+
+
+def _csv(inputs: list[str], options: dict) -> pd.DataFrame:
+    if not options.get("columns"):
+        raise DataError("--source csv needs --columns, e.g. user_id=customer,item_id=sku,timestamp=date")
+    return read_table(inputs[0], options["columns"], timestamp_unit=options.get("timestamp_unit"))
+
+
+def _second(inputs: list[str]) -> str | None:
+    return inputs[1] if len(inputs) > 1 else None
+
+
+SOURCES: dict[str, Source] = {
+    "synthetic": Source(lambda _, options: generate_events(**(options.get("synthetic") or {}))),
+    "retailrocket": Source(_retailrocket, "events.csv [item_properties_part1.csv item_properties_part2.csv "
+                                          "[category_tree.csv]]", needs=1),
+    "yoochoose": Source(lambda inputs, _: read_yoochoose(inputs[0], _second(inputs)),
+                        "yoochoose-clicks.dat [yoochoose-buys.dat]", needs=1),
+    "diginetica": Source(lambda inputs, _: read_diginetica(inputs[0], _second(inputs)),
+                         "train-item-views.csv [product-categories.csv]", needs=1),
+    "csv": Source(_csv, "FILE (.csv or .parquet)", needs=1),
+    "sessions": Source(lambda inputs, options: read_session_files(inputs[0], inputs[1], **options.get("presplit", {})),
+                       "train_sessions.txt test_pairs.tsv", needs=2, presplit=True),
+    "sequences": Source(lambda inputs, _: read_user_sequences(inputs[0]), "sequences.txt", needs=1, presplit=True),
+}
+
+
+def _read(name: str, inputs: list[str], options: dict) -> pd.DataFrame | Dataset:
+    """What source `name` reads from `inputs`, after checking that it is a source and has its files."""
+    if name not in SOURCES:
+        raise DataError(f"unknown source {name!r}; choose one of {tuple(SOURCES)}")
+    source = SOURCES[name]
+    if len(inputs) < source.needs:
+        raise DataError(f"--source {name} needs --input {source.inputs}")
+    return source.read(inputs, options)
 
 
 def load_events(source: str, inputs: list[str], *, columns: dict[str, str] | None = None,
                 events_filter: tuple[str, ...] | None = None, timestamp_unit: str | None = None,
-                synthetic: dict | None = None):
+                synthetic: dict | None = None) -> pd.DataFrame:
     """The canonical events table of a raw source (see recsys.datasets.schema)."""
-    if source == "synthetic":
-        from recsys.datasets.synthetic import generate_events
-
-        return generate_events(**(synthetic or {}))
-    if source == "retailrocket":
-        from recsys.datasets.retailrocket import read_retailrocket
-
-        _need(inputs, 1, source, "events.csv [item_properties_part1.csv item_properties_part2.csv [category_tree.csv]]")
-        props = [p for p in inputs[1:] if "propert" in Path(p).name]
-        tree = next((p for p in inputs[1:] if "category_tree" in Path(p).name), None)
-        return read_retailrocket(inputs[0], props, tree, events=events_filter)
-    if source == "yoochoose":
-        from recsys.datasets.yoochoose import read_yoochoose
-
-        _need(inputs, 1, source, "yoochoose-clicks.dat [yoochoose-buys.dat]")
-        return read_yoochoose(inputs[0], inputs[1] if len(inputs) > 1 else None)
-    if source == "diginetica":
-        from recsys.datasets.diginetica import read_diginetica
-
-        _need(inputs, 1, source, "train-item-views.csv [product-categories.csv]")
-        return read_diginetica(inputs[0], inputs[1] if len(inputs) > 1 else None)
-    if source == "csv":
-        from recsys.datasets.generic import read_table
-
-        _need(inputs, 1, source, "FILE (.csv or .parquet)")
-        if not columns:
-            raise DataError("--source csv needs --columns, e.g. user_id=customer,item_id=sku,timestamp=date")
-        return read_table(inputs[0], columns, timestamp_unit=timestamp_unit)
-    raise DataError(f"unknown source {source!r}; choose one of {SOURCES}")
+    if source in SOURCES and SOURCES[source].presplit:
+        raise DataError(f"--source {source} comes split into train and test: it has no event log to read")
+    return _read(source, inputs, {"columns": columns, "events_filter": events_filter,
+                                  "timestamp_unit": timestamp_unit, "synthetic": synthetic})
 
 
 def prepare(source: str, inputs: list[str] | None = None, out: str | Path | None = None,
@@ -67,16 +92,8 @@ def prepare(source: str, inputs: list[str] | None = None, out: str | Path | None
     inputs = [str(p) for p in inputs or []]
     if out is not None:
         check_output(out, "dataset", inputs)
-    if source == "sessions":
-        from recsys.datasets.presplit import read_session_files
-
-        _need(inputs, 2, source, "train_sessions.txt test_pairs.tsv")
-        data = read_session_files(inputs[0], inputs[1], **options.get("presplit", {}))
-    elif source == "sequences":
-        from recsys.datasets.presplit import read_user_sequences
-
-        _need(inputs, 1, source, "sequences.txt")
-        data = read_user_sequences(inputs[0])
+    if source in SOURCES and SOURCES[source].presplit:
+        data = _read(source, inputs, options)
     else:
         if config is None:
             config = PrepareConfig(**(SYNTHETIC_SPLIT if source == "synthetic" else {}))
@@ -105,7 +122,3 @@ def config_from_options(**options) -> PrepareConfig:
     """PrepareConfig from CLI options (None: the default), failing loudly on unknown names."""
     check_keys(PrepareConfig, options, "preparation options")
     return PrepareConfig(**{k: v for k, v in options.items() if v is not None})
-
-
-def temporary_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="recsys-"))

@@ -8,7 +8,6 @@ import pytest
 
 from recsys.datasets import (
     EVENT_COLUMNS,
-    READERS,
     DataError,
     read_category_tree,
     read_diginetica,
@@ -18,6 +17,7 @@ from recsys.datasets import (
     read_yoochoose,
 )
 from recsys.datasets.retailrocket import attach_categories
+from recsys.prepare import SOURCES
 
 SHARED = Path("/work/shared/data")
 RR_HEADER = "timestamp,visitorid,event,itemid,transactionid\n"
@@ -153,9 +153,9 @@ def test_generic_parquet_and_item_descriptions(tmp_path):
     assert "column 'when'" in str(info.value)
 
 
-def test_readers_registry_names_every_source():
-    assert READERS == {"retailrocket": read_retailrocket, "yoochoose": read_yoochoose,
-                       "diginetica": read_diginetica, "csv": read_table}
+def test_sources_table_names_every_source():
+    assert list(SOURCES) == ["synthetic", "retailrocket", "yoochoose", "diginetica", "csv", "sessions", "sequences"]
+    assert [name for name, source in SOURCES.items() if source.presplit] == ["sessions", "sequences"]
 
 
 # Bad inputs: (case id, file name, content, reader call, column named in the error, line named in the error).

@@ -1,7 +1,7 @@
 """Source readers: each turns one dataset's files into the canonical events table (see `schema`).
 
-`READERS` maps a source name to its reader; the readers take different file arguments, so callers pass
-them by keyword, e.g. `READERS["retailrocket"](events_path="data/raw/events.csv")`.
+recsys.prepare.SOURCES maps each source name (these, the synthetic generator and the pre-split formats of
+`presplit`) to how it is read from the files given on the command line.
 """
 
 from recsys.datasets.diginetica import read_diginetica
@@ -11,12 +11,6 @@ from recsys.datasets.schema import EVENT_COLUMNS, DataError, canonical_events
 from recsys.datasets.synthetic import SyntheticConfig, generate_events, generate_retailrocket_log
 from recsys.datasets.yoochoose import read_yoochoose
 
-READERS = {
-    "retailrocket": read_retailrocket,
-    "yoochoose": read_yoochoose,
-    "diginetica": read_diginetica,
-    "csv": read_table,
-}
 # The usual file names of each source, in the order its reader takes them (the first is required).
 STANDARD_FILES = {
     "retailrocket": ("events.csv", "item_properties_part1.csv", "item_properties_part2.csv", "category_tree.csv"),
@@ -27,7 +21,6 @@ STANDARD_FILES = {
 __all__ = [
     "EVENT_COLUMNS",
     "EVENT_WEIGHTS",
-    "READERS",
     "STANDARD_FILES",
     "DataError",
     "SyntheticConfig",
