@@ -458,3 +458,33 @@ def _remote_text(api: HfApi, repo: str, path: str, revision: str | None, cache_d
         return Path(api.hf_hub_download(repo, path, revision=revision, cache_dir=cache_dir)).read_text(encoding="utf-8")
     except EntryNotFoundError:
         return "{}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Space
+
+
+def deploy_space(repo_id: str, files: dict[str, Path], *, private: bool = False, token: str | None = None,
+                 message: str | None = None, prune: tuple[str, ...] = ()) -> str:
+    """Upload `files` (path in the Space -> local file) to the Gradio Space `repo_id` in one commit; returns the
+    commit URL.
+
+    Creates the Space if needed (`private` applies only then). Files the Space has under a `prune` prefix (e.g.
+    "recsys/") that `files` lacks are deleted, so the Space runs exactly the code sent; unchanged files are
+    skipped, so deploying the same files again makes no commit. The caller chooses the files:
+    scripts/deploy_space.py lists them with recsys.safefiles, as `push` does for a model folder.
+    """
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+        remote = api.list_repo_files(repo_id, repo_type="space")
+        ops: list = [CommitOperationAdd(path, str(local)) for path, local in sorted(files.items())]
+        ops += [CommitOperationDelete(p) for p in remote if p.startswith(prune) and p not in files]
+        info = api.create_commit(repo_id, ops, repo_type="space", commit_message=message or "Deploy the recsys demo")
+    except HfHubHTTPError as err:
+        raise _http_error(err, f"deploying to the Space {repo_id} failed", token) from None
+    except TransportError as err:
+        raise HubError(f"deploying to the Space {repo_id} failed: cannot reach the Hub at {constants.ENDPOINT} "
+                       f"({type(err).__name__}); check the network and HF_ENDPOINT") from None
+    log.info("deployed %d files to the Space %s (%s)", len(files), repo_id, info.oid[:8] if info.oid else "no change")
+    return info.commit_url

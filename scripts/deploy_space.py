@@ -6,8 +6,9 @@ Uploads app.py, requirements.txt, README.md (its front matter configures the Spa
 ...), the recsys/ package and assets/ (screenshots), plus packages.txt if present, in one commit. With
 --with-checkpoints the model folders under checkpoints/ go too (JSON, safetensors, MD, PNG only), for a Space
 that must not depend on a model repo; otherwise the app loads its models from the Hub. Never uploaded: .venv,
-data, tests, caches. Files the Space has under recsys/, assets/ (and checkpoints/ with that flag) that are gone
-locally are deleted, so the Space runs exactly this code. Unchanged files are skipped (no empty commit).
+data, tests, tools/ (the benchmarks), caches. Files the Space has under recsys/, assets/ (and checkpoints/ with
+that flag) that are gone locally are deleted, so the Space runs exactly this code. Unchanged files are skipped
+(no empty commit). The upload itself is recsys.hub.deploy_space.
 
 Only regular files of the project are uploaded (recsys/safefiles.py, the same listing `push` uses): a symbolic
 link (a file, or a directory such as a linked assets/), a fifo or anything that resolves outside the project is
@@ -20,15 +21,11 @@ import sys
 from pathlib import Path, PurePosixPath
 
 import yaml
-from httpx2 import TransportError  # huggingface_hub 2.x's HTTP client
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-from huggingface_hub.errors import HfHubHTTPError
+from _path import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from recsys.folder import REQUIRED_FILES as MODEL_FILES  # noqa: E402
-from recsys.safefiles import publishable_files  # noqa: E402
+from recsys.folder import REQUIRED_FILES as MODEL_FILES
+from recsys.hub import HubError, deploy_space
+from recsys.safefiles import publishable_files
 
 TOP_FILES = ("app.py", "requirements.txt", "README.md", "packages.txt")
 REQUIRED = ("app.py", "requirements.txt", "README.md")
@@ -77,17 +74,6 @@ def _check_front_matter(readme: Path) -> None:
                          "see https://huggingface.co/docs/hub/spaces-config-reference")
 
 
-def deploy(repo_id: str, files: dict[str, Path], *, private: bool = False, token: str | None = None,
-           message: str | None = None, prune: tuple[str, ...] = ("recsys/", "assets/")) -> str:
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    remote = api.list_repo_files(repo_id, repo_type="space")
-    ops = [CommitOperationAdd(path, str(local)) for path, local in sorted(files.items())]
-    ops += [CommitOperationDelete(p) for p in remote if p.startswith(prune) and p not in files]
-    info = api.create_commit(repo_id, ops, repo_type="space", commit_message=message or "Deploy the recsys demo")
-    return info.commit_url
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", required=True, help="USER/SPACE")
@@ -100,14 +86,10 @@ def main(argv=None) -> int:
     files = space_files(args.root, args.with_checkpoints)
     prune = ("recsys/", "assets/") + (("checkpoints/",) if args.with_checkpoints else ())
     try:
-        url = deploy(args.repo, files, private=args.private, token=args.token, message=args.message, prune=prune)
-    except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else "?"
-        hint = "check the token's write access (HF_TOKEN / --token / `hf auth login`)" if status in (401, 403) else ""
-        print(f"error: deploying to {args.repo} failed (HTTP {status}) {hint}".rstrip(), file=sys.stderr)
-        return 1
-    except TransportError as err:
-        print(f"error: cannot reach the Hub ({type(err).__name__}); check the network and HF_ENDPOINT", file=sys.stderr)
+        url = deploy_space(args.repo, files, private=args.private, token=args.token, message=args.message,
+                           prune=prune)
+    except HubError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"deployed {len(files)} files to the Space {args.repo}: {url}")
     return 0

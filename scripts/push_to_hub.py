@@ -17,11 +17,11 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _path  # noqa: F401
 
-from recsys.folder import ModelFolderError  # noqa: E402
-from recsys.hub import HubError, push, redact  # noqa: E402
-from recsys.safefiles import publishable_files  # noqa: E402
+from recsys.folder import ModelFolderError
+from recsys.hub import HubError, push, redact
+from recsys.safefiles import publishable_files
 
 log = logging.getLogger("push_to_hub")
 

@@ -155,3 +155,18 @@ def test_a_new_report_points_to_the_prose_in_docs_benchmarks():
     for name, title in SECTIONS.items():
         assert f"<!-- BEGIN generated:{name} -->\n<!-- END generated:{name} -->" in text
         assert title is None or (f"## {title}\n" in text and f"## {title}\n" in doc)
+
+
+def test_benchmark_code_is_not_deployed():
+    """tools/ lies outside the package: neither the Space upload (deploy_space.py) nor the wheel holds it."""
+    import tomllib
+
+    sys.path.insert(0, str(ROOT / "scripts"))  # for the script's `import _path`
+    spec = importlib.util.spec_from_file_location("deploy_space", ROOT / "scripts" / "deploy_space.py")
+    deploy_space = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy_space)
+    code = [p for p in deploy_space.space_files(ROOT) if p.endswith(".py")]
+    assert "app.py" in code and "recsys/__init__.py" in code
+    assert not [p for p in code if p.startswith("tools/") or "bench" in p]
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert find["include"] == ["recsys*"]

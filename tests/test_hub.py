@@ -25,6 +25,7 @@ from recsys.models import REGISTRY, recommend
 from recsys.sessions import Sessions
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # for deploy_space.py's `import _path`
 REPO = "user/recsys-toy"
 WRONG_TOKEN = "hf_wrongtoken9876543210zyxw"
 METRICS = {"valid": {"hr@10": {"value": 0.5, "ci95": [0.4, 0.6]}, "mrr@10": {"value": 0.25, "ci95": [0.2, 0.3]}},
@@ -72,6 +73,7 @@ from pathlib import Path
 from huggingface_hub import HfApi
 pop, spop = os.environ["FOLDERS"].split(",")
 out = {{}}
+__import__("sys").path.insert(0, "scripts")  # for the script's `import _path`
 push_cli = __import__("runpy").run_path("scripts/push_to_hub.py")["main"]
 assert push_cli(["--repo", "{REPO}", pop]) == 0
 out["first"] = HfApi().model_info("{REPO}").sha
@@ -273,7 +275,8 @@ def test_space_file_selection(tmp_path):
 
 def test_deploy_space_to_test_hub(hub_server, tmp_path):
     root = space_tree(tmp_path / "project")
-    code = (f"import runpy, sys\nsys.argv = ['deploy_space.py', '--repo', 'user/demo', '--root', {str(root)!r}]\n"
+    code = (f"import runpy, sys\nsys.path.insert(0, 'scripts')\n"
+            f"sys.argv = ['deploy_space.py', '--repo', 'user/demo', '--root', {str(root)!r}]\n"
             "for _ in range(2):\n"
             "    try:\n"
             "        runpy.run_path('scripts/deploy_space.py', run_name='__main__')\n"
@@ -288,3 +291,14 @@ def test_deploy_space_to_test_hub(hub_server, tmp_path):
         ".gitattributes", "app.py", "requirements.txt", "README.md", "recsys/__init__.py", "recsys/models/pop.py",
         "assets/shot.png"}
     assert len(space.commits) == 2  # the repo's initial commit and one deploy: the second run changed nothing
+
+
+def test_deploy_space_with_a_refused_token_is_a_hub_error(hub_server, tmp_path):
+    (tmp_path / "app.py").write_text("import recsys\n")
+    code = ("from pathlib import Path\nfrom recsys.hub import deploy_space\n"
+            f"try:\n    deploy_space('user/refused', {{'app.py': Path({str(tmp_path / 'app.py')!r})}}, "
+            f"token={WRONG_TOKEN!r})\n    out = 'deployed'\n"
+            "except HubError as err:\n    out = str(err)\nprint(json.dumps({'error': out}))\n")
+    r = run_client(code, endpoint=hub_server.url, hf_home=tmp_path / "hf", token=hub_server.state.token)
+    assert "deploying to the Space user/refused failed" in r["error"] and "token was refused" in r["error"]
+    assert WRONG_TOKEN not in r["error"] + r["_stderr"]
