@@ -190,7 +190,7 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         raise DataError("the events table is empty")
     item_codes, item_ids = pd.factorize(events["item_id"])
     n_raw_items = len(item_ids)
-    ts = events["timestamp"].astype("datetime64[us, UTC]").array.asi8  # read only
+    ts = _micros(events)  # read only
     cat = _latest_category(events, item_codes, ts)
     user_codes, user_ids = pd.factorize(events["user_id"], use_na_sentinel=True)
     if config.split == "loo":
@@ -200,8 +200,9 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         key, item, ts = user_codes[order].astype(np.int64), item_codes[order].astype(np.int64), ts[order]
         session_labels = _labels(user_ids)
     else:
-        key, item, ts, session_labels = _sessionize(events, item_codes, ts, user_codes, user_ids,
-                                                    config.session_gap_minutes)
+        key, order, session_labels = _sessionize(events, ts, user_codes, user_ids, config.session_gap_minutes)
+        key, item, ts = key[order], item_codes[order].astype(np.int64), ts[order]
+        del order
     del item_codes, user_codes  # the (key, ts)-sorted copies are all that is needed from here on
     n_raw = len(item)
     if config.collapse_repeats:
@@ -261,11 +262,23 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
     return Dataset(splits["train"], splits["valid"], splits["test"], items, meta, info)
 
 
-def _sessionize(events, item_codes, ts, user_codes, user_ids, gap_minutes):
-    """Sort events into sessions: native session ids where given, else a visitor's stream cut at inactivity gaps.
+def session_keys(events: pd.DataFrame, gap_minutes: float = PrepareConfig.session_gap_minutes) -> np.ndarray:
+    """The session of every row of a canonical events table, as `build_dataset` cuts them (an int64 key per
+    row): native session ids where given, else each visitor's events cut after `gap_minutes` of inactivity."""
+    user_codes, user_ids = pd.factorize(events["user_id"], use_na_sentinel=True)
+    return _sessionize(events, _micros(events), user_codes, user_ids, gap_minutes)[0]
 
-    Returns (session key, item code, timestamp) sorted by (key, timestamp), and the label of every key (an
-    Arrow string array). Sessions cut from a visitor stream are labelled "<user_id>:<n>" (n counts that
+
+def _micros(events: pd.DataFrame) -> np.ndarray:
+    """The timestamps as int64 microseconds since the epoch."""
+    return events["timestamp"].astype("datetime64[us, UTC]").array.asi8
+
+
+def _sessionize(events, ts, user_codes, user_ids, gap_minutes):
+    """Cut events into sessions: native session ids where given, else a visitor's stream cut at inactivity gaps.
+
+    Returns the session key of every row, the row order that sorts them by (key, timestamp), and the label of
+    every key (an Arrow string array). Sessions cut from a visitor stream are labelled "<user_id>:<n>" (n counts that
     visitor's sessions from 0). Native sessions take keys 0..S-1 and cut ones S.., so the sorted order is the
     native rows sorted by (session, time) followed by the visitor rows sorted by (visitor, time): two sorts
     of disjoint rows, never one over the whole log.
@@ -304,7 +317,7 @@ def _sessionize(events, item_codes, ts, user_codes, user_ids, gap_minutes):
                                                     pa.scalar(":", pa.large_string())))
         orders.append(rows)
     order = np.concatenate(orders) if len(orders) > 1 else orders[0]
-    return key[order], item_codes[order].astype(np.int64), ts[order], pa.concat_arrays(labels)
+    return key, order, pa.concat_arrays(labels)
 
 
 def _labels(uniques) -> pa.Array:

@@ -1,7 +1,7 @@
 """Exploratory statistics and plots of a canonical events table (see recsys.datasets.schema).
 
-Sessions are the native session ids where a source has them, else each visitor's events cut after
-`gap` of inactivity (30 minutes by default). Figures are drawn on matplotlib `Figure` objects (Agg canvas,
+Sessions are those recsys.data.build_dataset cuts (recsys.data.session_keys): the native session ids where a
+source has them, else each visitor's events cut after `gap` of inactivity (PrepareConfig's 30 minutes). Figures are drawn on matplotlib `Figure` objects (Agg canvas,
 no pyplot state), one PNG per plot.
 """
 
@@ -11,28 +11,19 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-SESSION_GAP = pd.Timedelta(minutes=30)
+from recsys.data import PrepareConfig, session_keys
+
+SESSION_GAP = pd.Timedelta(minutes=PrepareConfig.session_gap_minutes)
 VIEW_EVENTS = ("view", "click")
 
 
-def session_keys(events: pd.DataFrame, gap: pd.Timedelta = SESSION_GAP) -> np.ndarray:
-    """An int64 session number per row: native session ids, else user_id streams cut at `gap` of inactivity."""
-    has_sid = events["session_id"].notna().to_numpy()
-    keys = pd.factorize(events["session_id"])[0].astype(np.int64)
-    rows = np.flatnonzero(~has_sid)
-    if len(rows):
-        user = pd.factorize(events["user_id"].iloc[rows])[0]
-        ts = events["timestamp"].iloc[rows].array.asi8
-        order = np.lexsort((ts, user))
-        user, ts = user[order], ts[order]
-        new = np.r_[True, (user[1:] != user[:-1]) | (np.diff(ts) > gap.value // 1000)]
-        keys[rows[order]] = keys.max(initial=-1) + np.cumsum(new)
-    return keys
+def _session_keys(events: pd.DataFrame, gap: pd.Timedelta) -> np.ndarray:
+    return session_keys(events, gap / pd.Timedelta(minutes=1))  # the sessions recsys.data.build_dataset cuts
 
 
 def headline_stats(events: pd.DataFrame, gap: pd.Timedelta = SESSION_GAP) -> dict:
     """Counts, session lengths and the share of repeat views (item already viewed earlier in the session)."""
-    keys = session_keys(events, gap)
+    keys = _session_keys(events, gap)
     lengths = np.bincount(pd.factorize(keys)[0])
     views = events["event"].isin(VIEW_EVENTS).to_numpy(bool)
     if not views.any():  # no view-like events (or no event column): count every event
@@ -57,7 +48,7 @@ def headline_stats(events: pd.DataFrame, gap: pd.Timedelta = SESSION_GAP) -> dic
 
 def plot_session_lengths(events: pd.DataFrame, path, gap: pd.Timedelta = SESSION_GAP) -> Path:
     """Histogram of events per session (log count axis; the last bar collects sessions of 50+)."""
-    lengths = np.bincount(pd.factorize(session_keys(events, gap))[0])
+    lengths = np.bincount(pd.factorize(_session_keys(events, gap))[0])
     fig, ax = _figure()
     ax.hist(np.minimum(lengths, 50), bins=np.arange(1, 52) - 0.5, color="tab:blue")
     ax.set(yscale="log", xlabel="events per session (50 = 50 or more)", ylabel="sessions",
