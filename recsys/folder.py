@@ -289,8 +289,3 @@ def _dtype(name: str):
     if name not in table:
         raise ModelFolderError(f"model.safetensors holds an unsupported dtype {name}")
     return table[name]
-
-
-def popularity_of(model) -> np.ndarray:
-    """(n_items,) training counts per item index from items.json, for cold-start fallbacks and metrics."""
-    return np.concatenate([[0], np.asarray(model.item_info["popularity"], dtype=np.int64)])
