@@ -60,6 +60,9 @@ def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
     if suite not in SUITE_FUNCTIONS:
         raise ValueError(f"unknown suite {suite!r}; choose from {SUITES}")
     opts.work_dir.mkdir(parents=True, exist_ok=True)
+    # the library (and torch) is imported before the timer, so that a suite's time is its own work; not at the top
+    # of this package, because the workers (`python -m tools.bench`) time their own imports
+    import recsys  # noqa: F401
     started = datetime.now(UTC).isoformat(timespec="seconds")
     opts.command = " ".join(shlex.quote(a) for a in ["python", "scripts/benchmark.py", *argv])
     with Timer() as t:

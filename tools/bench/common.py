@@ -180,14 +180,18 @@ def check(what: str, measured, target, unit: str, le: bool = True, note: str = "
     met = None if measured is None else (measured <= target if le else measured >= target)
     return {"what": what, "measured": measured, "target": target, "unit": unit, "le": le, "met": met, "note": note}
 
+
 def results_path(results_dir: Path, suite: str, quick: bool) -> Path:
     return Path(results_dir) / (f"{suite}.quick.json" if quick else f"{suite}.json")
 
 
 def read_json(path: Path) -> dict:
+    """The JSON object in a results file, or {} when it is missing or damaged: nothing measured yet."""
+    from recsys import jsonfile  # not at the top: importing recsys imports torch, which a worker's timings include
+
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return jsonfile.read_json(path)
+    except jsonfile.JSONFileError:
         return {}
 
 
