@@ -1,8 +1,8 @@
 """Exploratory statistics and plots of a canonical events table (see recsys.datasets.schema).
 
 Sessions are those recsys.data.build_dataset cuts (recsys.data.session_keys): the native session ids where a
-source has them, else each visitor's events cut after `gap` of inactivity (PrepareConfig's 30 minutes). Figures are drawn on matplotlib `Figure` objects (Agg canvas,
-no pyplot state), one PNG per plot.
+source has them, else each visitor's events cut after `gap` of inactivity (PrepareConfig's 30 minutes).
+Figures are drawn on matplotlib `Figure` objects (Agg canvas, no pyplot state), one PNG per plot.
 """
 
 from pathlib import Path
