@@ -10,18 +10,34 @@ default ones (recsys.pipeline.ensure_default_models), then serves. Requests run 
 threads each (default 1).
 
 All logic lives in recsys/app_logic.py; the handlers here only adapt it to Gradio and never raise:
-errors come back as a status message (and a toast), never as a traceback.
+errors come back as a status message (and a toast), never as a traceback; the typed API endpoints, which have no
+status line, answer with an error message instead. Every request value reaches its handler as sent (Gradio's
+preprocessing is off) through `logic.bounded`: text cut to a few times its cap before any work, types checked, a
+number that is not one noted (K) or refused (limit). build_demo refuses a handler wired any other way.
+
+Memory: Gradio keeps a SessionState (~75 KB: a copy of every component's config) for each session hash it has
+seen, up to `state_session_capacity` sessions (10,000 by default), and one-shot API callers bring a new session
+per request. The app keeps at most `$RECSYS_SESSIONS` (default 500) of them, the least recently used going first,
+and Gradio's per-event analytics to 1,000 events (docs/BENCHMARKS.md, load test).
 """
 
 import functools
 import logging
 import os
 
-import gradio as gr
+# read when the queue is made: Gradio keeps this many events' timings for its monitoring page (10,000 by default)
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
-from recsys import app_logic as logic
+import gradio as gr  # noqa: E402 - after the setting above
+from starlette.exceptions import HTTPException  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+
+from recsys import app_logic as logic  # noqa: E402
 
 log = logging.getLogger("recsys.app")
+MAX_SESSIONS = int(os.environ.get("RECSYS_SESSIONS") or 500)  # Gradio session states kept (see the docstring)
+MAX_REQUEST_BYTES = 1 << 20  # a 20,000-character session is at most 240 KB of JSON (12 bytes per escaped emoji)
 
 SERVICE = logic.AppService.from_env()  # load at import: catalogue, visitors; models load on first use (cached)
 
@@ -39,23 +55,74 @@ THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_m
 
 
 def guarded(n_outputs: int, fallback=None):
-    """Catch anything a handler raises: show a short message (toast + status), log the traceback server-side."""
+    """Catch anything a handler raises: show a short message (toast + status), log the traceback server-side.
+    A value refused by `logic.bounded` (logic.BadInput) is reported as such, without a traceback."""
 
     def wrap(fn):
         @functools.wraps(fn)
         def inner(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
+            except logic.BadInput as err:
+                message = f"Bad input: {err}"
+                log.info("handler %s refused a value: %s", fn.__name__, message)
             except Exception as err:
                 log.exception("handler %s failed", fn.__name__)
                 message = f"Something went wrong: {logic.md(err, 200)}"
-                gr.Warning(message)
-                out = fallback(message) if fallback else (gr.skip(),) * n_outputs
-                return out if n_outputs > 1 else out[0]
+            gr.Warning(message)
+            out = fallback(message) if fallback else (gr.skip(),) * n_outputs
+            return out if n_outputs > 1 else out[0]
 
         return inner
 
     return wrap
+
+
+def api_endpoint(fn):
+    """A typed API endpoint (it has no status line of its own): a refused value or a failure reaches the caller as
+    an error with a message (gr.Error), never as Gradio's bare {"error": null}."""
+
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except logic.BadInput as err:
+            raise gr.Error(f"Bad input: {err}", print_exception=False) from None
+        except Exception as err:
+            log.exception("endpoint %s failed", fn.__name__)
+            raise gr.Error(f"Something went wrong: {logic.md(err, 200)}", print_exception=False) from None
+
+    return inner
+
+
+class BodyLimit:
+    """ASGI middleware: a request body longer than `max_bytes` is refused (413) before anything parses it, by its
+    declared Content-Length at once, a body sent without one as soon as that many bytes have arrived. The
+    handlers cut every text value anyway (logic.bounded); this keeps Gradio from decoding megabytes of JSON for
+    a value that would be cut to a few thousand characters."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+        self.message = (f"Request body over {max_bytes:,} bytes; the app reads at most "
+                        f"{logic.MAX_INPUT_CHARS:,} characters of a session.")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await JSONResponse({"detail": self.message}, 413)(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:  # FastAPI answers an HTTPException raised while it reads the body
+                raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def _outputs(r: logic.Recommendations, status: str | None = None):
@@ -79,6 +146,7 @@ def _target(held, session):
 
 
 @guarded(4, _error_outputs)
+@logic.bounded
 def recommend(model: str, session: str, k: float = logic.DEFAULT_K, category: str | None = None,
               exclude_seen: bool = True, held=None):
     """Top-K items for a session: table, bar chart, status and explanation."""
@@ -89,6 +157,7 @@ def recommend(model: str, session: str, k: float = logic.DEFAULT_K, category: st
 
 
 @guarded(6, lambda m: (gr.skip(), gr.skip(), *_error_outputs(m)))
+@logic.bounded
 def recommend_visitor(visitor: str | None, model: str, k: float = logic.DEFAULT_K, category: str | None = None,
                       exclude_seen: bool = True):
     """A visitor's session (their last item held out) and its recommendations; unknown visitor -> cold start."""
@@ -98,38 +167,44 @@ def recommend_visitor(visitor: str | None, model: str, k: float = logic.DEFAULT_
 
 
 @guarded(1)
+@logic.bounded
 def suggest_visitors(query: str):
     """Offer the visitors whose id matches what is typed in the search box (the samples when it is empty)."""
     matches = SERVICE.visitors.search(query, 50)
-    text = logic.clean_text(query)
+    text = logic.clean_text(query, logic.MAX_TOKEN_CHARS)
     info = (f"{len(matches)}{'+' if len(matches) == 50 else ''} visitors match {text!r}." if text else
             f"Sample visitors ({len(SERVICE.visitors):,} in all): pick one or search by id below.")
     return gr.Dropdown(choices=matches, info=info)
 
 
 @guarded(1)
+@logic.bounded
 def pick_searched(query: str):
     """Enter in the search box: load that visitor (an unknown id gives the cold-start fallback)."""
-    text = logic.clean_text(query)[: logic.MAX_TOKEN_CHARS]
+    text = logic.clean_text(query, logic.MAX_TOKEN_CHARS)
     return gr.Dropdown(value=text) if text else gr.skip()
 
 
 @guarded(1)
+@logic.bounded
 def append_clicked(session: str, evt: gr.SelectData):
     """Append the clicked recommendation (any cell of its row) to the session."""
-    row = evt.row_value or []
-    if len(row) < 2 or not str(row[1]).strip():
+    row = evt.row_value if isinstance(evt.row_value, list) else []  # sent by the browser: untrusted
+    item = logic.bounded_text(row[1], logic.SLACK * logic.MAX_TOKEN_CHARS) if len(row) >= 2 else ""
+    if not item.strip():
         return gr.skip()
-    return logic.append_item(session, row[1])
+    return logic.append_item(session, item)
 
 
 @guarded(2, lambda m: (f"⚠️ {m}", gr.skip()))
+@logic.bounded
 def model_info(model: str | None):
     """About the chosen model (kind, metrics) and its categories for the cold-start picker."""
     cats = logic.categories(SERVICE, model)
     return logic.model_card(SERVICE, model), gr.Dropdown(choices=cats, value=None)
 
 
+@logic.bounded
 def clear_session():
     return "", None, None, "Session cleared: recommendations fall back to popular items until you add one."
 
@@ -137,6 +212,8 @@ def clear_session():
 # typed endpoints for API clients (no UI of their own)
 
 
+@api_endpoint
+@logic.bounded
 def list_models() -> list[dict]:
     """Every available model: key (pass it as `model`), label, where it lives, kind, test metrics."""
     return [{"key": e.key, "label": e.label, "where": e.where, "kind": e.kind,
@@ -144,11 +221,15 @@ def list_models() -> list[dict]:
             for e in SERVICE.catalogue.values()]
 
 
+@api_endpoint
+@logic.bounded
 def search_visitors(query: str = "", limit: int = 20) -> list[str]:
     """Visitor ids matching `query` (prefix matches first); the sample visitors when the query is empty."""
-    return SERVICE.visitors.search(query, max(1, min(int(limit), 100)))
+    return SERVICE.visitors.search(query, logic.parse_limit(limit))
 
 
+@api_endpoint
+@logic.bounded
 def append_item(session: str, item: str) -> str:
     """The session with `item` appended (what clicking a recommendation does)."""
     return logic.append_item(session, item)
@@ -215,24 +296,37 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
         with gr.Accordion("About: the models, the metrics and how they were measured", open=False):
             gr.Markdown(logic.ABOUT)
 
+        # preprocess=False: the handlers get the values as sent, and logic.bounded is the one gate they pass
+        # (gr.Slider's own check raised a message-less TypeError on text, which the caller saw as {"error": null})
+        raw = {"preprocess": False}
         rec_in = [model, session, k, category, exclude, held]
         rec_out = [table, chart, status, explanation]
-        go.click(recommend, rec_in, rec_out, api_name="recommend")
-        session.submit(recommend, rec_in, rec_out, api_visibility="private")
-        k.release(recommend, rec_in, rec_out, api_visibility="private")
+        go.click(recommend, rec_in, rec_out, api_name="recommend", **raw)
+        session.submit(recommend, rec_in, rec_out, api_visibility="private", **raw)
+        k.release(recommend, rec_in, rec_out, api_visibility="private", **raw)
         visitor.change(recommend_visitor, [visitor, model, k, category, exclude], [session, held, *rec_out],
-                       api_name="recommend_visitor")
+                       api_name="recommend_visitor", **raw)
         search.input(suggest_visitors, [search], [visitor], show_progress="hidden", api_visibility="private",
-                     trigger_mode="always_last")
-        search.submit(pick_searched, [search], [visitor], api_visibility="private")
-        table.select(append_clicked, [session], [session], api_visibility="private").then(
-            recommend, rec_in, rec_out, api_visibility="private")
-        model.change(model_info, [model], [card, category], api_name="model_info").then(
-            recommend, rec_in, rec_out, api_visibility="private")
-        clear.click(clear_session, None, [session, held, visitor, status], api_visibility="private")
-        gr.api(list_models, api_name="models")
+                     trigger_mode="always_last", **raw)
+        search.submit(pick_searched, [search], [visitor], api_visibility="private", **raw)
+        table.select(append_clicked, [session], [session], api_visibility="private", **raw).then(
+            recommend, rec_in, rec_out, api_visibility="private", **raw)
+        model.change(model_info, [model], [card, category], api_name="model_info", **raw).then(
+            recommend, rec_in, rec_out, api_visibility="private", **raw)
+        clear.click(clear_session, None, [session, held, visitor, status], api_visibility="private", **raw)
+        gr.api(list_models, api_name="models")  # gr.api never preprocesses
         gr.api(search_visitors, api_name="search_visitors")
         gr.api(append_item, api_name="append_item")
+    return check_gated(demo)
+
+
+def check_gated(demo: gr.Blocks) -> gr.Blocks:
+    """Every request value must reach logic.bounded as sent (issue 12, items 5 and 16): refuse a Blocks with a
+    handler that is not decorated with it, or whose inputs Gradio preprocesses first."""
+    ungated = sorted({f.fn.__name__ for f in demo.fns.values()
+                      if f.fn and (f.preprocess or not getattr(f.fn, "bounded", False))})
+    if ungated:
+        raise TypeError(f"handlers not behind logic.bounded, or with Gradio's preprocessing on: {ungated}")
     return demo
 
 
@@ -268,4 +362,6 @@ if __name__ == "__main__":
     # one session is too small to split across threads, and up to 4 requests run side by side: with 2 threads
     # each, a busy 2-core machine made one call 10-20x slower (docs/BENCHMARKS.md, serving)
     torch.set_num_threads(int(os.environ.get("RECSYS_TORCH_THREADS") or 1))
-    demo.queue(default_concurrency_limit=4).launch(css=CSS, theme=THEME)
+    demo.queue(default_concurrency_limit=4).launch(
+        css=CSS, theme=THEME, state_session_capacity=MAX_SESSIONS,
+        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)]})

@@ -6,7 +6,9 @@ Nothing about a visitor's session is kept here: the session travels in the reque
 so concurrent users never see each other's sessions.
 """
 
+import functools
 import html
+import inspect
 import json
 import logging
 import math
@@ -29,6 +31,8 @@ MAX_K = 100
 DEFAULT_K = 10
 MAX_INPUT_CHARS = 20_000  # longer text is cut to its tail before parsing
 MAX_TOKEN_CHARS = 120  # no item id or name is longer; longer tokens are reported as unknown, shortened
+MAX_KEY_CHARS = 300  # a model key: a folder name or a Hub id "user/repo/model"
+MAX_LIMIT = 100  # the most visitor ids one search returns
 N_SAMPLE_VISITORS = 50
 MAX_VISITORS = 200_000
 MAX_CACHED_MODELS = 8
@@ -59,20 +63,50 @@ MODEL_BLURBS = {
 
 _SPLIT_STRONG = re.compile(r"[,;\n\r\t]+")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+SLACK = 4  # text is cut to SLACK x its cap before cleaning: invisible characters and combining marks that cleaning
+# removes or merges cannot push real content out, and cleaning costs O(cap) whatever was sent
 
 
-def clean_text(text) -> str:
-    """NFC-normalised text without control/format/unassigned characters (input from anywhere is untrusted)."""
+class BadInput(ValueError):
+    """A request value of the wrong type (a list where text belongs, text where a number does): the message is
+    shown to the caller as it is."""
+
+
+def describe(value) -> str:
+    """A short, safe description of any request value for an error message (never the whole of a long value)."""
+    if isinstance(value, (str, bool, int, float, np.number)) or value is None:
+        return code(value[: SLACK * 20] if isinstance(value, str) else str(value), 20)
+    return f"a {type(value).__name__}"
+
+
+def bounded_text(value, limit: int, tail: bool = False) -> str:
+    """The gate for untrusted text, before any other work: None -> "", a number -> its text, a str cut to `limit`
+    characters (its last ones when `tail`); any other type (a list, a dict) is refused with BadInput. Costs
+    O(limit) whatever was sent."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float, np.number)):
+        value = str(value)
+    if not isinstance(value, str):
+        raise BadInput(f"expected text, got {describe(value)}")
+    return value[-limit:] if tail and len(value) > limit else value[:limit]
+
+
+def clean_text(text, limit: int = MAX_INPUT_CHARS) -> str:
+    """NFC-normalised text without control/format/unassigned characters (input from anywhere is untrusted), at
+    most `limit` characters. Only the first SLACK x `limit` characters are read, so the work is bounded even
+    for text that did not pass through `bounded` (internal values such as error messages may be any object)."""
     if text is None:
         return ""
-    text = unicodedata.normalize("NFC", str(text))
+    text = (text if isinstance(text, str) else str(text))[: SLACK * limit]
+    text = unicodedata.normalize("NFC", text)
     keep = (ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
-    return "".join(keep).strip()
+    return "".join(keep).strip()[:limit]
 
 
 def md(text, limit: int = 80) -> str:
     """Untrusted text made safe to put in markdown: HTML escaped, markdown syntax escaped, shortened."""
-    text = clean_text(text).replace("\n", " ")
+    text = clean_text(text, limit + 1).replace("\n", " ")
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=True))
@@ -80,7 +114,7 @@ def md(text, limit: int = 80) -> str:
 
 def code(text, limit: int = 60) -> str:
     """Untrusted text as an inline code span (shown literally: no markdown or HTML inside one)."""
-    text = clean_text(text).replace("\n", " ").replace("`", "'")
+    text = clean_text(text, limit + 1).replace("\n", " ").replace("`", "'")
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return f"`{text}`" if text.strip() else "(blank)"
@@ -98,7 +132,7 @@ def split_session(text) -> tuple[list[str], bool]:
     Commas, semicolons, tabs or new lines separate items when present (so names with spaces work:
     "red shoe, blue hat"); otherwise spaces do ("12 57 3").
     """
-    text = "" if text is None else str(text)
+    text = bounded_text(text, SLACK * MAX_INPUT_CHARS, tail=True)
     cut = len(text) > MAX_INPUT_CHARS
     if cut:
         text = text[-MAX_INPUT_CHARS:]
@@ -118,7 +152,7 @@ def parse_k(k) -> tuple[int, str | None]:
     try:
         value = float(k)
     except (TypeError, ValueError):
-        return DEFAULT_K, f"K {md(k, 20)!s} is not a number; using {DEFAULT_K}."
+        return DEFAULT_K, f"K must be a number, got {describe(k)}; using {DEFAULT_K}."
     if math.isnan(value):
         return DEFAULT_K, f"K is not a number; using {DEFAULT_K}."
     if value < 1:
@@ -126,6 +160,81 @@ def parse_k(k) -> tuple[int, str | None]:
     if value > MAX_K:
         return MAX_K, f"K is capped at {MAX_K} (got {value:g})."
     return int(round(value)), None
+
+
+def parse_limit(limit) -> int:
+    """A search's `limit` -> an int in 1..MAX_LIMIT; not a number -> BadInput (the API endpoint has no status line
+    to carry a note, so it refuses)."""
+    try:
+        value = float(limit)
+    except (TypeError, ValueError):
+        raise BadInput(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {describe(limit)}") from None
+    if math.isnan(value):
+        raise BadInput(f"limit must be a whole number from 1 to {MAX_LIMIT}, got NaN")
+    return int(max(1, min(value, MAX_LIMIT)))
+
+
+# Every request value passes through `bounded` before a handler sees it (app.py decorates every handler), looked
+# up by parameter name: (kind, cap). Text is cut to SLACK x its cap (a session to its end) before any other work;
+# numbers and flags must have their type; "server" values are made by Gradio, not sent by the client.
+INPUTS = {
+    "model": ("text", MAX_KEY_CHARS),
+    "session": ("tail", MAX_INPUT_CHARS),  # its most recent items matter
+    "visitor": ("text", MAX_TOKEN_CHARS),
+    "category": ("text", MAX_TOKEN_CHARS),
+    "query": ("text", MAX_TOKEN_CHARS),
+    "item": ("text", MAX_TOKEN_CHARS),
+    "k": ("number", 20),
+    "limit": ("number", 20),
+    "exclude_seen": ("flag", 0),
+    "held": ("server", 0),  # gr.State: kept by the server for the session
+    "evt": ("server", 0),  # gr.SelectData: the clicked row's values are bounded where they are read
+}
+
+
+def gate(name: str, value, default=None):
+    """One request value through its INPUTS entry: O(cap) work whatever was sent; the wrong type -> BadInput."""
+    kind, cap = INPUTS[name]
+    if kind in ("text", "tail"):
+        try:
+            return bounded_text(value, SLACK * cap, tail=kind == "tail")
+        except BadInput:
+            raise BadInput(f"{name} must be text, got {describe(value)}") from None
+    if kind == "number":
+        if isinstance(value, str):
+            return value[: SLACK * cap]  # parse_k / parse_limit say why it is not a number
+        if value is None or isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
+            return value
+        raise BadInput(f"{name} must be a number, got {describe(value)}")
+    if kind == "flag":
+        if value is None:
+            return default
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise BadInput(f"{name} must be true or false, got {describe(value)}")
+    return value
+
+
+def bounded(fn: Callable) -> Callable:
+    """Handler `fn` with every argument through `gate` (by parameter name) before it runs. A parameter with no
+    INPUTS entry fails here, when app.py is imported, so no handler can take a value that skips the gate."""
+    sig = inspect.signature(fn)
+    missing = [name for name in sig.parameters if name not in INPUTS]
+    if missing:
+        raise TypeError(f"{fn.__name__}: parameters {missing} have no entry in recsys.app_logic.INPUTS")
+
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        try:
+            call = sig.bind(*args, **kwargs)
+        except TypeError as err:  # a raw HTTP call with too many or too few values
+            raise BadInput(str(err)) from None
+        for name, value in call.arguments.items():
+            call.arguments[name] = gate(name, value, sig.parameters[name].default)
+        return fn(*call.args, **call.kwargs)
+
+    inner.bounded = True
+    return inner
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -273,7 +382,7 @@ class Visitors:
 
     def search(self, query, limit: int = 20) -> list[str]:
         """Visitor ids matching `query` (case-insensitive): prefix matches first, then substring matches."""
-        query = clean_text(query)[:MAX_TOKEN_CHARS].lower()
+        query = clean_text(query, MAX_TOKEN_CHARS).lower()
         if not query:
             return list(self.samples[:limit])
         prefix, inner = [], []
@@ -387,7 +496,7 @@ class AppService:
 
     def model(self, key):
         """The loaded model for a catalogue key. Only catalogue entries load: a request cannot name a path."""
-        key = clean_text(key)
+        key = clean_text(key, MAX_KEY_CHARS)
         if not self.catalogue:
             raise LookupError("No model is available: train one (make train) or set RECSYS_MODELS to a Hub repo.")
         if key not in self.catalogue:
@@ -497,7 +606,7 @@ def popularity_fallback(model, k: int, category: str | None = None) -> tuple[lis
     pop = np.asarray(model.item_info.get("popularity") or [], dtype=np.float64)
     if len(pop) != len(model.vocab) - 1:
         pop = np.zeros(len(model.vocab) - 1)
-    category = clean_text(category)
+    category = clean_text(category, MAX_TOKEN_CHARS)
     mode, label = "popularity", "the most popular items overall"
     candidates = np.arange(len(pop))
     if category:
@@ -579,7 +688,7 @@ def recommend_view(service: AppService, model_key, session_text, k=DEFAULT_K, ca
         if len(ids) < k:
             notes.append(f"Only {len(ids)} items could be recommended.")
         explanation = format_explanation(model, history)
-        target = clean_text(target) if target else ""
+        target = clean_text(target, MAX_TOKEN_CHARS) if target else ""
         if target:
             rank = ids.index(target) + 1 if target in ids else None
             notes.append(f"This visitor actually viewed {code(target, 40)} next: "
@@ -592,7 +701,7 @@ def recommend_view(service: AppService, model_key, session_text, k=DEFAULT_K, ca
 def append_item(session_text, item) -> str:
     """The session text with `item` (a clicked recommendation) appended, capped to the most recent items."""
     tokens, _ = split_session(session_text)
-    item = clean_text(item)[:MAX_TOKEN_CHARS]
+    item = clean_text(item, MAX_TOKEN_CHARS)
     if item:
         tokens.append(item)
     return join_session(tokens[-MAX_SESSION_ITEMS:])
@@ -603,7 +712,7 @@ def load_visitor(service: AppService, visitor_id) -> tuple[str, str | None, str]
 
     The last item of the visitor's session is held out, so the app can show whether the model ranks it.
     """
-    vid = clean_text(visitor_id)[:MAX_TOKEN_CHARS]
+    vid = clean_text(visitor_id, MAX_TOKEN_CHARS)
     if not vid:
         return "", None, "Choose or search a visitor."
     items = service.visitors.sessions.get(vid)

@@ -4,6 +4,7 @@ The app serves tiny Pop / S-Pop / item-kNN folders built here (RECSYS_CHECKPOINT
 processed data set (RECSYS_DATA); nothing touches the network (HF_HUB_OFFLINE=1).
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -115,10 +116,67 @@ def test_caps_and_bad_k(client):
     long = ", ".join(str(100 + (i % N) + 1) for i in range(300))
     table, _, status, _ = recommend(client, session=long, k=100, exclude_seen=False)
     assert "200 most recent of 300" in status and len(table["data"]) == N
-    with pytest.raises(Exception, match="less than minimum"):  # the slider refuses K < 1 with a clear message
-        recommend(client, session="101", k=-5)
-    # the app still serves after a refused request
-    assert "Personalised" in recommend(client, session="101", k=2)[2]
+    table, _, status, _ = recommend(client, session="101", k=-5)  # what the slider cannot send, the API can
+    assert "K must be at least 1 (got -5); using 1." in status and len(table["data"]) == 1
+
+
+@pytest.mark.parametrize("endpoint, args, message", [
+    ("/search_visitors", ("visitor:", "abc"), "Bad input: limit must be a whole number from 1 to 100, got `abc`"),
+    ("/search_visitors", ("visitor:", None), "Bad input: limit must be a whole number from 1 to 100, got `None`"),
+    ("/search_visitors", ("visitor:", {"n": 2}), "Bad input: limit must be a number, got a dict"),
+    ("/search_visitors", (["visitor:"], 2), "Bad input: query must be text, got a list"),
+    ("/append_item", ("101", ["102"]), "Bad input: item must be text, got a list"),
+], ids=["limit-text", "limit-null", "limit-dict", "query-list", "item-list"])
+def test_wrongly_typed_values_of_the_typed_endpoints_get_an_error_message(client, endpoint, args, message):
+    """Issue 12 item 16: `limit="abc"` used to come back as `{"error": null}` (gradio_client: "has not enabled
+    verbose error reporting"): search_visitors' int() raised a ValueError, which Gradio does not show."""
+    with pytest.raises(Exception, match=re.escape(message)) as err:
+        client.predict(*args, api_name=endpoint)
+    assert "verbose error reporting" not in str(err.value)
+
+
+def test_wrongly_typed_k_gets_a_message(client):
+    """Issue 12 item 16: k="abc" or null used to come back as `{"error": null}` (gr.Slider's bounds check raised a
+    bare TypeError before the handler ran). The handler now gets k as sent: not a number -> K 10 and a note."""
+    for k, shown in [("abc", "`abc`"), (None, "`None`"), ("", "(blank)")]:
+        table, _, status, _ = recommend(client, session="101", k=k)
+        assert f"K must be a number, got {shown}; using 10." in status and len(table["data"]) == 10
+    _, _, status, _ = recommend(client, session="101", k=[5])
+    assert status == "⚠️ Bad input: k must be a number, got a list"
+    assert len(recommend(client, session="101", k="3")[0]["data"]) == 3  # a number as text is a number
+    session, _, _, status, _ = client.predict("alice:0", "itemknn", "many", None, True, api_name="/recommend_visitor")
+    assert session and "K must be a number, got `many`; using 10." in status
+
+
+def test_wrongly_typed_text_comes_back_in_the_status(client):
+    _, _, status, _ = recommend(client, session={"items": [101]})
+    assert status == "⚠️ Bad input: session must be text, got a dict"
+    _, _, status, _ = recommend(client, session="101", exclude_seen="no")
+    assert status == "⚠️ Bad input: exclude_seen must be true or false, got `no`"
+    card, _ = client.predict(["itemknn"], api_name="/model_info")
+    assert card == "⚠️ Bad input: model must be text, got a list"
+    _, _, status, _ = recommend(client, session="101", category="c" * 500_000, k=3)
+    assert "Personalised" in status  # a long category is read only up to its cap (tests/test_app_hostile.py)
+
+
+def test_a_request_body_over_the_limit_is_refused_before_it_is_parsed(app):
+    import httpx
+
+    for huge in ("x" * 10_000_000, list(range(2_000_000))):
+        body = {"data": ["itemknn", "101", 5, huge, True], "fn_index": 0, "session_hash": "big"}
+        response = httpx.post(app[0] + "gradio_api/queue/join", json=body, timeout=60)
+        assert response.status_code == 413 and "Request body over 1,048,576 bytes" in response.json()["detail"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"data": ["itemknn", "101", 5, "'
+        for _ in range(30):
+            yield b"x" * 100_000
+        yield b'", true], "fn_index": 0, "session_hash": "big"}'
+
+    response = httpx.post(app[0] + "gradio_api/queue/join", content=chunks(), timeout=60,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "Request body over" in response.json()["detail"]
+    assert "Personalised" in recommend(gradio_client.Client(app[0], verbose=False), session="101", k=2)[2]
 
 
 # ---------------------------------------------------------------------------------------------------------------
