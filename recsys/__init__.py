@@ -6,9 +6,10 @@
     model.vocab.decode(ids)
 """
 
-from recsys.data import Dataset, ItemVocab, PrepareConfig, build_dataset
+from recsys.data import Dataset, ItemVocab
 from recsys.evaluate import evaluate, paired_test
 from recsys.models import REGISTRY, FitOptions, Recommender, recommend
+from recsys.sessionize import PrepareConfig, build_dataset
 from recsys.sessions import Sessions, make_cases
 
 

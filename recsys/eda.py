@@ -1,7 +1,7 @@
 """Exploratory statistics and plots of a canonical events table (see recsys.datasets.schema).
 
-Sessions are those recsys.data.build_dataset cuts (recsys.data.session_keys): the native session ids where a
-source has them, else each visitor's events cut after `gap` of inactivity (PrepareConfig's 30 minutes).
+Sessions are those recsys.sessionize.build_dataset cuts (recsys.sessionize.session_keys): the native session ids
+where a source has them, else each visitor's events cut after `gap` of inactivity (PrepareConfig's 30 minutes).
 Figures are drawn on matplotlib `Figure` objects (Agg canvas, no pyplot state), one PNG per plot.
 """
 
@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from recsys.data import PrepareConfig, session_keys
+from recsys.sessionize import PrepareConfig, session_keys
 
 SESSION_GAP = pd.Timedelta(minutes=PrepareConfig.session_gap_minutes)
 VIEW_EVENTS = ("view", "click")
 
 
 def _session_keys(events: pd.DataFrame, gap: pd.Timedelta) -> np.ndarray:
-    return session_keys(events, gap / pd.Timedelta(minutes=1))  # the sessions recsys.data.build_dataset cuts
+    return session_keys(events, gap / pd.Timedelta(minutes=1))  # the sessions recsys.sessionize.build_dataset cuts
 
 
 def headline_stats(events: pd.DataFrame, gap: pd.Timedelta = SESSION_GAP) -> dict:

@@ -11,9 +11,10 @@ import pandas as pd
 
 from recsys.atomic import check_output
 from recsys.config import check_keys
-from recsys.data import Dataset, PrepareConfig, build_dataset
+from recsys.data import Dataset
 from recsys.datasets import DataError, generate_events, read_diginetica, read_retailrocket, read_table, read_yoochoose
 from recsys.datasets.presplit import read_session_files, read_user_sequences
+from recsys.sessionize import PrepareConfig, build_dataset
 
 DEFAULT_DATA = Path("data/processed/synthetic")
 # The synthetic log spans four weeks; one day of test would be thin, so it holds out three days each.

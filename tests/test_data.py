@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.data import Dataset, ItemVocab, PrepareConfig, build_dataset
+from recsys.data import Dataset, ItemVocab
 from recsys.datasets.presplit import read_session_files, read_user_sequences
 from recsys.datasets.schema import DataError, canonical_events
+from recsys.sessionize import PrepareConfig, build_dataset
 from recsys.sessions import Sessions, make_cases
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")

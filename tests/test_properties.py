@@ -7,12 +7,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recsys.data import PrepareConfig, build_dataset
 from recsys.datasets.presplit import read_session_files
 from recsys.datasets.schema import DataError, canonical_events
 from recsys.evaluate import evaluate, rank_targets
 from recsys.models.base import recommend
 from recsys.models.pop import Pop, PopConfig, SPop, SPopConfig
+from recsys.sessionize import PrepareConfig, build_dataset
 from recsys.sessions import Sessions, make_cases
 
 N_ITEMS = 30

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recsys.data import PrepareConfig
 from recsys.datasets import DataError, canonical_events, read_diginetica, read_retailrocket, read_table
 from recsys.prepare import prepare
+from recsys.sessionize import PrepareConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = {"user_id": "user", "item_id": "item", "timestamp": "ts"}

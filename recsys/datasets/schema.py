@@ -91,7 +91,7 @@ def canonical_events(df: pd.DataFrame, *, path=None, first_line: int = 2,
     _check_times(out["timestamp"], where)
     if out["session_id"].isna().all() and out["user_id"].isna().all():
         raise DataError("need a session_id or a user_id column to build sessions", path=path, column="session_id")
-    # Sorting into sessions happens once, in recsys.data.build_dataset.
+    # Sorting into sessions happens once, in recsys.sessionize.build_dataset.
     first = _first_of_duplicates(out)
     if first is not None:
         out = out[first]

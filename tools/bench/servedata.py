@@ -22,8 +22,8 @@ def synthetic_processed(opts: Options, n_items: int) -> Path:
 
 
 def worker_serving_data(params: dict) -> dict:
-    from recsys.data import PrepareConfig, build_dataset
     from recsys.datasets.synthetic import generate_events
+    from recsys.sessionize import PrepareConfig, build_dataset
 
     n = params["n_items"]
     if n >= 500_000:  # the generator's world at this size costs minutes; a direct random catalogue does
