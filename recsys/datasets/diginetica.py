@@ -10,7 +10,8 @@ The event time is eventdate (YYYY-MM-DD, taken as UTC midnight) plus timeframe m
 import numpy as np
 import pandas as pd
 
-from recsys.datasets.generic import RawTable, datetimes, numbers, read_delimited, required_strings, strings
+from recsys.datasets.columns import datetimes, numbers, required_strings, strings
+from recsys.datasets.files import RawTable, read_delimited
 from recsys.datasets.schema import DataError, canonical_events, plausible_times
 
 # Canonical role -> accepted header names, official spelling first.

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data import Dataset
-from recsys.datasets.generic import DECOMPRESS_ERRORS, open_input
+from recsys.datasets.files import DECOMPRESS_ERRORS, open_input
 from recsys.datasets.schema import DataError
 from recsys.sessions import Sessions
 

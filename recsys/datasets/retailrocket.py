@@ -14,7 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.datasets.generic import epoch_timestamps, read_delimited, required_strings, strings
+from recsys.datasets.columns import epoch_timestamps, required_strings, strings
+from recsys.datasets.files import read_delimited
 from recsys.datasets.schema import canonical_events
 
 EVENT_NAMES = ("view", "addtocart", "transaction")

@@ -8,7 +8,8 @@ Files have no header line:
 
 import pandas as pd
 
-from recsys.datasets.generic import datetimes, read_delimited, required_strings, strings
+from recsys.datasets.columns import datetimes, required_strings, strings
+from recsys.datasets.files import read_delimited
 from recsys.datasets.schema import canonical_events
 
 CLICK_COLUMNS = ("session_id", "timestamp", "item_id", "category")
