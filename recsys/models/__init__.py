@@ -1,4 +1,7 @@
-"""One registry, read by scripts/train_and_eval.py and the app: registry key -> model class."""
+"""One registry, read by scripts/train_and_eval.py and the app: registry key -> model class; and `describe`, what
+each registry model is in words (declared on its class), read by the model cards and the app."""
+
+from dataclasses import dataclass
 
 from recsys.config import strict_replace
 from recsys.models.als import ALS
@@ -42,6 +45,30 @@ def model_class(name: str) -> type[Recommender]:
     return REGISTRY[key]
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a registry model is, in words: the model card, the app's model card and its About text show this."""
+
+    key: str  # as asked: a registry key, or KEY@VARIANT
+    title: str  # display name, "GRU4Rec"; a variant's names it: "GRU4Rec, variant big"
+    summary: str  # one line for shoppers, to follow the title: "a recurrent neural network (GRU) that ..."
+    description: str  # one paragraph for a model card: what it computes, with its reference
+
+
+def describe(name: str) -> ModelInfo:
+    """Title, summary and description of a registry model (`key` or `key@variant`), from its class; unknown
+    names fail loudly."""
+    cls = model_class(name)
+    key, at, variant = name.partition("@")
+    if not at:
+        return ModelInfo(name, cls.title, cls.summary, cls.description)
+    if not variant:
+        raise KeyError(f"model {name!r} names no variant after '@'")
+    return ModelInfo(name, f"{cls.title}, variant {variant}", cls.summary,
+                     f"{cls.description} This is its variant `{variant}`: the `{key}` model run with another "
+                     "parameter set.")
+
+
 def build_model(name: str, n_items: int, params: dict | None = None):
     """A fresh registry model (`key` or `key@variant`). `params` holds Config fields, and for neural models
     optionally {"train": {TrainConfig fields}}; unknown names fail loudly."""
@@ -61,4 +88,4 @@ def build_model(name: str, n_items: int, params: dict | None = None):
 
 Blend.build_part = staticmethod(build_model)  # the hybrid builds its parts from this registry
 
-__all__ = ["REGISTRY", "FitOptions", "Recommender", "build_model", "model_class", "recommend"]
+__all__ = ["REGISTRY", "FitOptions", "ModelInfo", "Recommender", "build_model", "describe", "model_class", "recommend"]

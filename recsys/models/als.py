@@ -48,6 +48,10 @@ class ALS(Recommender):
 
     name = "als"
     Config = ALSConfig
+    title = "ALS"
+    summary = "matrix factorisation: each item gets a vector, and items viewed together get similar vectors."
+    description = ("Matrix factorisation of session x item interactions (implicit ALS, Hu, Koren and Volinsky, "
+                   "2008); a new session is folded in from its items.")
     search_space = {"factors": ("int", 16, 256, True), "regularization": ("float", 1e-4, 1.0, True),
                     "alpha": ("float", 0.5, 100.0, True), "iterations": ("int", 5, 30)}
 

@@ -143,6 +143,10 @@ def stored_shape_fits(registered: Sequence[int], stored: Sequence[int]) -> bool:
 
 class Recommender(nn.Module):
     name: ClassVar[str]  # registry key
+    # what the model is, in words, declared once per registry class (recsys.models.describe reads them)
+    title: ClassVar[str]  # display name: "GRU4Rec"
+    summary: ClassVar[str]  # one line for shoppers, after the title: "a recurrent network that ..."
+    description: ClassVar[str]  # the model card's paragraph: what it computes, with its reference
     Config: ClassVar[type]  # frozen dataclass of the model's hyperparameters
     trains_in_epochs: ClassVar[bool] = False  # trained by recsys.train in epochs, with a TrainConfig (neural)
     returns_logits: ClassVar[bool] = False  # `score` gives logits (a softmax makes them a distribution), not

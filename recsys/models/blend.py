@@ -69,6 +69,12 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
 class Blend(Recommender):
     name = "hybrid"
     Config = BlendConfig
+    title = "Hybrid"
+    summary = "a weighted mix of several models' recommendations, the weights chosen on validation data."
+    description = ("A weighted mixture of other registry models' next-item distributions (by default "
+                   f"{' and '.join(f'`{c}`' for c in BlendConfig.components)}), the weights chosen on validation "
+                   "data: combining kNN and neural models is what Ludewig et al. (2019) found to help. Its parts and "
+                   "weights are its `components` and `weights` hyperparameters.")
     # recsys.models.build_model, handed over by the registry when it is defined: the registry lists this class,
     # so this module cannot import it
     build_part: ClassVar[Callable[[str, int, dict | None], Recommender]]

@@ -141,6 +141,10 @@ class ItemKNN(NeighbourModel):
 
     name = "itemknn"
     Config = ItemKNNConfig
+    title = "Item-kNN"
+    summary = "\"people who viewed this also viewed\": items most often viewed in the same sessions as this one's."
+    description = ("Scores items by their co-occurrence similarity (cosine over training sessions) to the session's "
+                   "last item, or to its last few items with a recency decay.")
     search_space = {"k_neighbors": ("int", 20, 500, True), "alpha": ("float", 0.0, 1.0),
                     "shrink": ("float", 0.0, 100.0), "backward": ("float", 0.0, 1.0), "last_items": ("int", 1, 5),
                     "decay": ("cat", ["div", "quadratic", "linear"])}
@@ -216,6 +220,11 @@ class SequentialRules(NeighbourModel):
 
     name = "sr"
     Config = SRConfig
+    title = "Sequential rules (SR)"
+    summary = "items that often followed the session's last item soon after, in past sessions."
+    description = ("Sequential rules (Kamehkhosh et al., 2017): counts how often an item followed another within a "
+                   "few steps in training sessions, nearer followers weighing more, and recommends what followed the "
+                   "session's last item.")
     search_space = {"k_neighbors": ("int", 10, 500, True), "steps": ("int", 1, 20),
                     "weighting": ("cat", ["quadratic", "div", "linear", "same"]), "last_items": ("int", 1, 5),
                     "decay": ("cat", ["div", "quadratic", "linear"])}

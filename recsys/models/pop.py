@@ -21,6 +21,10 @@ class Pop(Recommender):
 
     name = "pop"
     Config = PopConfig
+    title = "Popularity (Pop)"
+    summary = "the most viewed items overall, the same list for everyone; simple, and surprisingly hard to beat."
+    description = ("Recommends the items seen most often in training, the same list for every session: the baseline "
+                   "that shows how much of a metric is popularity alone.")
 
     def __init__(self, config: PopConfig, n_items: int):
         super().__init__(config, n_items)
@@ -48,6 +52,11 @@ class SPop(Pop):
 
     name = "spop"
     Config = SPopConfig
+    title = "Session popularity (S-Pop)"
+    summary = "items already in this session first (most repeated first), then the most popular items."
+    description = ("Ranks the current session's items by how often they occur in it, then the rest by global "
+                   "popularity. With `exclude_session` set it is the opposite baseline: global popularity with the "
+                   "session's items removed.")
 
     def score(self, sessions):
         pop = self.counts / (self.counts.max() + 1.0)  # in [0, 1): below any in-session count
@@ -71,6 +80,10 @@ class RandomRec(Recommender):
 
     name = "random"
     Config = RandomConfig
+    title = "Random"
+    summary = "a random ranking, the floor every real model must beat."
+    description = ("Scores every item uniformly at random (the same scores for the same session, so repeated calls "
+                   "agree): the floor any real model must beat.")
 
     def fit(self, data, options: FitOptions = FitOptions()) -> dict:
         return {}

@@ -151,25 +151,56 @@ class CatLSTMConfig(LSTMConfig):
     use_categories: bool = True
 
 
+GRU4REC_DESCRIPTION = "A GRU over the session's item sequence predicts the next item (Hidasi et al., 2016)."
+LSTM_DESCRIPTION = ("An LSTM over the session's item sequence predicts the next item: GRU4Rec with an LSTM cell, "
+                    f"smaller by default ({LSTMConfig.emb_dim}-dimensional item embeddings, {LSTMConfig.hidden} "
+                    f"units, dropout {LSTMConfig.hidden_dropout}).")
+
+
+def _size(config: type[RNNConfig]) -> str:
+    return f"{config.emb_dim}-dimensional item embeddings and a {config.hidden}-unit GRU"
+
+
 class GRU4Rec(RNNRec):
     name, Config = "gru4rec", RNNConfig  # embedding 128, hidden 256
+    title = "GRU4Rec"
+    summary = "a recurrent neural network (GRU) that reads the session in order, one item at a time."
+    description = f"{GRU4REC_DESCRIPTION} This size has {_size(RNNConfig)}."
 
 
 class GRU4RecMedium(RNNRec):
     name, Config = "gru4rec-medium", GRU4RecMediumConfig  # 256 / 256
+    title = "GRU4Rec (medium)"
+    summary = "GRU4Rec with larger item vectors: a recurrent network (GRU) that reads the session in order."
+    description = f"{GRU4REC_DESCRIPTION} The medium size has {_size(GRU4RecMediumConfig)}."
 
 
 class GRU4RecLarge(RNNRec):
     name, Config = "gru4rec-large", GRU4RecLargeConfig  # 256 / 512
+    title = "GRU4Rec (large)"
+    summary = "GRU4Rec with larger item vectors and state: a recurrent network (GRU) that reads the session in order."
+    description = f"{GRU4REC_DESCRIPTION} The large size has {_size(GRU4RecLargeConfig)}."
 
 
 class LSTMRec(RNNRec):
     name, Config = "lstm", LSTMConfig  # 64 / 128, dropout 0.3
+    title = "LSTM"
+    summary = "the same recurrent model as GRU4Rec with an LSTM cell, reading the session in order."
+    description = LSTM_DESCRIPTION
 
 
 class BiLSTMRec(RNNRec):
     name, Config = "lstm-bi", BiLSTMConfig
+    title = "Bidirectional LSTM"
+    summary = "an LSTM that reads the session both ways, oldest item first and newest item first."
+    description = (f"{LSTM_DESCRIPTION} This one reads the session in both directions and predicts from both final "
+                   "states; it never sees the item it predicts, but its state mid-session depends on later items, so "
+                   "it is trained on the last position of every prefix.")
 
 
 class CatLSTMRec(RNNRec):
     name, Config = "lstm-cat", CatLSTMConfig
+    title = "LSTM with categories"
+    summary = "the LSTM model, reading each item together with its category."
+    description = (f"{LSTM_DESCRIPTION} This one also reads each item's category: a {CatLSTMConfig.category_dim}-"
+                   "dimensional category embedding is concatenated to every item embedding.")

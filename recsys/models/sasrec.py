@@ -88,6 +88,10 @@ class Block(nn.Module):
 class SASRec(NeuralRecommender):
     name = "sasrec"
     Config = SASRecConfig
+    title = "SASRec"
+    summary = "a Transformer: self-attention weighs every earlier item of the session to predict the next one."
+    description = ("A causal self-attention (Transformer) encoder over the session predicts the next item (Kang and "
+                   "McAuley, 2018).")
     pad_side = "left"
 
     def __init__(self, config: SASRecConfig, n_items: int):

@@ -62,6 +62,10 @@ class SKNN(Recommender):
 
     name = "sknn"
     Config = SKNNConfig
+    title = "Session-kNN (SKNN)"
+    summary = "finds past sessions like this one and recommends what those visitors viewed."
+    description = ("Finds past sessions that share items with the current one (cosine similarity of their item "
+                   "sets) and recommends their items, weighted by session similarity (Ludewig and Jannach, 2018).")
     search_space = {"k": ("int", 50, 1000, True), "sample_size": ("int", 200, 5000, True),
                     "backward": ("float", 0.0, 1.0)}
 
@@ -213,6 +217,12 @@ class VSKNN(SKNN):
 
     name = "vsknn"
     Config = VSKNNConfig
+    title = "Vector session-kNN (V-SKNN)"
+    summary = "session-kNN in which the session's most recent items count most."
+    description = ("Session-kNN (Ludewig and Jannach, 2018) that favours recency: the current session's later items "
+                   "weigh more when finding similar past sessions, and a past session's votes weigh more the more "
+                   "recent the item it shares with the current one. Optionally (`idf_weighting`), rare items are "
+                   "boosted.")
     search_space = {"k": ("int", 50, 1000, True), "sample_size": ("int", 200, 5000, True),
                     "weighting": ("cat", ["div", "quadratic", "linear", "log", "same"]),
                     "weighting_score": ("cat", ["div", "quadratic", "linear", "log", "same"]),
