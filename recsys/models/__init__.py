@@ -50,7 +50,7 @@ class ModelInfo:
     """What a registry model is, in words: the model card, the app's model card and its About text show this."""
 
     key: str  # as asked: a registry key, or KEY@VARIANT
-    title: str  # display name, "GRU4Rec"; a variant's names it: "GRU4Rec, variant big"
+    title: str  # display name, "GRU4Rec"; a variant's names it: "GRU4Rec (variant big)"
     summary: str  # one line for shoppers, to follow the title: "a recurrent neural network (GRU) that ..."
     description: str  # one paragraph for a model card: what it computes, with its reference
 
@@ -64,7 +64,7 @@ def describe(name: str) -> ModelInfo:
         return ModelInfo(name, cls.title, cls.summary, cls.description)
     if not variant:
         raise KeyError(f"model {name!r} names no variant after '@'")
-    return ModelInfo(name, f"{cls.title}, variant {variant}", cls.summary,
+    return ModelInfo(name, f"{cls.title} (variant {variant})", cls.summary,
                      f"{cls.description} This is its variant `{variant}`: the `{key}` model run with another "
                      "parameter set.")
 
