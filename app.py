@@ -352,6 +352,13 @@ def ensure_models(service: logic.AppService) -> bool:
     return bool(service.catalogue)
 
 
+def launch_options() -> dict:
+    """What `demo.launch` takes besides the address: the look, the bound on Gradio's per-session state, the
+    request body limit."""
+    return {"css": CSS, "theme": THEME, "state_session_capacity": MAX_SESSIONS,
+            "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)]}}
+
+
 if __name__ == "__main__":
     import torch
 
@@ -362,6 +369,4 @@ if __name__ == "__main__":
     # one session is too small to split across threads, and up to 4 requests run side by side: with 2 threads
     # each, a busy 2-core machine made one call 10-20x slower (docs/BENCHMARKS.md, serving)
     torch.set_num_threads(int(os.environ.get("RECSYS_TORCH_THREADS") or 1))
-    demo.queue(default_concurrency_limit=4).launch(
-        css=CSS, theme=THEME, state_session_capacity=MAX_SESSIONS,
-        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)]})
+    demo.queue(default_concurrency_limit=4).launch(**launch_options())

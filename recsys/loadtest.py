@@ -1,13 +1,18 @@
-"""Load test of the running app: concurrent gradio_client users, mixed requests, no errors, no leaked sessions.
+"""Load test of the running app: concurrent gradio_client users, mixed requests, no errors, no leaked sessions,
+and the server's resident memory along the way.
 
     proc, url = launch_app(checkpoints, data, log_path)
-    report = run_load(url, clients=16, requests=100)  # {"errors": [...], "latency_ms": {"p50": ..}, ...}
+    report = run_load(url, clients=16, requests=1600, server_pid=proc.pid)  # {"errors": [..], "latency_ms": ..}
 
 Each simulated user has its own `gradio_client.Client` (its own Gradio session) in its own thread and cycles
 through four kinds of request across every served model: a typed session of two known items plus an unknown
-token unique to (user, request); a sample visitor; a cold start; unknown items only. The unique token must
+token unique to the request; a sample visitor; a cold start; unknown items only. The unique token must
 come back in that request's status and no other user's token may appear, so a session that leaked between
 users (state kept on the server, a shared buffer) is an error, like an exception or a wrong-sized table.
+The users share `requests` in all; with `fresh_sessions` each request is sent under a new Gradio session, as
+one-shot API callers (curl, a new Client per call) send them. `server_pid` adds the server's RSS every
+`sample_every` requests: Gradio keeps state for every session it has seen (see app.py), so fresh sessions
+are what would make it grow.
 
 Each user waits for its client's event stream to close before sending its next request (`wait_for_stream_close`).
 Without that, gradio_client (2.7, protocol sse_v3) cancels about one request in 1,600 under load: the server ends
@@ -31,6 +36,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -182,8 +188,21 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def run_load(url: str, clients: int = 16, requests: int = 100) -> dict:
-    """`clients` concurrent users each sending `requests` mixed requests; latencies and every error."""
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of process `pid` in MB (VmRSS of Linux's /proc); None where there is no /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def run_load(url: str, clients: int = 16, requests: int = 1600, fresh_sessions: bool = False,
+             server_pid: int | None = None, sample_every: int = 500) -> dict:
+    """`clients` concurrent users sending `requests` mixed requests in all; latencies, every error, and with
+    `server_pid` the server's RSS (MB) before the first request and after every `sample_every` answers."""
     from gradio_client import Client
 
     models = [m["key"] for m in Client(url, verbose=False).predict(api_name="/models")]
@@ -192,6 +211,21 @@ def run_load(url: str, clients: int = 16, requests: int = 100) -> dict:
     errors: list[str] = []
     waited = [0] * clients  # requests whose client still had the previous answer's stream open (the race window)
     lock, start = threading.Lock(), threading.Barrier(clients)
+    sent = done = 0
+    rss = [[0, rss_mb(server_pid)]] if server_pid else []
+
+    def next_step() -> int | None:
+        nonlocal sent
+        with lock:
+            sent += 1
+            return sent - 1 if sent <= requests else None
+
+    def answered() -> None:
+        nonlocal done
+        with lock:
+            done += 1
+            if server_pid and (done % sample_every == 0 or done == requests):
+                rss.append([done, rss_mb(server_pid)])
 
     def user(u: int) -> None:
         try:
@@ -205,20 +239,24 @@ def run_load(url: str, clients: int = 16, requests: int = 100) -> dict:
             start.wait()
         except threading.BrokenBarrierError:
             pass
-        for step in range(requests):
+        while (step := next_step()) is not None:
             waited[u] += bool(getattr(client, "stream_open", False))
             if not wait_for_stream_close(client):
                 with lock:
                     errors.append(f"user {u} step {step}: the previous answer's event stream never closed")
+            if fresh_sessions:  # the stream is closed: the next request opens one under the new session
+                client.session_hash = str(uuid.uuid4())
             began = time.perf_counter()  # the wait above (~ms) is not counted in the latency
             try:
                 problem = _one_request(client, u, step, models, known)
             except Exception as exc:  # noqa: BLE001 - every failure is counted
                 problem = f"user {u} step {step}: {exc!r}"
             latencies[u].append(time.perf_counter() - began)
+            answered()
             if problem:
                 with lock:
                     errors.append(f"user {u} step {step}: {problem}")
+        client.close()
 
     threads = [threading.Thread(target=user, args=(u,)) for u in range(clients)]
     began = time.perf_counter()
@@ -228,8 +266,9 @@ def run_load(url: str, clients: int = 16, requests: int = 100) -> dict:
         t.join()
     wall = time.perf_counter() - began
     flat = [x * 1000 for row in latencies for x in row]
-    return {"clients": clients, "requests_per_client": requests, "requests": len(flat), "models": models,
+    return {"clients": clients, "requests": len(flat), "fresh_sessions": fresh_sessions, "models": models,
             "errors": errors, "n_errors": len(errors), "waited_for_stream_close": sum(waited),
+            **({"rss_mb": rss} if server_pid else {}),
             "wall_seconds": round(wall, 2),
             "throughput_rps": round(len(flat) / wall, 2) if wall else None,
             "latency_ms": {"p50": round(_percentile(flat, 50), 1), "p95": round(_percentile(flat, 95), 1),

@@ -4,6 +4,7 @@ The app serves tiny Pop / S-Pop / item-kNN folders built here (RECSYS_CHECKPOINT
 processed data set (RECSYS_DATA); nothing touches the network (HF_HUB_OFFLINE=1).
 """
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -210,6 +211,37 @@ def test_handlers_never_raise(app_module, monkeypatch):
     assert "Something went wrong" in status and "disk on fire" in status and len(table) == 0 and chart.sort == []
     outputs = app_module.recommend_visitor("alice:0", "pop", 3)
     assert len(outputs) == 6 and "Something went wrong" in outputs[4]
+
+
+def test_the_server_keeps_state_for_a_bounded_number_of_sessions(tmp_path, monkeypatch):
+    """Issue 12 item 6: Gradio keeps a SessionState (~75 KB) for every session hash it has seen, 10,000 by
+    default, and a one-shot API caller is a new session each time; app.py keeps RECSYS_SESSIONS of them."""
+    import uuid
+
+    build_checkpoints(tmp_path / "checkpoints", models=("pop",))
+    for key, value in {"RECSYS_CHECKPOINTS": str(tmp_path / "checkpoints"), "RECSYS_DATA": str(tmp_path / "none"),
+                       "RECSYS_MODELS": "", "RECSYS_SESSIONS": "3"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.syspath_prepend(str(ROOT))
+    sys.modules.pop("app", None)
+    import app
+
+    try:
+        port = loadtest.free_port()
+        app.demo.queue(default_concurrency_limit=4).launch(server_name="127.0.0.1", server_port=port,
+                                                           prevent_thread_lock=True, **app.launch_options())
+        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+        for _ in range(8):
+            assert loadtest.wait_for_stream_close(client)
+            client.session_hash = str(uuid.uuid4())  # what a one-shot caller (curl, a new Client) sends
+            status = client.predict("pop", "101", 2, None, True, api_name="/recommend")[2]
+            assert "Personalised" in status
+        assert len(app.demo.state_holder.session_data) == 3
+        assert app.demo._queue.ANALYTICS_MAX_EVENTS == int(os.environ["GRADIO_ANALYTICS_MAX_EVENTS"])
+        client.close()
+    finally:
+        app.demo.close()
+        sys.modules.pop("app", None)
 
 
 def test_fresh_machine_builds_default_models_first(app_module, tmp_path, monkeypatch, capsys):

@@ -1,8 +1,8 @@
-"""The launched app under concurrent users (recsys/loadtest.py): 16 gradio_client users x 10 mixed requests.
+"""The launched app under concurrent users (recsys/loadtest.py): 16 gradio_client users, 160 mixed requests.
 
 Typed sessions, sample visitors, cold starts and unknown items across every served model; no request may fail
-and no user's (unique) session token may appear in another user's answer. The full run (16 x 100, latency
-percentiles into benchmarks/results/load.json) is `python scripts/load_test.py`.
+and no user's (unique) session token may appear in another user's answer. The full run (1,600 requests, latency
+percentiles and the server's RSS into benchmarks/results/load.json) is `python scripts/load_test.py`.
 
 The race behind the CancelledError that the full run once had (one request in 1,600) is reproduced here on
 every run by holding back the client's reader thread on the server's `close_stream` message.
@@ -20,20 +20,34 @@ pytest.importorskip("gradio_client")
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app_proc(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("load")
     checkpoints, data = build_demo(tmp)
     proc, url = launch_app(checkpoints, data, tmp / "app.log")
-    yield url
+    yield proc, url
     stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def app_url(app_proc):
+    return app_proc[1]
 
 
 @pytest.mark.slow
 def test_concurrent_users_get_their_own_answers_without_errors(app_url):
-    report = run_load(app_url, clients=16, requests=10)
+    report = run_load(app_url, clients=16, requests=160)
     assert report["errors"] == [] and report["requests"] == 160, report["errors"][:5]
     assert set(report["models"]) == {"pop", "spop", "itemknn"}
-    assert report["latency_ms"]["p50"] > 0
+    assert report["latency_ms"]["p50"] > 0 and "rss_mb" not in report
+
+
+@pytest.mark.slow
+def test_fresh_sessions_and_the_servers_memory_are_sampled(app_proc):
+    proc, url = app_proc
+    report = run_load(url, clients=3, requests=31, fresh_sessions=True, server_pid=proc.pid, sample_every=10)
+    assert report["errors"] == [] and report["requests"] == 31 and report["fresh_sessions"]
+    assert [n for n, _ in report["rss_mb"]] == [0, 10, 20, 30, 31]
+    assert all(50 < mb < 10_000 for _, mb in report["rss_mb"])  # MB of a Python process serving three models
 
 
 def _slow_close_stream(iter_bytes):
