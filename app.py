@@ -9,7 +9,7 @@ Models: every `$RECSYS_CHECKPOINTS/<name>/` folder (default `checkpoints/`) and 
 default ones (recsys.pipeline.ensure_default_models), then serves. Requests run at `$RECSYS_TORCH_THREADS` torch
 threads each (default 1).
 
-All logic lives in recsys/app_logic.py; the handlers here only adapt it to Gradio and never raise:
+All logic lives in recsys/app/; the handlers here only adapt it to Gradio and never raise:
 errors come back as a status message (and a toast), never as a traceback; the typed API endpoints, which have no
 status line, answer with an error message instead. Every request value reaches its handler as sent (Gradio's
 preprocessing is off) through `logic.bounded`: text cut to a few times its cap before any work, types checked, a
@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
-from recsys import app_logic as logic  # noqa: E402
+from recsys.app import views as logic  # noqa: E402
 
 log = logging.getLogger("recsys.app")
 MAX_SESSIONS = int(os.environ.get("RECSYS_SESSIONS") or 500)  # Gradio session states kept (see the docstring)

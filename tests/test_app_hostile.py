@@ -15,7 +15,7 @@ import gradio as gr
 import pytest
 from test_app_logic import build_checkpoints, build_processed
 
-from recsys import app_logic as logic
+from recsys.app import views as logic
 
 ROOT = Path(__file__).resolve().parents[1]
 HUGE = 10_000_000
@@ -155,7 +155,7 @@ def test_every_wired_handler_gets_the_values_as_sent_through_the_gate(app):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the gate itself (recsys.app_logic)
+# the gate itself (recsys.app)
 
 
 def test_bounded_text_cuts_before_any_work_and_refuses_other_types():

@@ -1,4 +1,4 @@
-"""The app's handler logic (recsys/app_logic.py), without Gradio: tiny Pop / S-Pop / item-kNN model folders.
+"""The app's handler logic (recsys/app/), without Gradio: tiny Pop / S-Pop / item-kNN model folders.
 
 The data and folders are the load test's (recsys.loadtest.demo_dataset / build_demo_checkpoints);
 `build_checkpoints` and `build_processed` are also used by tests/test_app_api.py and tests/test_browser.py.
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys import app_logic as logic
+from recsys.app import views as logic
 from recsys.loadtest import N_ITEMS, build_demo_checkpoints, demo_dataset
 
 N = N_ITEMS  # raw ids "101".."120"; odd indices in category "shoes", even in "hats"

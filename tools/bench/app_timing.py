@@ -180,11 +180,11 @@ def first_start(opts: Options) -> dict:
 
 
 def worker_app_handler(params: dict) -> dict:
-    """recsys.app_logic.recommend_view (what app.py's /recommend calls) timed in-process, at torch's default
+    """recsys.app.views.recommend_view (what app.py's /recommend calls) timed in-process, at torch's default
     thread count (as app.py runs) and at 1 thread."""
     import torch
 
-    from recsys import app_logic
+    from recsys.app import views as app_logic
 
     service = app_logic.AppService.from_env({**params, "RECSYS_MODELS": ""})
     out = {}

@@ -221,7 +221,7 @@ def bounded(fn: Callable) -> Callable:
     sig = inspect.signature(fn)
     missing = [name for name in sig.parameters if name not in INPUTS]
     if missing:
-        raise TypeError(f"{fn.__name__}: parameters {missing} have no entry in recsys.app_logic.INPUTS")
+        raise TypeError(f"{fn.__name__}: parameters {missing} have no entry in recsys.app.views.INPUTS")
 
     @functools.wraps(fn)
     def inner(*args, **kwargs):
