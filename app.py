@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
-from recsys.app import views as logic  # noqa: E402
+from recsys import app as logic  # noqa: E402
 
 log = logging.getLogger("recsys.app")
 MAX_SESSIONS = int(os.environ.get("RECSYS_SESSIONS") or 500)  # Gradio session states kept (see the docstring)
@@ -294,7 +294,7 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
                 with gr.Accordion("Why these items", open=True):
                     explanation = gr.Markdown(label="explanation", elem_id="why")
         with gr.Accordion("About: the models, the metrics and how they were measured", open=False):
-            gr.Markdown(logic.ABOUT)
+            gr.Markdown(logic.about(service))
 
         # preprocess=False: the handlers get the values as sent, and logic.bounded is the one gate they pass
         # (gr.Slider's own check raised a message-less TypeError on text, which the caller saw as {"error": null})

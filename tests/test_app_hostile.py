@@ -15,12 +15,12 @@ import gradio as gr
 import pytest
 from test_app_logic import build_checkpoints, build_processed
 
-from recsys.app import views as logic
+from recsys.app import text
 
 ROOT = Path(__file__).resolve().parents[1]
 HUGE = 10_000_000
 # the most characters one cleaning step may read: the longest cap (a session) times the slack
-MOST_READ = logic.SLACK * (logic.MAX_INPUT_CHARS + 1)
+MOST_READ = text.SLACK * (text.MAX_INPUT_CHARS + 1)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +46,9 @@ def reads(monkeypatch):
     seen = {"normalize": [], "category": 0}
     normalize, category = unicodedata.normalize, unicodedata.category
 
-    def spy_normalize(form, text):
-        seen["normalize"].append(len(text))
-        return normalize(form, text)
+    def spy_normalize(form, value):
+        seen["normalize"].append(len(value))
+        return normalize(form, value)
 
     def spy_category(ch):
         seen["category"] += 1
@@ -140,7 +140,7 @@ def test_every_wired_handler_gets_the_values_as_sent_through_the_gate(app):
     def echo(model: str):
         return model
 
-    for wiring in ({"fn": logic.bounded(echo)}, {"fn": echo, "preprocess": False}):
+    for wiring in ({"fn": text.bounded(echo)}, {"fn": echo, "preprocess": False}):
         with gr.Blocks() as demo:
             box = gr.Textbox()
             box.submit(inputs=[box], outputs=[box], **wiring)  # preprocess=True unless told
@@ -151,33 +151,33 @@ def test_every_wired_handler_gets_the_values_as_sent_through_the_gate(app):
         return model
 
     with pytest.raises(TypeError, match=r"\['anything'\] have no entry"):  # a new input needs a cap first
-        logic.bounded(sneaky)
+        text.bounded(sneaky)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the gate itself (recsys.app)
+# the gate itself (recsys.app.text)
 
 
 def test_bounded_text_cuts_before_any_work_and_refuses_other_types():
-    assert logic.bounded_text(None, 5) == "" and logic.bounded_text(12, 5) == "12"
-    assert logic.bounded_text("abcdefgh", 3) == "abc" and logic.bounded_text("abcdefgh", 3, tail=True) == "fgh"
+    assert text.bounded_text(None, 5) == "" and text.bounded_text(12, 5) == "12"
+    assert text.bounded_text("abcdefgh", 3) == "abc" and text.bounded_text("abcdefgh", 3, tail=True) == "fgh"
     for bad in ([1], {"a": 1}, b"bytes", object()):
-        with pytest.raises(logic.BadInput, match="expected text, got a "):
-            logic.bounded_text(bad, 5)
+        with pytest.raises(text.BadInput, match="expected text, got a "):
+            text.bounded_text(bad, 5)
 
 
 def test_gate_slack_keeps_text_that_cleaning_shrinks():
     padded = "\u200b" * 300 + "alice:0"  # zero-width spaces are removed by cleaning; the id survives the gate
-    assert logic.clean_text(logic.gate("visitor", padded), logic.MAX_TOKEN_CHARS) == "alice:0"
+    assert text.clean_text(text.gate("visitor", padded), text.MAX_TOKEN_CHARS) == "alice:0"
     composed = "e\u0301" * 100  # 200 characters that NFC makes 100
-    assert logic.clean_text(logic.gate("item", composed), logic.MAX_TOKEN_CHARS) == "é" * 100
+    assert text.clean_text(text.gate("item", composed), text.MAX_TOKEN_CHARS) == "é" * 100
     session = "x" * HUGE + ", 101"
-    assert logic.gate("session", session).endswith(", 101")  # a session keeps its most recent items
-    assert len(logic.gate("session", session)) == logic.SLACK * logic.MAX_INPUT_CHARS
+    assert text.gate("session", session).endswith(", 101")  # a session keeps its most recent items
+    assert len(text.gate("session", session)) == text.SLACK * text.MAX_INPUT_CHARS
 
 
 def test_clean_text_reads_a_bounded_prefix_of_anything(reads):
-    assert logic.clean_text("x" * HUGE, 10) == "x" * 10
-    assert logic.clean_text(ValueError("x" * HUGE), 10) == "x" * 10  # internal values (errors): any object
-    assert max(reads["normalize"]) <= logic.SLACK * 10
-    assert logic.md("y" * HUGE, 5) == "yyyy…" and logic.code("z" * HUGE, 5) == "`zzzz…`"
+    assert text.clean_text("x" * HUGE, 10) == "x" * 10
+    assert text.clean_text(ValueError("x" * HUGE), 10) == "x" * 10  # internal values (errors): any object
+    assert max(reads["normalize"]) <= text.SLACK * 10
+    assert text.md("y" * HUGE, 5) == "yyyy…" and text.code("z" * HUGE, 5) == "`zzzz…`"

@@ -180,22 +180,22 @@ def first_start(opts: Options) -> dict:
 
 
 def worker_app_handler(params: dict) -> dict:
-    """recsys.app.views.recommend_view (what app.py's /recommend calls) timed in-process, at torch's default
+    """recsys.app.recommend_view (what app.py's /recommend calls) timed in-process, at torch's default
     thread count (as app.py runs) and at 1 thread."""
     import torch
 
-    from recsys.app import views as app_logic
+    from recsys.app import AppService, recommend_view
 
-    service = app_logic.AppService.from_env({**params, "RECSYS_MODELS": ""})
+    service = AppService.from_env({**params, "RECSYS_MODELS": ""})
     out = {}
     for threads in (torch.get_num_threads(), 1):
         torch.set_num_threads(threads)
         for model in params["models"]:
-            app_logic.recommend_view(service, model, params["texts"][0], 20, None, False, None)  # loads it
+            recommend_view(service, model, params["texts"][0], 20, None, False, None)  # loads it
             times = []
             for text in params["texts"]:
                 t0 = time.perf_counter()
-                app_logic.recommend_view(service, model, text, 20, None, False, None)
+                recommend_view(service, model, text, 20, None, False, None)
                 times.append(time.perf_counter() - t0)
             out[f"{model}, {threads} thread{'s' if threads > 1 else ''}"] = percentiles_ms(times)
     return {"models": out, "load_after": load_avg()}
