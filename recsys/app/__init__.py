@@ -6,7 +6,7 @@
     service.py    AppService: what the app holds, built from the environment
     views.py      session text -> recommendations (through recsys.recommend), visitors, the category picker
     explain.py    the "why these items" panel
-    cards.py      the model card and the About text
+    cards.py      the model card and the About text (prose in about.md, the model list from the model classes)
 
 Below is what app.py uses.
 """

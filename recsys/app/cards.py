@@ -1,35 +1,29 @@
-"""What a model is and how it scored, for people: the model card beside the model picker (what the model does,
-its validation and test metrics) and the About text.
+"""What a model is and how it scored, for people: the model card beside the model picker (its description
+from the model class, through recsys.models.describe, and its validation and test metrics) and the About text,
+whose model list names exactly the models the app serves (recsys.card.about_models).
 """
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from recsys.app.catalogue import metric_value
 from recsys.app.service import AppService
 from recsys.app.text import MAX_K, MAX_SESSION_ITEMS, code, md
+from recsys.card import about_models
+from recsys.models import REGISTRY, describe
 
 CARD_METRICS = {"hr": "HR", "mrr": "MRR", "ndcg": "NDCG", "coverage": "Coverage"}  # shown in the model card
-
-MODEL_BLURBS = {
-    "random": "Random: a random ranking, the floor every real model must beat.",
-    "pop": "Pop: the most viewed items overall, the same list for everyone.",
-    "spop": "S-Pop: items already in this session first (most repeated first), then the most popular items.",
-    "itemknn": "Item-kNN: items most often viewed in the same sessions as the session's items.",
-    "sknn": "Session-kNN: finds past sessions like this one and recommends what those visitors viewed.",
-    "sessionknn": "Session-kNN: finds past sessions like this one and recommends what those visitors viewed.",
-    "als": "ALS: matrix factorisation; items get vectors so that items viewed together lie close.",
-    "gru4rec": "GRU4Rec: a recurrent neural network (GRU) that reads the session in order.",
-    "lstm": "LSTM: the same recurrent model with an LSTM cell.",
-    "sasrec": "SASRec: a Transformer; self-attention weighs every earlier item of the session.",
-    "sr": "Sequential rules: items that often followed the session's last item soon after, in past sessions.",
-    "vsknn": "V-SKNN: session-kNN that weighs the session's recent items more and rare items higher.",
-    "hybrid": "Hybrid: a weighted mix of several models' recommendations, weights chosen on validation data.",
-}
+ABOUT_TEMPLATE = Path(__file__).with_name("about.md")  # the About text's prose; {models} is the served list
 
 
 def what_it_is(kind: str) -> str:
-    """One line on a model kind."""
-    return MODEL_BLURBS.get(kind) or MODEL_BLURBS.get(kind.split("-")[0], f"Model kind: {code(kind)}.")
+    """One line on a model kind, from its class (recsys.models.describe); a kind outside the registry is named."""
+    try:
+        info = describe(kind)
+    except KeyError:
+        return f"Model kind: {code(kind)}."
+    title = info.title if kind in REGISTRY else md(info.title)  # a variant's title holds text from its folder
+    return f"**{title}** — {info.summary}"
 
 
 def model_card(service: AppService, model_key) -> str:
@@ -40,7 +34,7 @@ def model_card(service: AppService, model_key) -> str:
         return f"⚠️ {err}"
     model = served.model
     metrics = getattr(model, "metrics", None) or served.entry.metrics
-    blurb = what_it_is(served.entry.kind or type(model).__name__.lower())
+    blurb = what_it_is(getattr(model, "name", "") or served.entry.kind or type(model).__name__.lower())
     weights = dict(zip(getattr(model.config, "components", ()), getattr(model.config, "weights", ())))
     if weights:  # a hybrid: which models, how much of each
         blurb += " Mix: " + ", ".join(f"{code(p)} {w:.0%}" for p, w in weights.items()) + "."
@@ -78,45 +72,6 @@ def _metric_order(name: str):
 
 
 def about(service: AppService) -> str:
-    """The About text."""
-    return ABOUT
-
-
-ABOUT = f"""
-### What this demo does
-It predicts the **next item** a shopper will look at from the items they have viewed so far in their
-visit (a *session*). Pick a sample visitor, search one by id, or type item ids; click a recommended item
-to add it to the session, as a shopper browsing the shop would.
-
-### The models
-- **Pop** — recommends the most viewed items to everyone. Simple, and surprisingly hard to beat on some shops.
-- **S-Pop** — items the shopper already viewed in this session first, then the most popular ones.
-- **Item-kNN** — "people who viewed this also viewed": items that co-occur with the session's items.
-- **Session-kNN** — finds past sessions most similar to this one and recommends what those visitors viewed.
-- **ALS** — matrix factorisation: each item gets a vector, and items viewed together get similar vectors.
-- **GRU4Rec** and **LSTM** — recurrent neural networks that read the session in order, one item at a time.
-- **SASRec** — a Transformer: *self-attention* lets it weigh every earlier item when predicting the next one.
-  "Why these items" shows those attention weights.
-
-### The metrics
-Each test session is replayed: for every position, the model ranks **all** items and we look where the
-item the visitor actually viewed next ended up.
-- **HR@K** (hit rate) — how often that item is in the top K. HR@10 = 0.30 means "in the top 10 for 30% of cases".
-- **MRR@K** (mean reciprocal rank) — 1 for rank 1, ½ for rank 2, ⅓ for rank 3 … 0 beyond K, averaged.
-  Rewards putting the right item near the very top.
-- **NDCG@K** — like MRR but with a gentler, logarithmic discount for lower ranks.
-- **Coverage** — the share of the catalogue that ever appears in someone's top K: low coverage means the
-  model keeps recommending the same few items.
-
-### How the evaluation was done
-- **Full ranking**: every item of the catalogue is ranked, not 100 sampled negatives (which inflates scores).
-- **Pessimistic ties**: if the true item ties with others on score, it is placed *below* them all, so a
-  model cannot score well by giving everything the same score.
-- **Time-based split**: models are trained on older sessions, tuned on a **validation** period, and scored on
-  the most recent **test** period once. Models are chosen on validation scores only, never on test scores;
-  the test numbers come with 95% confidence intervals.
-
-### Limits of this demo
-Sessions are cut to their {MAX_SESSION_ITEMS} most recent items and at most {MAX_K} items are recommended.
-A visitor or item the model has never seen gets the popularity fallback (cold start), labelled as such.
-"""
+    """The About text: the prose of about.md around the list of exactly the models this app serves."""
+    return ABOUT_TEMPLATE.read_text(encoding="utf-8").format(
+        models=about_models(service.kinds), max_session_items=MAX_SESSION_ITEMS, max_k=MAX_K)
