@@ -18,7 +18,8 @@ number that is not one noted (K) or refused (limit). build_demo refuses a handle
 Memory: Gradio keeps a SessionState (~75 KB: a copy of every component's config) for each session hash it has
 seen, up to `state_session_capacity` sessions (10,000 by default), and one-shot API callers bring a new session
 per request. The app keeps at most `$RECSYS_SESSIONS` (default 500) of them, the least recently used going first,
-and Gradio's per-event analytics to 1,000 events (docs/BENCHMARKS.md, load test).
+and Gradio's per-event analytics to 1,000 events (docs/BENCHMARKS.md, load test). A request body over 256 KiB
+is refused before it is parsed (BodyLimit).
 """
 
 import functools
@@ -37,7 +38,9 @@ from recsys import app as logic  # noqa: E402
 
 log = logging.getLogger("recsys.app")
 MAX_SESSIONS = int(os.environ.get("RECSYS_SESSIONS") or 500)  # Gradio session states kept (see the docstring)
-MAX_REQUEST_BYTES = 1 << 20  # a 20,000-character session is at most 240 KB of JSON (12 bytes per escaped emoji)
+# a 20,000-character session is at most 240 KB of JSON (12 bytes per escaped emoji); Gradio also keeps each
+# session's last input values in its SessionState, so this bounds that too: 500 sessions x 256 KiB at worst
+MAX_REQUEST_BYTES = 256 << 10
 
 SERVICE = logic.AppService.from_env()  # load at import: catalogue, visitors; models load on first use (cached)
 

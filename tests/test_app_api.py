@@ -156,7 +156,7 @@ def test_wrongly_typed_text_comes_back_in_the_status(client):
     assert status == "⚠️ Bad input: exclude_seen must be true or false, got `no`"
     card, _ = client.predict(["itemknn"], api_name="/model_info")
     assert card == "⚠️ Bad input: model must be text, got a list"
-    _, _, status, _ = recommend(client, session="101", category="c" * 500_000, k=3)
+    _, _, status, _ = recommend(client, session="101", category="c" * 200_000, k=3)
     assert "Personalised" in status  # a long category is read only up to its cap (tests/test_app_hostile.py)
 
 
@@ -166,7 +166,7 @@ def test_a_request_body_over_the_limit_is_refused_before_it_is_parsed(app):
     for huge in ("x" * 10_000_000, list(range(2_000_000))):
         body = {"data": ["itemknn", "101", 5, huge, True], "fn_index": 0, "session_hash": "big"}
         response = httpx.post(app[0] + "gradio_api/queue/join", json=body, timeout=60)
-        assert response.status_code == 413 and "Request body over 1,048,576 bytes" in response.json()["detail"]
+        assert response.status_code == 413 and "Request body over 262,144 bytes" in response.json()["detail"]
 
     def chunks():  # no Content-Length: counted as it arrives
         yield b'{"data": ["itemknn", "101", 5, "'
