@@ -5,8 +5,8 @@ benchmarks/results/load.json.
     python scripts/load_test.py --clients 4 --warmup 2000 --requests 10000 --fresh-sessions   # memory
 
 Launches app.py in a subprocess on a free port, serving small Pop / S-Pop / item-kNN folders built in a
-temporary directory (recsys.loadtest.build_demo), runs `--warmup` requests (not measured), then `--requests`
-requests in all (recsys.loadtest.run_load), sampling the server's RSS every `--sample-every` answers.
+temporary directory (tools.loadtest.build_demo), runs `--warmup` requests (not measured), then `--requests`
+requests in all (tools.loadtest.run_load), sampling the server's RSS every `--sample-every` answers.
 `--fresh-sessions` sends every request under a new Gradio session, as one-shot API callers do.
 Exits 1 on any error (an exception, a wrong answer, or one user's session showing up in another's answer).
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import _path  # noqa: F401 - repository root on sys.path
 
-from recsys.loadtest import build_demo, launch_app, rss_mb, run_load, stop_app
+from tools.loadtest import build_demo, launch_app, rss_mb, run_load, stop_app
 
 ROOT = Path(__file__).resolve().parents[1]
 

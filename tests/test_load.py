@@ -1,4 +1,4 @@
-"""The launched app under concurrent users (recsys/loadtest.py): 16 gradio_client users, 160 mixed requests.
+"""The launched app under concurrent users (tools/loadtest.py): 16 gradio_client users, 160 mixed requests.
 
 Typed sessions, sample visitors, cold starts and unknown items across every served model; no request may fail
 and no user's (unique) session token may appear in another user's answer. The full run (1,600 requests, latency
@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from recsys.loadtest import build_demo, launch_app, run_load, stop_app, wait_for_stream_close
+from tools.loadtest import build_demo, launch_app, run_load, stop_app, wait_for_stream_close
 
 pytest.importorskip("gradio_client")
 
