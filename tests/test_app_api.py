@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_app_logic import N, build_checkpoints, build_processed
 
-from recsys import loadtest
+from tools import loadtest
 
 ROOT = Path(__file__).resolve().parents[1]
 gradio_client = pytest.importorskip("gradio_client")

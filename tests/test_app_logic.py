@@ -1,6 +1,6 @@
 """The app's handler logic (recsys/app/), without Gradio: tiny Pop / S-Pop / item-kNN model folders.
 
-The data and folders are the load test's (recsys.loadtest.demo_dataset / build_demo_checkpoints);
+The data and folders are the load test's (tools.loadtest.demo_dataset / build_demo_checkpoints);
 `build_checkpoints` and `build_processed` are also used by tests/test_app_api.py and tests/test_browser.py.
 """
 
@@ -14,7 +14,7 @@ import pytest
 from recsys.app import cards, catalogue, explain, text, views
 from recsys.app.service import AppService
 from recsys.app.visitors import load_visitors
-from recsys.loadtest import N_ITEMS, build_demo_checkpoints, demo_dataset
+from tools.loadtest import N_ITEMS, build_demo_checkpoints, demo_dataset
 
 N = N_ITEMS  # raw ids "101".."120"; odd indices in category "shoes", even in "hats"
 RAW = [str(100 + i) for i in range(1, N + 1)]
@@ -278,9 +278,9 @@ def test_explanation_renders_any_dict(service):
 
 def test_a_hybrid_folder_is_served_and_its_card_says_what_it_mixes(tmp_path):
     from recsys.folder import save_folder
-    from recsys.loadtest import demo_metrics
     from recsys.models import build_model
     from recsys.train import fit
+    from tools.loadtest import demo_metrics
 
     data = demo_dataset()
     model = build_model("hybrid", data.n_items, {"components": ["spop", "itemknn"], "weights": [0.3, 0.7]})
