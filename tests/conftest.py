@@ -1,6 +1,28 @@
 """Shared fixtures."""
 
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def fresh_app(mp: pytest.MonkeyPatch, checkpoints: Path, data: Path):
+    """app.py imported anew (it loads its models at import) over these folders and no Hub models."""
+    mp.setenv("RECSYS_CHECKPOINTS", str(checkpoints))
+    mp.setenv("RECSYS_DATA", str(data))
+    mp.setenv("RECSYS_MODELS", "")
+    mp.syspath_prepend(str(ROOT))
+    sys.modules.pop("app", None)
+    import app
+
+    try:
+        yield app
+    finally:
+        sys.modules.pop("app", None)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import fresh_app
 from test_app_logic import N, build_checkpoints, build_processed
 
 from tools import loadtest
@@ -187,15 +188,8 @@ def test_a_request_body_over_the_limit_is_refused_before_it_is_parsed(app):
 @pytest.fixture()
 def app_module(tmp_path, monkeypatch):
     build_checkpoints(tmp_path / "checkpoints", models=("pop",))
-    monkeypatch.setenv("RECSYS_CHECKPOINTS", str(tmp_path / "checkpoints"))
-    monkeypatch.setenv("RECSYS_DATA", str(tmp_path / "no-data"))
-    monkeypatch.setenv("RECSYS_MODELS", "")
-    monkeypatch.syspath_prepend(str(ROOT))
-    sys.modules.pop("app", None)
-    import app
-
-    yield app
-    sys.modules.pop("app", None)
+    with fresh_app(monkeypatch, tmp_path / "checkpoints", tmp_path / "no-data") as app:
+        yield app
 
 
 @pytest.mark.filterwarnings("ignore:Something went wrong")  # gr.Warning outside a request is a UserWarning

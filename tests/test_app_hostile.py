@@ -7,12 +7,12 @@ which every cleaning step goes through character by character, records how much 
 The same values through the HTTP API are in tests/test_app_api.py (test_wrongly_typed_values_get_a_message).
 """
 
-import sys
 import unicodedata
 from pathlib import Path
 
 import gradio as gr
 import pytest
+from conftest import fresh_app
 from test_app_logic import build_checkpoints, build_processed
 
 from recsys.app import text
@@ -28,16 +28,8 @@ def app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     build_checkpoints(tmp / "checkpoints", models=("pop", "itemknn"))
     build_processed(tmp / "data")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECSYS_CHECKPOINTS", str(tmp / "checkpoints"))
-        mp.setenv("RECSYS_DATA", str(tmp / "data"))
-        mp.setenv("RECSYS_MODELS", "")
-        mp.syspath_prepend(str(ROOT))
-        sys.modules.pop("app", None)
-        import app
-
+    with pytest.MonkeyPatch.context() as mp, fresh_app(mp, tmp / "checkpoints", tmp / "data") as app:
         yield app
-        sys.modules.pop("app", None)
 
 
 @pytest.fixture()
