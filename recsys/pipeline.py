@@ -29,7 +29,8 @@ from recsys.atomic import (
 from recsys.data import Dataset
 from recsys.evaluate import EvalResult, evaluate, paired_test
 from recsys.folder import save_folder
-from recsys.models import REGISTRY, FitOptions, build_model
+from recsys.models import REGISTRY, FitOptions, build_model, model_class
+from recsys.models.blend import Blend, BlendConfig
 from recsys.report import comparison_chart, results_markdown
 from recsys.sessions import Sessions
 from recsys.train import fit
@@ -72,6 +73,36 @@ def load_params(paths: list[str | Path]) -> dict:
     return out
 
 
+def with_part_params(name: str, params: dict | None, files: dict) -> tuple[dict | None, dict[str, str]]:
+    """A hybrid's parameters with each part's filled in from `files` (model name -> parameters, as load_params
+    returns), unless the hybrid's own `params["params"]` names that part: those win. Returns the parameters
+    and, per part, where its parameters came from; any other model's parameters come back unchanged.
+
+    The one place this happens: scripts/train_and_eval.py --params and the accuracy suite both go through `run`.
+    """
+    if not issubclass(model_class(name), Blend):
+        return params, {}
+    params = dict(params or {})
+    given = params.get("params") or {}
+    filled, sources = {}, {}
+    for part in params.get("components", BlendConfig.components):
+        if part in given:
+            filled[part] = given[part]
+            sources[part] = "the hybrid's own params" + (f" ({part}'s own parameter file not used)"
+                                                          if part in files else "")
+        elif part in files:
+            filled[part] = files[part]
+            sources[part] = f"{part}'s own parameter file"
+        else:
+            sources[part] = "defaults (no parameters given)"
+    return {**params, "params": filled}, sources
+
+
+def _describe_part(params: dict | None) -> str:
+    """`k=100, train={...}` for a log line: the parameters given to a part, not its whole config."""
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in (params or {}).items())
+
+
 def _card(name: str, model, metrics: dict, data: Dataset) -> str | None:
     try:
         from recsys.card import model_card
@@ -92,9 +123,16 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
                             "ranking": "full ranking over every item, pessimistic ties",
                             "exclude_seen": config.exclude_seen, "refit": config.refit}}
     tests: dict[str, EvalResult] = {}
+    filled = {name: with_part_params(name, config.params.get(name), config.params) for name in config.models}
+    config = dataclasses.replace(config, params={**config.params, **{n: p for n, (p, _) in filled.items()
+                                                                     if p is not None}})
     for name in config.models:
         torch.manual_seed(config.seed)
         model = build_model(name, data.n_items, config.params.get(name))
+        part_sources = filled[name][1]
+        for part, source in part_sources.items():
+            given = _describe_part(model.config.params.get(part))
+            log(f"[{name}] part {part}: " + (f"{given} (from {source})" if given else source))
         workdir = safe_child(out / ".work", name)
         if not config.resume:
             _remove_workdir(workdir)  # a new run trains from scratch; --resume continues an interrupted one
@@ -104,6 +142,8 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         start = time.perf_counter()
         fit_info = fit(model, data, options) or {}
         fit_seconds = time.perf_counter() - start
+        for part, source in part_sources.items():  # the fit report says what each part ran with, and why
+            fit_info["components"][part].update(params=_params_of(model.part(part)), params_from=source)
         if global_rank(fit_info):  # another process of a data-parallel run: it trains (and refits), rank 0 does
             log(f"[{name}] rank {global_rank(fit_info)}: trained; rank 0 evaluates and saves")  # the rest
             if config.refit:

@@ -13,6 +13,7 @@ one evaluator. The result, `{"model", "params", "metric", "value", "trials", "hi
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -72,12 +73,20 @@ def tune(name: str, data, n_trials: int, metric: str = "mrr@20", seed: int = 0, 
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
         return metrics[metric]
 
-    if not progress:
+    # on a terminal, Optuna's bar and log; into a file or a pipe, one line of our own per trial (the bar's
+    # carriage returns and Optuna's multi-line records made such logs unreadable)
+    bar = progress and sys.stderr.isatty()
+    if not bar:
         optuna.logging.set_verbosity(logging.WARNING)
+
+    def log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        print(trial_line(study, trial, n_trials, metric), file=sys.stderr, flush=True)
+
+    callbacks = [log_trial] if progress and not bar else []
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     # the defaults first: a search never reports something worse than the untuned model
     study.enqueue_trial({k: getattr(cls.Config(), k) for k in space})
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=progress)
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=bar, callbacks=callbacks)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     return {
         "model": name,
@@ -87,6 +96,16 @@ def tune(name: str, data, n_trials: int, metric: str = "mrr@20", seed: int = 0, 
         "trials": len(done),
         "history": [{"params": t.params, "value": t.value, "seconds": t.user_attrs.get("seconds")} for t in done],
     }
+
+
+def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial, n_trials: int, metric: str) -> str:
+    """`trial 3/30: mrr@20 0.2512 (best 0.2610, trial 1) in 4.2 s {...}`: one log line per finished trial."""
+    head = f"trial {trial.number + 1}/{n_trials}"
+    if trial.state != optuna.trial.TrialState.COMPLETE:
+        return f"{head}: {trial.state.name.lower()} {trial.params}"
+    best = study.best_trial
+    return (f"{head}: {metric} {trial.value:.4f} (best {best.value:.4f}, trial {best.number + 1}) in "
+            f"{trial.user_attrs.get('seconds', 0):.1f} s {trial.params}")
 
 
 def write_result(result: dict, out: str | Path) -> Path:

@@ -3,7 +3,8 @@
     python scripts/tune.py --model vsknn --data data/processed/diginetica --trials 30
 
 Writes {"model", "params", "metric", "value", "trials", "history"}; pass it to
-`scripts/train_and_eval.py --params FILE`. The test split is never read.
+`scripts/train_and_eval.py --params FILE`. The test split is never read. On a terminal it shows Optuna's
+progress bar; into a file or a pipe, one line per trial (its score, the best so far, its parameters).
 """
 
 import argparse

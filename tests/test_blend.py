@@ -95,19 +95,24 @@ def test_refit_keeps_the_chosen_weights_and_refits_the_neural_part_for_its_selec
 
 
 def test_accuracy_suite_gives_a_hybrids_parts_the_data_sets_parameter_files(tmp_path, monkeypatch):
+    """The suite hands run() the data set's files; run fills the parts in as for train_and_eval.py --params."""
     import json
 
+    from recsys.pipeline import with_part_params
     from tools.bench import accuracy
 
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "sr.json").write_text(json.dumps({"model": "sr", "params": {"steps": 3}}))
     (tmp_path / "d" / "vsknn.json").write_text(json.dumps({"model": "vsknn", "params": {"k": 7}}))
-    monkeypatch.setattr(accuracy, "PARAMS_DIR", tmp_path)
     given = {"components": ["sr", "vsknn", "pop"], "params": {"vsknn": {"k": 50}}}
-    filled = accuracy._with_part_params("d", "hybrid", given)
+    (tmp_path / "d" / "hybrid.json").write_text(json.dumps({"model": "hybrid", "params": given}))
+    monkeypatch.setattr(accuracy, "PARAMS_DIR", tmp_path)
+    files = accuracy._dataset_params("d", "hybrid")
+    filled, sources = with_part_params("hybrid", files["hybrid"], files)
     assert filled["params"] == {"sr": {"steps": 3}, "vsknn": {"k": 50}}  # the hybrid's own file wins; pop: none
-    assert accuracy._with_part_params("d", "sr", {"steps": 5}) == {"steps": 5}  # not a hybrid: unchanged
-    assert set(accuracy._with_part_params("d", "hybrid", {})["params"]) == {"vsknn"}  # default parts gru4rec, vsknn
+    assert "hybrid" in sources["vsknn"] and "defaults" in sources["pop"]
+    assert with_part_params("sr", {"steps": 5}, files) == ({"steps": 5}, {})  # not a hybrid: unchanged
+    assert set(with_part_params("hybrid", {}, files)[0]["params"]) == {"vsknn"}  # default parts gru4rec, vsknn
 
 
 def test_a_part_weighted_zero_is_not_scored(data, monkeypatch):

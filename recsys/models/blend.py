@@ -12,7 +12,9 @@ is what Ludewig et al. (2019, "Empirical analysis of session-based recommendatio
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from recsys.models.base import FitOptions, ModelConfig, Recommender, score_batch
 from recsys.sessions import make_cases
@@ -64,6 +67,23 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
     steps = round(1 / step)
     rows = [c for c in itertools.product(range(steps + 1), repeat=n) if sum(c) == steps]
     return np.array(rows, dtype=np.float64) / steps
+
+
+def progress_lines(batches: Iterable, total: int, desc: str, enabled: bool) -> Iterator:
+    """`batches` as they are, with progress: a tqdm bar on a terminal; otherwise (a log file, a pipe) one line
+    to stderr after about every tenth of them, so logs stay readable line by line."""
+    if not enabled:
+        yield from batches
+        return
+    if sys.stderr.isatty():
+        yield from tqdm(batches, total=total, desc=desc, leave=False)
+        return
+    start, every = time.perf_counter(), max(1, total // 10)
+    for i, batch in enumerate(batches, 1):
+        yield batch  # resumed once the caller is done with it
+        if i % every == 0 or i == total:
+            print(f"{desc}: batch {i:,}/{total:,} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
+                  flush=True)
 
 
 class Blend(Recommender):
@@ -137,14 +157,15 @@ class Blend(Recommender):
         if not self.config.weights:
             if not len(data.valid):
                 raise ValueError("a hybrid without weights chooses them on validation, but the data has none")
-            info["selection"] = self.choose_weights(data)
+            info["selection"] = self.choose_weights(data, progress=options.progress)
         info["weights"] = dict(zip(self.config.components, self.config.weights))
         return info
 
     @torch.no_grad()
-    def choose_weights(self, data) -> dict:
+    def choose_weights(self, data, progress: bool = False) -> dict:
         """Score the validation cases once per part, rank every target under each grid weighting, and keep the
-        weighting with the best `select` metric (ties: the earlier grid point). Sets config.weights."""
+        weighting with the best `select` metric (ties: the earlier grid point). Sets config.weights. With
+        `progress`, a bar on a terminal, else a line to stderr about every tenth of the cases."""
         # here, not at the top: recsys.evaluate imports recsys.models.base, whose package imports this module
         from recsys.evaluate import case_batches, rank_metric, rank_targets, spaced_rows
 
@@ -152,7 +173,9 @@ class Blend(Recommender):
         n = len(spaced_rows(len(cases), self.config.select_max_cases))
         grid = simplex_grid(len(self.parts), self.config.grid_step)
         ranks = np.empty((len(grid), n), dtype=np.int64)
-        for rows, prefixes, targets in case_batches(cases, self.config.select_max_cases, batch_size=256):
+        batches = case_batches(cases, self.config.select_max_cases, batch_size=256)
+        desc = f"hybrid weights: {len(grid)} weightings of {len(self.parts)} parts on {n:,} validation cases"
+        for rows, prefixes, targets in progress_lines(batches, -(-n // 256), desc, progress):
             dists = self.distributions(prefixes)
             for g, weights in enumerate(grid):
                 scores = self.mix(dists, weights)

@@ -229,22 +229,19 @@ def _param_file(name: str, model: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _with_part_params(name: str, model: str, params: dict) -> dict:
-    """A hybrid's parts take the data set's parameter files (benchmarks/params/<name>/<part>.json), unless the
-    hybrid's own file gives a part's parameters; other models' parameters are returned as they are."""
-    from recsys.models import model_class
+def _dataset_params(name: str, model: str) -> dict:
+    """`model`'s parameter file and the data set's files of every registry model, as load_params reads them: a
+    hybrid's parts take theirs in `run` (recsys.pipeline.with_part_params, as for train_and_eval.py --params),
+    unless the hybrid's own file gives a part's parameters."""
+    from recsys.models import REGISTRY
     from recsys.pipeline import load_params
 
-    parts = params.get("components", getattr(model_class(model).Config(), "components", ()))
-    given = params.get("params", {})
-    filled = {p: given[p] if p in given else load_params([f]).get(p, {})
-              for p in parts if p in given or (f := _param_file(name, p))}
-    return {**params, "params": filled} if parts else params
+    return load_params([f for m in dict.fromkeys((model, *REGISTRY)) if (f := _param_file(name, m))])
 
 
 def suite_accuracy(opts: Options) -> dict:
     from recsys.models import REGISTRY
-    from recsys.pipeline import RunConfig, load_params, run
+    from recsys.pipeline import RunConfig, run
 
     previous = read_json(results_path(opts.results_dir, "accuracy", opts.quick))
     datasets = dict(previous.get("datasets", {}))
@@ -286,8 +283,7 @@ def suite_accuracy(opts: Options) -> dict:
                 _save_accuracy_model(opts, name, entry, model)
                 continue
             pfile = _param_file(name, model)
-            params = load_params([pfile]) if pfile else {}
-            params = {model: _with_part_params(name, model, params.get(model, {}))}
+            params = _dataset_params(name, model)
             out = opts.work_dir / "accuracy" / (name + ("-quick" if opts.quick else ""))
             config = RunConfig(models=(model,), out=out, params=params, max_epochs=opts.max_epochs,
                                n_boot=200 if opts.quick else 1000, progress=False, assets=None,
