@@ -55,7 +55,7 @@ class RunConfig:
     n_boot: int = 1000
     seed: int = 0
     progress: bool = True
-    assets: Path | None = Path("assets")
+    assets: Path | None = None  # also write the comparison chart (and training curves) here; None: neither
     refit: bool = False  # refit on train + valid after validation (neural: the selected epochs); see `refit`
     resume: bool = False  # neural models: continue from the last checkpoint in out/.work/<name> instead of anew
 
@@ -118,7 +118,8 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     popularity = data.popularity()
     results = {"models": {}, "data": {**data.stats(), "source": data.meta.get("source"),
-                                      "dropped_unknown_items": data.meta.get("dropped_unknown_items")},
+                                      "dropped_unknown_items": data.meta.get("dropped_unknown_items"),
+                                      "truncated": data.meta.get("truncated")},
                "protocol": {"valid": data.protocol("valid"), "test": data.protocol("test"),
                             "ranking": "full ranking over every item, pessimistic ties",
                             "exclude_seen": config.exclude_seen, "refit": config.refit}}
@@ -150,20 +151,27 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
                 refit(name, model, data, config, fit_info, options)
             continue
         eval_kw = dict(exclude_seen=config.exclude_seen, popularity=popularity, progress=config.progress)
+        seconds = {"fit_seconds": fit_seconds}  # each phase timed on its own: fit, valid, refit, test
+        start = time.perf_counter()
         valid = evaluate(model, data.valid, data.protocol("valid"), desc=f"{name} valid", **eval_kw)
+        seconds["valid_seconds"] = time.perf_counter() - start
         refit_info = None
         if config.refit:
+            start = time.perf_counter()
             model, refit_info = refit(name, model, data, config, fit_info, options)
-            fit_seconds = time.perf_counter() - start
+            seconds["refit_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
         test = evaluate(model, data.test, data.protocol("test"), desc=f"{name} test", **eval_kw)
+        seconds["test_seconds"] = time.perf_counter() - start
         tests[name] = test
         entry = {"valid": valid.report(config.n_boot), "test": test.report(config.n_boot),
-                 "fit_seconds": round(fit_seconds, 2), "params": _params_of(model),
+                 **{k: round(v, 2) for k, v in seconds.items()}, "params": _params_of(model),
                  "fit": {k: v for k, v in fit_info.items() if k != "history"}}
         if refit_info is not None:
             entry["refit"] = refit_info
         results["models"][name] = entry
-        log(f"[{name}] {fit_seconds:.1f}s  valid mrr@20 {entry['valid']['mrr@20']['value']:.4f}  "
+        took = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}s" for k, v in seconds.items())
+        log(f"[{name}] {took}  valid mrr@20 {entry['valid']['mrr@20']['value']:.4f}  "
             f"test hr@20 {entry['test']['hr@20']['value']:.4f} mrr@20 {entry['test']['mrr@20']['value']:.4f}")
         curves = workdir / "training_curves.png"
         metrics = {"valid": entry["valid"], "test": entry["test"], "data": results["data"],
@@ -173,7 +181,7 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
                            "data_source": data.meta.get("source")},
                     card=_card(name, model, metrics, data),
                     extra_files={"training_curves.png": curves} if curves.is_file() else None)
-        if curves.is_file() and config.assets is not None:
+        if curves.is_file() and config.assets is not None and Path(config.assets).resolve() != out.resolve():
             Path(config.assets).mkdir(parents=True, exist_ok=True)
             (Path(config.assets) / f"training_curves_{name}.png").write_bytes(curves.read_bytes())
         # after each model, so results.json always lists the folders in `out` (a run cut short included)

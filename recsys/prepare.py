@@ -7,18 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recsys.atomic import check_output
 from recsys.config import check_keys
-from recsys.data import Dataset
+from recsys.data import SPLITS, Dataset
 from recsys.datasets import DataError, generate_events, read_diginetica, read_retailrocket, read_table, read_yoochoose
 from recsys.datasets.presplit import read_session_files, read_user_sequences
-from recsys.sessionize import PrepareConfig, build_dataset
+from recsys.sessionize import PrepareConfig, build_dataset, truncate_counted
 
 DEFAULT_DATA = Path("data/processed/synthetic")
 # The synthetic log spans four weeks; one day of test would be thin, so it holds out three days each.
 SYNTHETIC_SPLIT = {"test_days": 3.0, "valid_days": 3.0}
+UNCUT = 2**62  # a pre-split reader's max_length that keeps every item
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Source:
     inputs: str = ""  # what --input takes, for the error when fewer than `needs` files are given
     needs: int = 0
     presplit: bool = False
+    max_length: int | None = None  # a pre-split source: keep each sequence's most recent items (--max-length)
 
 
 def _retailrocket(inputs: list[str], options: dict) -> pd.DataFrame:
@@ -57,9 +60,12 @@ SOURCES: dict[str, Source] = {
     "diginetica": Source(lambda inputs, _: read_diginetica(inputs[0], _second(inputs)),
                          "train-item-views.csv [product-categories.csv]", needs=1),
     "csv": Source(_csv, "FILE (.csv or .parquet)", needs=1),
-    "sessions": Source(lambda inputs, options: read_session_files(inputs[0], inputs[1], **options.get("presplit", {})),
-                       "train_sessions.txt test_pairs.tsv", needs=2, presplit=True),
-    "sequences": Source(lambda inputs, _: read_user_sequences(inputs[0]), "sequences.txt", needs=1, presplit=True),
+    # Pre-split readers keep whole sequences (UNCUT); `prepare` cuts them to `max_length` and counts what it cut.
+    "sessions": Source(lambda inputs, options: read_session_files(inputs[0], inputs[1], max_length=UNCUT,
+                                                                  **options.get("presplit", {})),
+                       "train_sessions.txt test_pairs.tsv", needs=2, presplit=True, max_length=50),
+    "sequences": Source(lambda inputs, _: read_user_sequences(inputs[0], max_length=UNCUT), "sequences.txt",
+                        needs=1, presplit=True, max_length=200),
 }
 
 
@@ -94,7 +100,7 @@ def prepare(source: str, inputs: list[str] | None = None, out: str | Path | None
     if out is not None:
         check_output(out, "dataset", inputs)
     if source in SOURCES and SOURCES[source].presplit:
-        data = _read(source, inputs, options)
+        data = _cut_presplit(_read(source, inputs, options), options.get("max_length") or SOURCES[source].max_length)
     else:
         if config is None:
             config = PrepareConfig(**(SYNTHETIC_SPLIT if source == "synthetic" else {}))
@@ -108,6 +114,21 @@ def prepare(source: str, inputs: list[str] | None = None, out: str | Path | None
     if out is not None:
         data.save(out)
     return data
+
+
+def _cut_presplit(data: Dataset, max_length: int) -> Dataset:
+    """Keep the most recent `max_length` items of each training sequence and of each evaluation prefix (its
+    target kept: `max_length` + 1 items), recording what was cut in meta "truncated" as build_dataset does."""
+    cut = {"max_length": max_length}
+    splits = {}
+    for name in SPLITS:
+        protocol = None if name == "train" else data.protocol(name)
+        keep = max_length + (protocol == "last")
+        splits[name], cut[name] = truncate_counted(data.split(name), keep, protocol)
+    items = data.items.copy()
+    items["popularity"] = np.bincount(splits["train"].items, minlength=data.n_items)[1:].astype(np.int64)
+    meta = {**data.meta, "config": {**data.meta.get("config", {}), "max_length": max_length}, "truncated": cut}
+    return Dataset(splits["train"], splits["valid"], splits["test"], items, meta, data.info)
 
 
 def load_or_prepare_default(path: str | Path = DEFAULT_DATA, progress=print, **synthetic) -> Dataset:

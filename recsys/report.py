@@ -2,7 +2,12 @@
 
 from pathlib import Path
 
+from recsys.sessionize import describe_truncation
+
 TABLE_METRICS = ("hr@10", "hr@20", "mrr@10", "mrr@20", "ndcg@10", "ndcg@20", "coverage@20", "popularity@20")
+# Seconds of each phase of a model's run (pipeline.run), in the order they run; refit only under --refit.
+TIMES = (("fit_seconds", "fit s"), ("valid_seconds", "valid s"), ("refit_seconds", "refit s"),
+         ("test_seconds", "test s"))
 
 
 def _fmt(entry: dict | None, ci: bool) -> str:
@@ -16,15 +21,18 @@ def _fmt(entry: dict | None, ci: bool) -> str:
 
 
 def results_table(results: dict, split: str = "test", ci: bool = True, metrics=TABLE_METRICS) -> str:
-    """Markdown table of one split, models in order of validation MRR@20 (best first), values in percent."""
+    """Markdown table of one split, models in order of validation MRR@20 (best first), values in percent, then
+    the seconds each phase took (fit, validation, refit, test; "–" where a model has no such time)."""
     models = results["models"]
     order = sorted(models, key=lambda n: -models[n]["valid"].get("mrr@20", {"value": 0})["value"])
-    head = "| model | " + " | ".join(metrics) + " | fit s |"
-    rows = [head, "|" + "---|" * (len(metrics) + 2)]
+    times = [(k, label) for k, label in TIMES if any(k in e for e in models.values())]
+    head = "| model | " + " | ".join([*metrics, *(label for _, label in times)]) + " |"
+    rows = [head, "|" + "---|" * (len(metrics) + len(times) + 1)]
     for name in order:
         m = models[name][split]
         cells = [_fmt(m.get(k), ci and not k.startswith(("coverage", "popularity"))) for k in metrics]
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {models[name]['fit_seconds']:.1f} |")
+        cells += [f"{models[name][k]:.1f}" if k in models[name] else "–" for k, _ in times]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -35,7 +43,8 @@ def results_markdown(results: dict) -> str:
         "# Results",
         "",
         f"Data: {data.get('source')} — {data['n_items']:,} items; train {data['train']['sessions']:,} sessions, "
-        f"valid {data['valid']['sessions']:,}, test {data['test']['sessions']:,}.",
+        f"valid {data['valid']['sessions']:,}, test {data['test']['sessions']:,}; "
+        f"{describe_truncation(data.get('truncated'))}.",
         f"Protocol: {proto['ranking']}; valid cases '{proto['valid']}', test cases '{proto['test']}' "
         f"('all' = every prefix predicts its next item, 'last' = last item only); "
         f"seen items {'excluded' if proto['exclude_seen'] else 'allowed (repeats count)'}.",

@@ -87,7 +87,9 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
     vocab_raw = vocab_raw[np.argsort(first, kind="stable")]
     remap = np.zeros(n_raw_items, dtype=np.int32)
     remap[vocab_raw] = np.arange(1, len(vocab_raw) + 1, dtype=np.int32)
-    splits, info, dropped = {}, {}, {}
+    protocols = {"train": "all", "valid": "last", "test": "last"} if config.split == "loo" else \
+        {"train": "all", "valid": "all", "test": "all"}
+    splits, info, dropped, cut = {}, {}, {}, {"max_length": config.max_length}
     for name in SPLITS:
         sess_rows, flat, offsets = parts[name]
         mapped = remap[flat]
@@ -98,7 +100,8 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
             seqs = Sessions(mapped[~unknown], _recount(offsets, ~unknown))
         keep = seqs.lengths >= 2
         dropped[f"{name}_sessions"] = int((~keep).sum())
-        splits[name] = seqs.select(keep).truncate(config.max_length)
+        splits[name], cut[name] = truncate_counted(seqs.select(keep), config.max_length,
+                                                   None if name == "train" else protocols[name])
         rows = np.asarray(sess_rows)[keep]
         info[name] = pd.DataFrame({
             "session_id": pd.array(session_labels.take(s_key[rows]), dtype="string"),
@@ -112,11 +115,46 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         "popularity": pop.astype(np.int64),
         "first_seen": pd.to_datetime(first_seen, unit="us", utc=True),
         "last_seen": pd.to_datetime(last_seen, unit="us", utc=True)})
-    protocols = {"train": "all", "valid": "last", "test": "last"} if config.split == "loo" else \
-        {"train": "all", "valid": "all", "test": "all"}
     meta = {"source": source, "config": asdict(config), "protocols": protocols, "raw_events": n_raw,
-            "events_after_filter": int(len(item)), "dropped_unknown_items": dropped, "split_counts": counts}
+            "events_after_filter": int(len(item)), "dropped_unknown_items": dropped, "split_counts": counts,
+            "truncated": cut}
     return Dataset(splits["train"], splits["valid"], splits["test"], items, meta, info)
+
+
+def truncate_counted(seqs: Sessions, keep: int, protocol: str | None = None) -> tuple[Sessions, dict]:
+    """Keep each session's most recent `keep` items, and count what that cut (meta.json "truncated").
+
+    Counts the sessions shortened and the events dropped; for an evaluation split (`protocol` "all" or "last")
+    also the cases it costs: under "all" every dropped position was a case of its own ("cases_dropped") and each
+    kept case of a cut session predicts from a shortened prefix; under "last" the one case keeps its target and
+    loses the start of its prefix ("prefixes_cut").
+    """
+    lengths = seqs.lengths
+    over = lengths > keep
+    events = int((lengths[over] - keep).sum())
+    counts = {"sessions": int(over.sum()), "events": events}
+    if protocol == "all":
+        counts.update(cases_dropped=events, prefixes_cut=int(over.sum()) * (keep - 1))
+    elif protocol == "last":
+        counts.update(cases_dropped=0, prefixes_cut=int(over.sum()))
+    return (seqs.truncate(keep) if over.any() else seqs), counts
+
+
+def describe_truncation(cut: dict | None) -> str:
+    """One line saying what keeping the most recent `max_length` items cut, split by split."""
+    if not cut:
+        return "sessions cut to their most recent items: not recorded (prepared before this was counted)"
+    parts = []
+    for name in SPLITS:
+        c = cut.get(name) or {}
+        if c.get("sessions"):
+            cases = [f"{c[k]:,} {what}" for k, what in (("cases_dropped", "evaluation cases dropped"),
+                                                        ("prefixes_cut", "prefixes shortened")) if c.get(k)]
+            parts.append(f"{name} {c['sessions']:,} sessions / {c['events']:,} events"
+                         + (f" ({', '.join(cases)})" if cases else ""))
+    if not parts:
+        return f"no session longer than {cut.get('max_length')} items: nothing cut (--max-length)"
+    return f"cut to the most recent {cut.get('max_length')} items (--max-length): " + "; ".join(parts)
 
 
 def session_keys(events: pd.DataFrame, gap_minutes: float = PrepareConfig.session_gap_minutes) -> np.ndarray:

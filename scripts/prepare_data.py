@@ -14,6 +14,7 @@ import _path  # noqa: F401
 from recsys.atomic import describe_os_error
 from recsys.datasets.schema import DataError
 from recsys.prepare import SOURCES, SYNTHETIC_SPLIT, config_from_options, prepare
+from recsys.sessionize import describe_truncation
 
 
 def parse_columns(text: str | None) -> dict | None:
@@ -40,7 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--min-session-length", type=int)
     p.add_argument("--max-session-length", type=int)
     p.add_argument("--iqr-outliers", action="store_true", default=None)
-    p.add_argument("--max-length", type=int)
+    p.add_argument("--max-length", type=int, help="keep only each session's most recent items (default 50; "
+                   "200 for --source sequences); what is cut is printed and kept in meta.json")
     p.add_argument("--test-days", type=float)
     p.add_argument("--valid-days", type=float)
     p.add_argument("--n-events", type=int, help="synthetic: number of events (default 150,000)")
@@ -55,7 +57,8 @@ def main(argv=None) -> int:
     try:
         data = prepare(args.source, args.input, args.out, config_from_options(**opts),
                        columns=parse_columns(args.columns), timestamp_unit=args.timestamp_unit,
-                       events_filter=tuple(args.events.split(",")) if args.events else None, synthetic=synthetic)
+                       events_filter=tuple(args.events.split(",")) if args.events else None, synthetic=synthetic,
+                       max_length=args.max_length)
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -68,6 +71,7 @@ def main(argv=None) -> int:
     dropped = data.meta.get("dropped_unknown_items")
     if dropped:
         print(f"dropped (unknown in training): {dropped}")
+    print(describe_truncation(data.meta.get("truncated")))
     return 0
 
 

@@ -3,8 +3,9 @@
     python scripts/train_and_eval.py                       # the embedded synthetic default, every model
     python scripts/train_and_eval.py --data data/processed/retailrocket --models pop,sknn,sasrec --out runs/rr
 
-Writes one model folder per model, results.json and results.md into --out, and the comparison chart and
-training curves into assets/.
+Writes one model folder per model (a neural one with its training_curves.png), results.json, results.md and
+the comparison chart model_comparison.png into --out; `--assets DIR` writes the chart and a copy of each
+model's training curves (training_curves_NAME.png) into DIR instead.
 """
 
 import argparse
@@ -20,6 +21,7 @@ from recsys.models import REGISTRY
 from recsys.pipeline import RunConfig, check_run_folder, load_params, run
 from recsys.prepare import load_or_prepare_default
 from recsys.report import results_table
+from recsys.sessionize import describe_truncation
 
 
 def main(argv=None) -> int:
@@ -36,7 +38,8 @@ def main(argv=None) -> int:
                    "last checkpoint (in OUT/.work/NAME)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--assets", default="assets")
+    p.add_argument("--assets", help="folder for model_comparison.png and training_curves_NAME.png (default: "
+                   "the chart into --out; the curves stay in each model folder)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
@@ -52,8 +55,8 @@ def main(argv=None) -> int:
         data = Dataset.load(args.data) if args.data else load_or_prepare_default()
         config = RunConfig(models=models, out=Path(args.out), params=load_params(args.params),
                            max_epochs=args.max_epochs, exclude_seen=args.exclude_seen, n_boot=args.bootstrap,
-                           seed=args.seed, progress=not args.quiet, assets=Path(args.assets), refit=args.refit,
-                           resume=args.resume)
+                           seed=args.seed, progress=not args.quiet, assets=Path(args.assets or args.out),
+                           refit=args.refit, resume=args.resume)
         results = run(data, config)
     except (DataError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -63,8 +66,9 @@ def main(argv=None) -> int:
         return 2
     if not results["models"]:  # another process of a data-parallel run: rank 0 reports
         return 0
-    print("\nTest (percent, 95% CI):\n" + results_table(results, "test"))
-    print(f"\nWrote {args.out}/results.json, {args.out}/results.md and {args.assets}/model_comparison.png")
+    print(f"\nData: {describe_truncation(results['data'].get('truncated'))}")
+    print("Test (percent, 95% CI):\n" + results_table(results, "test"))
+    print(f"\nWrote {args.out}/results.json, {args.out}/results.md and {config.assets}/model_comparison.png")
     return 0
 
 
