@@ -92,14 +92,43 @@ def bootstrap_means(values: np.ndarray, n_boot: int, seed: int, chunk: int = 50)
 
 
 def paired_test(a: EvalResult, b: EvalResult, metric: str = "mrr@20", n_boot: int = 1000, seed: int = 0) -> dict:
-    """Compare two models on the same cases: mean difference a - b, its bootstrap CI and a paired t-test p-value."""
+    """Compare two models on the same cases: mean difference a - b, its bootstrap CI and a paired t-test p-value.
+    `metric` may be an objective, "hr@20+mrr@20" (see `objective_values`)."""
     if len(a.ranks) != len(b.ranks):
         raise ValueError("paired test needs both models evaluated on the same cases")
-    diff = a.per_case()[metric] - b.per_case()[metric]
+    va, vb = objective_values(a, metric), objective_values(b, metric)
+    diff = va - vb
     boots = bootstrap_means(diff[:, None], n_boot, seed)[:, 0]
     lo, hi = np.percentile(boots, [2.5, 97.5])
-    p = float(stats.ttest_rel(a.per_case()[metric], b.per_case()[metric]).pvalue) if diff.any() else 1.0
+    p = float(stats.ttest_rel(va, vb).pvalue) if diff.any() else 1.0
     return {"metric": metric, "mean_diff": float(diff.mean()), "ci95": [float(lo), float(hi)], "p_value": p}
+
+
+def check_objective(objective: str, ks: Sequence[int] = KS) -> tuple[str, ...]:
+    """The metrics of a selection objective: one ranking metric ("mrr@20", "ndcg@10") or the mean of several
+    joined by "+" ("hr@20+mrr@20"). Raises ValueError naming the choices for anything else."""
+    known = [f"{m}@{k}" for m in ("hr", "mrr", "ndcg", "precision") for k in ks]
+    parts = tuple(p.strip().lower() for p in objective.split("+"))
+    unknown = [p for p in parts if p not in known]
+    if unknown or not parts:
+        raise ValueError(f"unknown selection metric {objective!r}: choose one of {', '.join(known)}, or the "
+                         "mean of several joined by '+' (e.g. hr@20+mrr@20)")
+    return parts
+
+
+def objective_values(result: EvalResult, objective: str) -> np.ndarray:
+    """Per-case values of `objective`: one metric's, or the mean of the metrics joined by "+"."""
+    per_case = result.per_case()
+    return np.mean([per_case[m] for m in check_objective(objective, result.ks)], axis=0)
+
+
+def objective_report(result: EvalResult, objective: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """{"value", "ci95"} of `objective` over `result`'s cases (percentile bootstrap, as `report`)."""
+    values = objective_values(result, objective)
+    if len(values) == 0:
+        return {"value": 0.0}
+    lo, hi = np.percentile(bootstrap_means(values[:, None], n_boot, seed)[:, 0], [2.5, 97.5])
+    return {"value": float(values.mean()), "ci95": [float(lo), float(hi)]}
 
 
 def rank_targets(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from recsys.atomic import (
     write_text_atomic,
 )
 from recsys.data import Dataset
-from recsys.evaluate import EvalResult, evaluate, paired_test
+from recsys.evaluate import EvalResult, check_objective, evaluate, objective_report, paired_test
 from recsys.folder import save_folder
 from recsys.models import REGISTRY, FitOptions, build_model, model_class
 from recsys.models.blend import Blend, BlendConfig
@@ -58,10 +58,15 @@ class RunConfig:
     assets: Path | None = None  # also write the comparison chart (and training curves) here; None: neither
     refit: bool = False  # refit on train + valid after validation (neural: the selected epochs); see `refit`
     resume: bool = False  # neural models: continue from the last checkpoint in out/.work/<name> instead of anew
+    select: str = "mrr@20"  # validation metric that picks the best model, or a mean of several: "hr@20+mrr@20"
+    max_valid_cases: int | None = None  # validate on at most this many evenly spaced cases (None: all)
 
     def __post_init__(self):
         for name in self.models:
             check_model_name(name)  # names become folders: OUT/NAME, OUT/.work/NAME
+        object.__setattr__(self, "select", "+".join(check_objective(self.select)))
+        if self.max_valid_cases is not None and self.max_valid_cases < 1:
+            raise ValueError(f"max_valid_cases must be at least 1, not {self.max_valid_cases}")
 
 
 def load_params(paths: list[str | Path]) -> dict:
@@ -123,7 +128,10 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
                "protocol": {"valid": data.protocol("valid"), "test": data.protocol("test"),
                             "ranking": "full ranking over every item, pessimistic ties",
                             "exclude_seen": config.exclude_seen, "refit": config.refit}}
+    if config.max_valid_cases is not None:  # validation on an evenly spaced subset (as tune.py's max_cases)
+        results["protocol"]["max_valid_cases"] = config.max_valid_cases
     tests: dict[str, EvalResult] = {}
+    valids: dict[str, EvalResult] = {}
     filled = {name: with_part_params(name, config.params.get(name), config.params) for name in config.models}
     config = dataclasses.replace(config, params={**config.params, **{n: p for n, (p, _) in filled.items()
                                                                      if p is not None}})
@@ -153,7 +161,9 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         eval_kw = dict(exclude_seen=config.exclude_seen, popularity=popularity, progress=config.progress)
         seconds = {"fit_seconds": fit_seconds}  # each phase timed on its own: fit, valid, refit, test
         start = time.perf_counter()
-        valid = evaluate(model, data.valid, data.protocol("valid"), desc=f"{name} valid", **eval_kw)
+        valid = evaluate(model, data.valid, data.protocol("valid"), desc=f"{name} valid",
+                         max_cases=config.max_valid_cases, **eval_kw)
+        valids[name] = valid
         seconds["valid_seconds"] = time.perf_counter() - start
         refit_info = None
         if config.refit:
@@ -188,8 +198,10 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         _write_results(out, results, previous)
     if not results["models"] and config.models:  # a non-zero rank of a data-parallel run: nothing to write
         return results
+    results = _merged(out, results, previous)
+    results["selection"] = select_model(results, valids, config.select, config.n_boot)
     results["paired_tests"] = _paired_against_best_baseline(tests, results)
-    results = _write_results(out, results, previous)
+    results = _write_results(out, results, None)
     if config.assets is not None and results["models"]:
         comparison_chart(results, Path(config.assets) / "model_comparison.png")
     return results
@@ -223,13 +235,19 @@ def check_run_folder(out: str | Path, models: tuple[str, ...], inputs=(), log=pr
     return previous
 
 
-def _write_results(out: Path, results: dict, previous: dict | None) -> dict:
-    """Write results.json and results.md whole; with the same data and protocol as `previous`, its other
-    models' entries are kept (while their folders exist), so runs of a few models add up."""
+def _merged(out: Path, results: dict, previous: dict | None) -> dict:
+    """`results` with, when `previous` has the same data and protocol, its other models' entries (while their
+    folders exist), so runs of a few models add up."""
     if previous and previous.get("data") == results["data"] and previous.get("protocol") == results["protocol"]:
         kept = {n: e for n, e in previous["models"].items()
                 if n not in results["models"] and (out / n / "config.json").is_file()}
         results = {**results, "models": {**kept, **results["models"]}}
+    return results
+
+
+def _write_results(out: Path, results: dict, previous: dict | None) -> dict:
+    """Write results.json and results.md whole, with `previous`'s other models kept (see `_merged`)."""
+    results = _merged(out, results, previous)
     write_text_atomic(out / "results.json", json.dumps(results, indent=2))
     write_text_atomic(out / "results.md", results_markdown(results))
     return results
@@ -290,12 +308,65 @@ def _params_of(model) -> dict:
 
 
 def _paired_against_best_baseline(tests: dict[str, EvalResult], results: dict) -> list[dict]:
-    """Each model against the best model by validation MRR@20 (selection on validation, never test)."""
+    """Each model against the one chosen on validation (`select_model`; never test), on the test cases and the
+    selection metric; when the chosen model was kept from an earlier run, against the best of this run's."""
     if len(tests) < 2:
         return []
-    best = max(tests, key=lambda n: results["models"][n]["valid"]["mrr@20"]["value"])
-    return [{"a": name, "b": best, **paired_test(tests[name], tests[best], "mrr@20", n_boot=200)}
+    selection = results["selection"]
+    best = selection["best"]
+    if best not in tests:
+        best = max(tests, key=lambda n: selection["valid"][n]["value"])
+    return [{"a": name, "b": best, **paired_test(tests[name], tests[best], selection["metric"], n_boot=200)}
             for name in tests if name != best]
+
+
+def select_model(results: dict, valids: dict[str, EvalResult], metric: str = "mrr@20", n_boot: int = 1000,
+                 alpha: float = 0.05) -> dict | None:
+    """The model with the best validation `metric` (an objective: "hr@20+mrr@20" is the mean of the two), each
+    model's validation value and 95% CI, and which models the data cannot tell from the best.
+
+    A model is within noise of the best when a paired test on the same validation cases (`valids`, this run's)
+    finds no significant difference (p >= alpha); for a model kept from an earlier run (only its reported
+    values), when its CI overlaps the best's. Selection never looks at test.
+    """
+    parts = check_objective(metric)
+    scores = {}
+    for name, entry in results["models"].items():
+        if name in valids:
+            scores[name] = objective_report(valids[name], metric, n_boot)
+        elif all(p in entry["valid"] for p in parts):  # the mean of the parts' bounds: an approximate CI
+            scores[name] = {"value": sum(entry["valid"][p]["value"] for p in parts) / len(parts)}
+            if all("ci95" in entry["valid"][p] for p in parts):
+                scores[name]["ci95"] = [sum(entry["valid"][p]["ci95"][i] for p in parts) / len(parts)
+                                        for i in (0, 1)]
+    if not scores:
+        return None
+    best = max(scores, key=lambda n: scores[n]["value"])
+    paired, within = {}, []
+    for name in scores:
+        if name == best:
+            continue
+        if name in valids and best in valids and len(valids[name].ranks) == len(valids[best].ranks):
+            paired[name] = paired_test(valids[name], valids[best], metric, n_boot=n_boot)
+            if paired[name]["p_value"] >= alpha:
+                within.append(name)
+        elif "ci95" in scores[name] and "ci95" in scores[best] and scores[name]["ci95"][1] >= scores[best]["ci95"][0]:
+            within.append(name)
+    ways = []
+    if paired:
+        ways.append(f"paired test on the {len(valids[best].ranks):,} validation cases at the {alpha:.0%} level")
+    if len(paired) < len(scores) - 1:  # some compared only by their reported CIs
+        ways.append("overlap of validation 95% CIs" + (" for models from an earlier run" if paired else ""))
+    how = "; ".join(ways)
+    if within:
+        note = (f"{', '.join(within)} {'is' if len(within) == 1 else 'are'} within noise of {best} ({how}): the "
+                "choice between them is not supported by the data.")
+    elif len(scores) > 1:
+        note = f"Every other model is clearly worse than {best} on validation ({how})."
+    else:
+        note = f"{best} is the only model evaluated."
+    return {"metric": metric, "best": best, "valid": scores, "within_noise": within, "paired_valid": paired,
+            "note": note}
 
 
 def ensure_default_models(checkpoints_dir: str | Path = "checkpoints", progress=print,

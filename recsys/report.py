@@ -36,6 +36,21 @@ def results_table(results: dict, split: str = "test", ci: bool = True, metrics=T
     return "\n".join(rows)
 
 
+def describe_selection(selection: dict | None) -> list[str]:
+    """`Chosen by validation mrr@20: X (28.89, 95% CI 28.10–29.61)` and, when the data cannot tell other models
+    from X, `within noise of X on validation: A, B — the choice between them is not supported by the data`."""
+    if not selection:
+        return []
+    best = selection["best"]
+    score = selection["valid"][best]
+    ci = ", 95% CI {:.2f}–{:.2f}".format(*(100 * v for v in score["ci95"])) if "ci95" in score else ""
+    lines = [f"Chosen by validation {selection['metric']}: {best} ({100 * score['value']:.2f}{ci})"]
+    if selection["within_noise"]:
+        lines.append(f"within noise of {best} on validation: {', '.join(selection['within_noise'])} — the choice "
+                     "between them is not supported by the data")
+    return lines
+
+
 def results_markdown(results: dict) -> str:
     proto = results["protocol"]
     data = results["data"]
@@ -47,7 +62,9 @@ def results_markdown(results: dict) -> str:
         f"{describe_truncation(data.get('truncated'))}.",
         f"Protocol: {proto['ranking']}; valid cases '{proto['valid']}', test cases '{proto['test']}' "
         f"('all' = every prefix predicts its next item, 'last' = last item only); "
-        f"seen items {'excluded' if proto['exclude_seen'] else 'allowed (repeats count)'}.",
+        f"seen items {'excluded' if proto['exclude_seen'] else 'allowed (repeats count)'}"
+        + (f"; validation on at most {proto['max_valid_cases']:,} evenly spaced cases" if proto.get("max_valid_cases")
+           else "") + ".",
         "Values in percent with bootstrap 95% confidence intervals; models ordered by validation MRR@20 "
         "(selection never looks at test).",
         "",
@@ -59,8 +76,16 @@ def results_markdown(results: dict) -> str:
         "",
         results_table(results, "valid", ci=False),
     ]
+    if results.get("selection"):
+        selection = results["selection"]
+        lines += ["", "## Selection (validation only)", "", *describe_selection(selection), "",
+                  "| model | valid " + selection["metric"] + " (95% CI) |", "|---|---|"]
+        for name, score in sorted(selection["valid"].items(), key=lambda kv: -kv[1]["value"]):
+            lines.append(f"| {name} | {_fmt(score, True)} |")
+        lines += ["", selection["note"]]
     if results.get("paired_tests"):
-        lines += ["", "## Paired tests (test MRR@20, against the best model on validation)", "",
+        metric = results["paired_tests"][0]["metric"]
+        lines += ["", f"## Paired tests (test {metric}, against the model chosen on validation)", "",
                   "| model | vs | mean diff | 95% CI | p |", "|---|---|---|---|---|"]
         for t in results["paired_tests"]:
             lines.append(f"| {t['a']} | {t['b']} | {100 * t['mean_diff']:+.2f} | "

@@ -17,10 +17,11 @@ import _path  # noqa: F401
 from recsys.atomic import check_model_name, describe_os_error
 from recsys.data import Dataset
 from recsys.datasets.schema import DataError
+from recsys.evaluate import check_objective
 from recsys.models import REGISTRY
 from recsys.pipeline import RunConfig, check_run_folder, load_params, run
 from recsys.prepare import load_or_prepare_default
-from recsys.report import results_table
+from recsys.report import describe_selection, results_table
 from recsys.sessionize import describe_truncation
 
 
@@ -40,6 +41,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--assets", help="folder for model_comparison.png and training_curves_NAME.png (default: "
                    "the chart into --out; the curves stay in each model folder)")
+    p.add_argument("--select", default="mrr@20", help="validation metric that chooses the best model (hr@20, "
+                   "ndcg@10, ...) or the mean of several joined by + (hr@20+mrr@20); default mrr@20")
+    p.add_argument("--max-valid-cases", type=int, help="validate on at most N evenly spaced cases (default: all)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
@@ -47,7 +51,11 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown model(s) {unknown}; choose from {sorted(REGISTRY)}", file=sys.stderr)
         return 2
+    if args.max_valid_cases is not None and args.max_valid_cases < 1:
+        print(f"error: --max-valid-cases must be at least 1, not {args.max_valid_cases}", file=sys.stderr)
+        return 2
     try:
+        check_objective(args.select)
         for name in models:
             check_model_name(name)
         # before reading or training anything: --out and each OUT/NAME must be ours to write
@@ -56,7 +64,8 @@ def main(argv=None) -> int:
         config = RunConfig(models=models, out=Path(args.out), params=load_params(args.params),
                            max_epochs=args.max_epochs, exclude_seen=args.exclude_seen, n_boot=args.bootstrap,
                            seed=args.seed, progress=not args.quiet, assets=Path(args.assets or args.out),
-                           refit=args.refit, resume=args.resume)
+                           refit=args.refit, resume=args.resume, select=args.select,
+                           max_valid_cases=args.max_valid_cases)
         results = run(data, config)
     except (DataError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -68,6 +77,7 @@ def main(argv=None) -> int:
         return 0
     print(f"\nData: {describe_truncation(results['data'].get('truncated'))}")
     print("Test (percent, 95% CI):\n" + results_table(results, "test"))
+    print("\n" + "\n".join(describe_selection(results.get("selection"))))
     print(f"\nWrote {args.out}/results.json, {args.out}/results.md and {config.assets}/model_comparison.png")
     return 0
 
