@@ -28,7 +28,7 @@ from recsys.atomic import (
 )
 from recsys.data import Dataset
 from recsys.evaluate import EvalResult, check_objective, evaluate, objective_report, paired_test
-from recsys.folder import save_folder
+from recsys.folder import ModelFolderError, load_folder, save_folder
 from recsys.models import REGISTRY, FitOptions, build_model, model_class
 from recsys.models.blend import Blend, BlendConfig
 from recsys.report import comparison_chart, results_markdown
@@ -108,6 +108,66 @@ def _describe_part(params: dict | None) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in (params or {}).items())
 
 
+def _reuse_spec(params: dict | None) -> dict[str, str]:
+    """A hybrid's parts to take already trained: part -> a run's model name or a folder path (its `folders`,
+    and with `reuse`, each other part under its own name)."""
+    params = params or {}
+    folders = dict(params.get("folders") or {})
+    if params.get("reuse"):
+        folders = {part: part for part in params.get("components", BlendConfig.components)} | folders
+    return folders
+
+
+def _is_name(spec: str) -> bool:
+    try:
+        check_model_name(spec)
+    except ValueError:
+        return False
+    return True
+
+
+def load_part(folder: Path, data: Dataset):
+    """A trained model folder for a hybrid's part, refused (ModelFolderError) unless it has `data`'s items."""
+    model = load_folder(folder, REGISTRY)
+    ids, want = [str(i) for i in model.item_info["item_ids"]], data.items["item_id"].astype(str).tolist()
+    if ids != want:
+        first = next((i for i, (a, b) in enumerate(zip(ids, want)) if a != b), min(len(ids), len(want)))
+        raise ModelFolderError(f"{folder} was trained on another data set: its items.json lists {len(ids):,} items, "
+                               f"the data {len(want):,}, first differing at position {first}; a hybrid reuses "
+                               f"only models of the same data set")
+    return model
+
+
+def reuse_parts(model: Blend, spec: dict[str, str], out: Path, this_run: dict, data: Dataset,
+                refit: bool) -> tuple[dict, dict]:
+    """Hand `model` its already-trained parts (`_reuse_spec`): a name is this run's row of that name (fitted
+    on train) or else the folder OUT/<name>, a path that folder. With `reuse`, a part with neither is fitted.
+    Returns part -> where it came from, and part -> (the model the refit takes, what it says about it)."""
+    sources, for_refit = {}, {}
+    for part, where in spec.items():
+        explicit = part in model.config.folders  # named by the user: must exist
+        refitted, note = None, None
+        if _is_name(where) and where in this_run:
+            loaded, refitted = this_run[where]
+            source = f"this run's {where} row"
+            note = (f"{source}, refitted on train+valid" if refitted is not None else
+                    f"{source}, not refitted (it was fitted on train only)" if refit else None)
+        else:
+            folder = safe_child(out, where) if _is_name(where) else Path(where)
+            if not folder.is_dir() and not explicit:
+                continue  # `reuse` with nothing to reuse: the part is fitted as usual
+            loaded = load_part(folder, data)
+            source = f"folder {folder}"
+            if refit:
+                on_both = (loaded.metrics.get("protocol") or {}).get("refit")
+                note = (f"{source}, fitted on train+valid (its own --refit)" if on_both else
+                        f"{source}, not refitted (it was fitted on train only)")
+        model.use_part(part, loaded, source)
+        sources[part] = source
+        for_refit[part] = (refitted if refitted is not None else loaded, note or source)
+    return sources, for_refit
+
+
 def _card(name: str, model, metrics: dict, data: Dataset) -> str | None:
     try:
         from recsys.card import model_card
@@ -135,10 +195,20 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
     filled = {name: with_part_params(name, config.params.get(name), config.params) for name in config.models}
     config = dataclasses.replace(config, params={**config.params, **{n: p for n, (p, _) in filled.items()
                                                                      if p is not None}})
-    for name in config.models:
+    reusing = {n: _reuse_spec(config.params.get(n)) for n in config.models if filled[n][1]}
+    reusing = {n: spec for n, spec in reusing.items() if spec}
+    wanted = {where for spec in reusing.values() for where in spec.values()}
+    this_run: dict[str, tuple] = {}  # a row a hybrid reuses: (fitted on train, refitted or None)
+    for name in sorted(config.models, key=lambda n: n in reusing):  # a hybrid that reuses rows comes after them
         torch.manual_seed(config.seed)
         model = build_model(name, data.n_items, config.params.get(name))
-        part_sources = filled[name][1]
+        part_sources = dict(filled[name][1])
+        reused_refit = {}
+        if name in reusing:
+            reused, reused_refit = reuse_parts(model, reusing[name], out, this_run, data, config.refit)
+            for part, source in reused.items():
+                log(f"[{name}] part {part}: reused as trained ({source}); not fitted again")
+                part_sources[part] = f"reused: {source}"
         for part, source in part_sources.items():
             given = _describe_part(model.config.params.get(part))
             log(f"[{name}] part {part}: " + (f"{given} (from {source})" if given else source))
@@ -156,8 +226,9 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         if global_rank(fit_info):  # another process of a data-parallel run: it trains (and refits), rank 0 does
             log(f"[{name}] rank {global_rank(fit_info)}: trained; rank 0 evaluates and saves")  # the rest
             if config.refit:
-                refit(name, model, data, config, fit_info, options)
+                refit(name, model, data, config, fit_info, options, reused_refit)
             continue
+        trained = model
         eval_kw = dict(exclude_seen=config.exclude_seen, popularity=popularity, progress=config.progress)
         seconds = {"fit_seconds": fit_seconds}  # each phase timed on its own: fit, valid, refit, test
         start = time.perf_counter()
@@ -168,7 +239,7 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         refit_info = None
         if config.refit:
             start = time.perf_counter()
-            model, refit_info = refit(name, model, data, config, fit_info, options)
+            model, refit_info = refit(name, model, data, config, fit_info, options, reused_refit)
             seconds["refit_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
         test = evaluate(model, data.test, data.protocol("test"), desc=f"{name} test", **eval_kw)
@@ -194,6 +265,8 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         if curves.is_file() and config.assets is not None and Path(config.assets).resolve() != out.resolve():
             Path(config.assets).mkdir(parents=True, exist_ok=True)
             (Path(config.assets) / f"training_curves_{name}.png").write_bytes(curves.read_bytes())
+        if name in wanted:
+            this_run[name] = (trained, model if config.refit and model is not trained else None)
         # after each model, so results.json always lists the folders in `out` (a run cut short included)
         _write_results(out, results, previous)
     if not results["models"] and config.models:  # a non-zero rank of a data-parallel run: nothing to write
@@ -261,19 +334,23 @@ def _remove_workdir(workdir: Path) -> None:
         shutil.rmtree(workdir)
 
 
-def refit(name: str, model, data: Dataset, config: RunConfig, fit_info: dict, options: FitOptions):
+def refit(name: str, model, data: Dataset, config: RunConfig, fit_info: dict, options: FitOptions,
+          reused: dict | None = None):
     """After selection on validation, fit anew on train + valid with what validation chose.
 
     What is refitted with what is the model's `refit_params`: baselines keep their parameters; neural models
     train for the selected epoch count, replaying the learning rate each of those epochs had, with no validation
     (it is training data now) and no early stopping, keeping the last epoch's weights; a hybrid keeps its chosen
-    weights and refits each part so. Returns (model, info); a model that cannot be refitted (a neural model that
-    never finished a validated epoch) is returned as it was, with info saying so.
+    weights and refits each part so, except a part reused as trained (`reused`: part -> (model, what it is), from
+    `reuse_parts`), which is taken as it is. Returns (model, info); a model that cannot be refitted (a neural model
+    that never finished a validated epoch) is returned as it was, with info saying so.
     """
     params = model.refit_params(config.params.get(name) or {}, fit_info)
     if params is None:
         return model, {"skipped": "no validated epoch to take the epoch count from"}
     fresh = build_model(name, data.n_items, params)
+    for part, (part_model, source) in (reused or {}).items():
+        fresh.use_part(part, part_model, source)
     no_valid = dataclasses.replace(data.with_valid_in_train(), valid=Sessions.from_lists([]))
     workdir = None
     if options.workdir:
@@ -289,8 +366,8 @@ def refit(name: str, model, data: Dataset, config: RunConfig, fit_info: dict, op
     if "epoch_lrs" in params.get("train", {}):
         info.update(epochs=result["epochs"], epoch_lrs=list(params["train"]["epoch_lrs"]))
     if "components" in result:
-        info["components"] = {k: {"epochs": v["epochs"]} if "epochs" in v else {}
-                              for k, v in result["components"].items()}
+        info["components"] = {k: {"epochs": v["epochs"]} if "epochs" in v else
+                              {"reused": v["reused"]} if "reused" in v else {} for k, v in result["components"].items()}
     return fresh, info
 
 

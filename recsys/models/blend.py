@@ -38,6 +38,10 @@ class BlendConfig(ModelConfig):
     grid_step: float = 0.1  # of the weight grid searched on validation
     select: str = "mrr@20"  # validation metric that picks the weights
     select_max_cases: int | None = 20_000  # validation cases scored for the choice (evenly spaced); None: all
+    # part -> an already-trained model folder of the same data set (a run's model name: OUT/<name>; or a path),
+    # taken as it is: only the weights are fitted (recsys.pipeline.run loads them)
+    folders: dict = field(default_factory=dict)
+    reuse: bool = False  # take each part from this run's row of that name, or its folder OUT/<part>, if there
 
     def check(self):  # the field types are checked (and JSON lists made tuples) before this
         if len(self.components) < 1 or len(set(self.components)) != len(self.components):
@@ -54,6 +58,13 @@ class BlendConfig(ModelConfig):
                              or abs(sum(self.weights) - 1) > 1e-6):
             raise ValueError(f"weights must be one non-negative weight per component summing to 1, got "
                              f"{list(self.weights)} for {list(self.components)}")
+        if set(self.folders) - set(self.components):
+            raise ValueError(f"folders given for {sorted(set(self.folders) - set(self.components))}, "
+                             f"which are not components {list(self.components)}")
+        bad = [name for name, f in self.folders.items() if not isinstance(f, str) or not f]
+        if bad:
+            raise TypeError(f"BlendConfig.folders must map each part to a folder (a model name or a path), "
+                            f"not for {bad}")
         steps = 1 / self.grid_step if self.grid_step > 0 else 0.5
         if abs(steps - round(steps)) > 1e-9:
             raise ValueError(f"grid_step must divide 1 into whole steps (0.1, 0.05, 0.25 ...), got {self.grid_step}")
@@ -104,6 +115,7 @@ class Blend(Recommender):
         # a list, not a ModuleDict: part names like "pop" would clash with the dict's own methods
         self.parts = nn.ModuleList([type(self).build_part(c, n_items, config.params.get(c))
                                     for c in config.components])
+        self.reused: dict[str, str] = {}  # part -> where it came from (`use_part`): `fit` leaves it as it is
 
     def check_state(self) -> None:
         for name, part in zip(self.config.components, self.parts, strict=True):
@@ -111,6 +123,18 @@ class Blend(Recommender):
                 part.check_state()
             except ValueError as err:
                 raise ValueError(f"part {name}: {err}") from None
+
+    def use_part(self, name: str, model: Recommender, source: str) -> None:
+        """Take an already-fitted `model` (of the same data set: the caller checks) as part `name`; `fit` keeps
+        it as it is and `refit_params` keeps its parameters. The config records its parameters."""
+        i = self.config.components.index(name)
+        if type(model) is not type(self.parts[i]) or model.n_items != self.n_items:
+            raise ValueError(f"part {name}: {source} holds a {model.name} model of {model.n_items - 1} items, not "
+                             f"a {self.parts[i].name} model of {self.n_items - 1} items")
+        self.parts[i] = model
+        self.config = dataclasses.replace(self.config, params={**self.config.params,
+                                                               name: dataclasses.asdict(model.config)})
+        self.reused[name] = source
 
     def part(self, name: str) -> Recommender:
         return self.parts[self.config.components.index(name)]
@@ -148,10 +172,13 @@ class Blend(Recommender):
     def fit(self, data, options: FitOptions = FitOptions(), *, fit_part: Callable[..., dict | None]) -> dict:
         """Fit every part with `fit_part(part, data, options)` (recsys.train.fit, which calls this; the serving
         benchmark gives neural parts random weights instead), then choose the weights on `data.valid`. Each
-        part's checkpoints go to its own folder under options.workdir.
+        part's checkpoints go to its own folder under options.workdir. A part taken by `use_part` is not fitted.
         """
         info = {"components": {}}
         for name, part in zip(self.config.components, self.parts):
+            if name in self.reused:
+                info["components"][name] = {"reused": self.reused[name]}
+                continue
             opts = dataclasses.replace(options, workdir=f"{options.workdir}/{name}") if options.workdir else options
             info["components"][name] = fit_part(part, data, opts) or {}
         if not self.config.weights:
@@ -190,9 +217,13 @@ class Blend(Recommender):
                 "each_part_alone": singles}
 
     def refit_params(self, params: dict, fit_info: dict) -> dict | None:
-        """Keep the chosen weights; refit each part the way it would be refitted alone."""
+        """Keep the chosen weights; refit each part the way it would be refitted alone (a reused part is not
+        refitted here: the caller hands the refitted hybrid that part's refitted model, see recsys.pipeline)."""
         parts = {}
         for name, part in zip(self.config.components, self.parts):
+            if name in self.reused:
+                parts[name] = self.config.params[name]
+                continue
             parts[name] = part.refit_params(self.config.params.get(name) or {}, fit_info["components"][name])
             if parts[name] is None:
                 return None
