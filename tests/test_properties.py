@@ -44,6 +44,20 @@ def test_recommend_returns_valid_distinct_sorted_items(history, k, exclude):
 
 
 @fast
+@given(history=session, k=st.integers(1, 20), exclude=st.booleans())
+def test_recommend_floor_is_the_lowest_score_it_could_have_returned(history, k, exclude):
+    """with_floor gives, from the same scoring pass, the score of the last item of a full ranking."""
+    model = fitted_spop()
+    n_left = N_ITEMS - 1 - (len(set(history)) if exclude else 0)
+    ids, scores, floor = recommend(model, history, k=k, exclude_seen=exclude, with_floor=True)
+    full_ids, full_scores = recommend(model, history, k=n_left, exclude_seen=exclude)
+    assert np.array_equal(ids, full_ids[:k]) and np.array_equal(scores, full_scores[:k])
+    assert floor == float(full_scores[-1])
+    batch_floor = recommend(model, [history, [1]], k=1, exclude_seen=exclude, with_floor=True)[2]
+    assert batch_floor[0] == floor
+
+
+@fast
 @given(history=session, k=st.integers(1, 20))
 def test_recommend_is_stateless_and_batch_equals_single(history, k):
     model = fitted_spop()

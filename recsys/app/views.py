@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from recsys.app.catalogue import Served, item_descriptions
 from recsys.app.explain import format_explanation
@@ -30,7 +29,6 @@ from recsys.app.text import (
     split_session,
 )
 from recsys.models import recommend
-from recsys.models.base import mask_scores, score_batch
 
 TABLE_COLUMNS = ["rank", "item", "category", "score"]
 
@@ -134,16 +132,6 @@ def popularity_fallback(model, k: int, category: str | None = None) -> tuple[lis
     return model.vocab.decode(order + 1), scores, mode, label
 
 
-def score_floor(model, history: np.ndarray, exclude_seen: bool) -> float | None:
-    """The lowest score of any item `recommend` could return for this session (never padding, nor the session's
-    items when they are excluded): the 0 of the app's 0..1 scores, which turns raw scores (logits, counts,
-    similarities) into one scale. None: no item is left to recommend. `recommend` returns the top k only (a full
-    sort of 40k scores costs ~3 ms, more than most models take to score), so this is a second scoring pass."""
-    scores = mask_scores(score_batch(model, [history]), [history], exclude_seen)[0]
-    finite = scores[torch.isfinite(scores)]
-    return float(finite.min()) if len(finite) else None
-
-
 def recommend_view(service: AppService, model_key, session_text, k=DEFAULT_K, category=None,
                    exclude_seen: bool = True, target: str | None = None) -> Recommendations:
     """The main handler: a session (text) -> top-K table, chart data, status and explanation.
@@ -180,11 +168,11 @@ def recommend_view(service: AppService, model_key, session_text, k=DEFAULT_K, ca
                        "a score of 1 is the most viewed item.")
     else:
         history = np.asarray(indices, dtype=np.int64)
-        lo = score_floor(model, history, bool(exclude_seen))
-        if lo is None:
+        try:
+            top_ids, top_scores, lo = recommend(model, history, k, exclude_seen=bool(exclude_seen), with_floor=True)
+        except ValueError:  # the indices are the model's own: only "no item left" can be the reason
             return error_result("Every item of the catalogue is already in the session; nothing left to recommend "
                                 "(untick “Hide items already in the session”).")
-        top_ids, top_scores = recommend(model, history, k, exclude_seen=bool(exclude_seen))
         scores = normalise(top_scores, lo, float(top_scores[0]))
         ids, mode = model.vocab.decode(top_ids), "personalized"
         status = (f"**Personalised** by **{md(served.entry.key)}** from {len(indices)} "

@@ -301,11 +301,14 @@ def item_indices(session) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def recommend(model: Recommender, history, k: int = 10, exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def recommend(model: Recommender, history, k: int = 10, exclude_seen: bool = False, *,
+              with_floor: bool = False) -> tuple[np.ndarray, ...]:
     """Top-k item indices and scores for one session (1-D) or a batch of sessions (list of 1-D).
 
     Stateless: nothing about the session is kept on the model, so concurrent callers never mix sessions.
     Repeats are allowed by default because on e-commerce logs a large share of next items were seen before.
+    `with_floor=True` also returns the lowest score of any item that could have been recommended (the app's 0 of
+    its 0..1 scale), from the same scoring pass.
     """
     single = len(history) == 0 or np.ndim(history[0]) == 0
     batch = [item_indices(history)] if single else [item_indices(s) for s in history]
@@ -321,4 +324,8 @@ def recommend(model: Recommender, history, k: int = 10, exclude_seen: bool = Fal
         raise ValueError("no item left to recommend after excluding the session's items")
     top = torch.topk(scores, k, dim=1)
     ids, vals = top.indices.numpy(), top.values.numpy()
-    return (ids[0], vals[0]) if single else (ids, vals)
+    out = (ids[0], vals[0]) if single else (ids, vals)
+    if not with_floor:
+        return out
+    floor = scores.masked_fill(~torch.isfinite(scores), torch.inf).min(dim=1).values.numpy()
+    return (*out, float(floor[0]) if single else floor)
