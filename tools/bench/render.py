@@ -6,8 +6,8 @@ from tools.bench.accuracy import ACCURACY_METRICS, ANCHOR_ROWS, accuracy_checks
 from tools.bench.data import DATA_TARGETS
 
 SERVING_MARKED = "40k"  # the catalogue size whose latency targets the serving table marks ✓ / ✗
-HANDLER_NOTE = ("\"Handler alone\": `recsys.app.recommend_view`, what `/recommend` calls (`recsys.recommend`, whose one "
-                "scoring pass also gives the 0-1 score scale), timed in a separate process without Gradio or HTTP "
+HANDLER_NOTE = ("\"Handler alone\": `recsys.app.recommend_view`, what `/recommend` calls (`recsys.recommend`, whose "
+                "one scoring pass also gives the 0-1 score scale), timed in a separate process without Gradio or HTTP "
                 "(app.py runs it at 1 torch thread, `RECSYS_TORCH_THREADS`); the rest of the round trip is Gradio's "
                 "queue, the HTTP/SSE transport and the client (gradio_client 2.7 polls for the server's messages "
                 "every 50 ms).")
