@@ -49,6 +49,8 @@ class ALS(Recommender):
     name = "als"
     Config = ALSConfig
     title = "ALS"
+    uses = "a vector made of the session's items"
+    because = "similar to {item}"
     summary = "matrix factorisation: each item gets a vector, and items viewed together get similar vectors."
     description = ("Matrix factorisation of session x item interactions (implicit ALS, Hu, Koren and Volinsky, "
                    "2008); a new session is folded in from its items.")

@@ -147,6 +147,8 @@ class Recommender(nn.Module):
     title: ClassVar[str]  # display name: "GRU4Rec"
     summary: ClassVar[str]  # one line for shoppers, after the title: "a recurrent network that ..."
     description: ClassVar[str]  # the model card's paragraph: what it computes, with its reference
+    uses: ClassVar[str] = "the session's items"  # what a recommendation is computed from (the app's status)
+    because: ClassVar[str] = "mostly from {item}"  # an item's one-line reason; {item}: the session item it rests on
     Config: ClassVar[type]  # frozen dataclass of the model's hyperparameters
     trains_in_epochs: ClassVar[bool] = False  # trained by recsys.train in epochs, with a TrainConfig (neural)
     returns_logits: ClassVar[bool] = False  # `score` gives logits (a softmax makes them a distribution), not

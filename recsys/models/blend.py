@@ -101,6 +101,7 @@ class Blend(Recommender):
     name = "hybrid"
     Config = BlendConfig
     title = "Hybrid"
+    uses = "a weighted mix of its parts' recommendations"
     summary = "a weighted mix of several models' recommendations, the weights chosen on validation data."
     description = ("A weighted mixture of other registry models' next-item distributions (by default "
                    f"{' and '.join(f'`{c}`' for c in BlendConfig.components)}), the weights chosen on validation "

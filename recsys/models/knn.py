@@ -142,6 +142,8 @@ class ItemKNN(NeighbourModel):
     name = "itemknn"
     Config = ItemKNNConfig
     title = "Item-kNN"
+    uses = "the neighbours of the session's most recent items"
+    because = "often viewed with {item}"
     summary = "\"people who viewed this also viewed\": items most often viewed in the same sessions as this one's."
     description = ("Scores items by their co-occurrence similarity (cosine over training sessions) to the session's "
                    "last item, or to its last few items with a recency decay.")
@@ -221,6 +223,8 @@ class SequentialRules(NeighbourModel):
     name = "sr"
     Config = SRConfig
     title = "Sequential rules (SR)"
+    uses = "the items that followed the session's most recent items"
+    because = "often viewed after {item}"
     summary = "items that often followed the session's last item soon after, in past sessions."
     description = ("Sequential rules (Kamehkhosh et al., 2017): counts how often an item followed another within a "
                    "few steps in training sessions, nearer followers weighing more, and recommends what followed the "

@@ -28,6 +28,7 @@ from recsys.models.base import DerivedTable, Recommender, check_index, pad_sessi
 class NeuralRecommender(Recommender):
     trains_in_epochs = True
     returns_logits = True
+    uses = "the whole session, in order"
     pad_side: ClassVar[str] = "left"  # "left": sessions right-aligned (last item in the last column)
 
     def __init__(self, config, n_items: int):

@@ -22,6 +22,7 @@ class Pop(Recommender):
     name = "pop"
     Config = PopConfig
     title = "Popularity (Pop)"
+    uses = "popularity only: the same list for every session"
     summary = "the most viewed items overall, the same list for everyone; simple, and surprisingly hard to beat."
     description = ("Recommends the items seen most often in training, the same list for every session: the baseline "
                    "that shows how much of a metric is popularity alone.")
@@ -53,6 +54,7 @@ class SPop(Pop):
     name = "spop"
     Config = SPopConfig
     title = "Session popularity (S-Pop)"
+    uses = "how often each item occurs in this session, then popularity"
     summary = "items already in this session first (most repeated first), then the most popular items."
     description = ("Ranks the current session's items by how often they occur in it, then the rest by global "
                    "popularity. With `exclude_session` set it is the opposite baseline: global popularity with the "
@@ -81,6 +83,7 @@ class RandomRec(Recommender):
     name = "random"
     Config = RandomConfig
     title = "Random"
+    uses = "nothing: a random ranking"
     summary = "a random ranking, the floor every real model must beat."
     description = ("Scores every item uniformly at random (the same scores for the same session, so repeated calls "
                    "agree): the floor any real model must beat.")

@@ -63,6 +63,8 @@ class SKNN(Recommender):
     name = "sknn"
     Config = SKNNConfig
     title = "Session-kNN (SKNN)"
+    uses = "past sessions that share items with this one"
+    because = "viewed in past sessions that had {item}"
     summary = "finds past sessions like this one and recommends what those visitors viewed."
     description = ("Finds past sessions that share items with the current one (cosine similarity of their item "
                    "sets) and recommends their items, weighted by session similarity (Ludewig and Jannach, 2018).")
@@ -218,6 +220,7 @@ class VSKNN(SKNN):
     name = "vsknn"
     Config = VSKNNConfig
     title = "Vector session-kNN (V-SKNN)"
+    uses = "past sessions that share items with this one, its recent items counting most"
     summary = "session-kNN in which the session's most recent items count most."
     description = ("Session-kNN (Ludewig and Jannach, 2018) that favours recency: the current session's later items "
                    "weigh more when finding similar past sessions, and a past session's votes weigh more the more "
