@@ -23,6 +23,7 @@ class Pop(Recommender):
     Config = PopConfig
     title = "Popularity (Pop)"
     uses = "popularity only: the same list for every session"
+    because = ""  # no item of the session moves the ranking
     summary = "the most viewed items overall, the same list for everyone; simple, and surprisingly hard to beat."
     description = ("Recommends the items seen most often in training, the same list for every session: the baseline "
                    "that shows how much of a metric is popularity alone.")
@@ -84,6 +85,7 @@ class RandomRec(Recommender):
     Config = RandomConfig
     title = "Random"
     uses = "nothing: a random ranking"
+    because = ""  # no item of the session moves the ranking
     summary = "a random ranking, the floor every real model must beat."
     description = ("Scores every item uniformly at random (the same scores for the same session, so repeated calls "
                    "agree): the floor any real model must beat.")
