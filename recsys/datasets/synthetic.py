@@ -21,6 +21,12 @@ Each session is simulated step by step, vectorized over all sessions of a chunk:
     timing       within-session gaps are lognormal (median ~40 s, clipped to 1 s .. 20 min); a visitor's
                  sessions start at diurnally weighted times over `days` days and at least an hour apart.
 
+Every item also has a readable catalogue entry (recsys.datasets.synthetic_catalogue): a product name unique
+across items ("Trail running shoes, graphite"), its category's path ("Sports › Running › Shoes"), a price, a
+brand and, where the product comes in colours, a colour; `generate_catalogue` returns it and
+`generate_retailrocket_log(..., with_items=True)` writes it as `items.csv`. It is drawn from its own random
+stream: the events are the same with or without it.
+
 Items' `categoryid` properties are written for every item at the first weekly snapshot (a couple of days after
 the first events, so readers need their "earliest known value" fallback), and about 1% of items move to a related
 leaf at a later snapshot. Browsing follows the original category. Output is deterministic for a seed.
@@ -37,6 +43,7 @@ import pyarrow.csv as pcsv
 
 from recsys.datasets.retailrocket import EVENT_NAMES, attach_categories
 from recsys.datasets.schema import canonical_events
+from recsys.datasets.synthetic_catalogue import dress
 
 VIEW, ADDTOCART, TRANSACTION = 0, 1, 2  # codes into EVENT_NAMES
 _DAY_MS = 86_400_000
@@ -78,14 +85,17 @@ class SyntheticConfig:
         return self.n_visitors if self.n_visitors is not None else max(1, self.n_events // 8)
 
 
-def generate_retailrocket_log(out_dir, *, config: SyntheticConfig | None = None, **overrides) -> dict[str, Path]:
+def generate_retailrocket_log(out_dir, *, config: SyntheticConfig | None = None, with_items: bool = False,
+                              **overrides) -> dict[str, Path]:
     """Write a synthetic log in the RetailRocket file layout and return {name: path}.
 
     Files: `events.csv` (timestamp,visitorid,event,itemid,transactionid; unix ms; rows time-ordered within each
     chunk, not globally, as in the original), `item_properties_part1.csv` / `_part2.csv`
     (timestamp,itemid,property,value with `categoryid`, `available` and `790` (price) properties) and
     `category_tree.csv` (categoryid,parentid; empty parent for roots). Overrides replace `SyntheticConfig`
-    fields, e.g. `generate_retailrocket_log(d, n_events=2_756_101, n_items=100_000)`.
+    fields, e.g. `generate_retailrocket_log(d, n_events=2_756_101, n_items=100_000)`. `with_items` also writes
+    `items.csv` (item_id,name,category,price,brand,colour; `generate_catalogue`), which
+    `scripts/prepare_data.py --items items.csv` reads into the processed data set.
     """
     config = dataclasses.replace(config or SyntheticConfig(), **overrides)
     out = Path(out_dir)
@@ -109,7 +119,17 @@ def generate_retailrocket_log(out_dir, *, config: SyntheticConfig | None = None,
     _write_csv(paths["item_properties_part2"], properties.schema, [properties.filter(~half)])
     tree = pa.Table.from_pandas(world.category_tree(), preserve_index=False)
     _write_csv(paths["category_tree"], tree.schema, [tree])
+    if with_items:
+        paths["items"] = out / "items.csv"
+        pcsv.write_csv(pa.Table.from_pandas(world.catalogue(), preserve_index=False), paths["items"])  # quoted
     return paths
+
+
+def generate_catalogue(*, config: SyntheticConfig | None = None, **overrides) -> pd.DataFrame:
+    """The readable catalogue of the log of the same config: DataFrame(item_id, name, category, price, brand,
+    colour), all strings (colour null for products without one), one row per item, names unique.
+    `category` is the path of the item's latest category, the one the processed item table keeps."""
+    return _World(dataclasses.replace(config or SyntheticConfig(), **overrides)).catalogue()
 
 
 def generate_events(*, config: SyntheticConfig | None = None, **overrides) -> pd.DataFrame:
@@ -203,6 +223,20 @@ class _World:
         order = np.random.default_rng(self.config.seed + 2).permutation(len(parent))
         return pd.DataFrame({"categoryid": self.category_ids[order],
                              "parentid": pd.Series(parent[order], dtype="Int64").mask(parent[order] < 0)})
+
+    def catalogue(self) -> pd.DataFrame:
+        """item_id, name, category, price, brand, colour per item (see recsys.datasets.synthetic_catalogue)."""
+        props = self.item_properties().query("property == 'categoryid'")
+        latest = props.sort_values("timestamp", kind="stable").drop_duplicates("itemid", keep="last")
+        leaf_index = pd.Series(np.arange(self.n_leaves), index=self.category_ids[:self.n_leaves].astype(str))
+        by_item = pd.Series(leaf_index[latest["value"]].to_numpy(), index=latest["itemid"].to_numpy())
+        first = np.searchsorted(self.item_leaf, self.item_leaf)  # items are sorted by leaf
+        n_roots = len(self.category_ids) - self.n_leaves
+        _, table = dress(seed=self.config.seed, leaf_root=self.leaf_root, n_roots=n_roots, item_leaf=self.item_leaf,
+                         item_rank=np.arange(len(self.item_leaf)) - first,
+                         item_category=by_item[self.item_ids].to_numpy())
+        table.insert(0, "item_id", _strings(self.item_ids))
+        return table
 
     def item_properties(self) -> pd.DataFrame:
         """timestamp,itemid,property,value rows: categoryid, available and price (790) per item, weekly snapshots."""
