@@ -55,6 +55,7 @@ def model_card(model_name: str, config: dict, metrics: dict, data_stats: dict, r
         "",
         *_data_section(data_stats),
         "",
+        *_update_section(config),
         "## Evaluation",
         "",
         "Full ranking of the target among all items (no sampled negatives), ties counted against the model; "
@@ -81,10 +82,12 @@ def model_card(model_name: str, config: dict, metrics: dict, data_stats: dict, r
                    sort_keys=True, default=str),
         "```",
         "",
+        *_recipe_section(config),
         "## Limitations",
         "",
         "- Closed catalogue: only items seen in training can be recommended or read from a session; unknown item ids "
-        "are dropped, and new items never appear until the model is retrained.",
+        "are dropped, and new items never appear until the model is retrained or updated with new events "
+        "(scripts/update.py).",
         "- Offline metrics on one log replay a past period; they say nothing certain about clicks or sales online, "
         "and results on one shop's data need not carry over to another.",
         "- Trained on implicit feedback (views, carts, purchases): it learns what people browsed, including "
@@ -219,6 +222,43 @@ def _data_section(stats: dict) -> list[str]:
     if stats.get("protocols"):
         lines += ["", "Evaluation protocol per split: " + ", ".join(f"{k}: {v}" for k, v in stats["protocols"].items())]
     return lines
+
+
+def _update_section(config: dict) -> list[str]:
+    """"## Update history": one row per update recorded in config.json train.updates (recsys.update); none: []."""
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    updates = [u for u in (train.get("updates") or []) if isinstance(u, dict)]
+    if not updates:
+        return []
+    lines = ["## Update history", "",
+             "Folded in after training with `scripts/update.py` (recsys.update); the evaluation below was measured "
+             "before these updates.", "",
+             "| date (UTC) | events file | sessions | events | new items | how | epochs |",
+             "|---|---|---|---|---|---|---|"]
+    for u in updates:
+        name = "".join(ch for ch in str(u.get("events_file", "")) if ch.isprintable() and ch not in "`|")
+        cells = [u.get("date", ""), f"`{name}`", _count(u.get("sessions_added")),
+                 _count(u.get("events_added")), _count(u.get("new_items")),
+                 str(u.get("method", "")).split(":")[0], str(u.get("epochs", ""))]
+        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    return [*lines, ""]
+
+
+def _count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else ""
+
+
+def _recipe_section(config: dict) -> list[str]:
+    """"## Training recipe": the default recipe fit chose from the data (config.json train.recipe, recsys.recipe);
+    none when a parameter file gave the training settings: []."""
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    recipe = train.get("recipe")
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("line"), str):
+        return []
+    line = "".join(ch for ch in recipe["line"] if ch.isprintable())
+    return ["## Training recipe", "",
+            "No training settings were given, so training used the default recipe chosen from the data "
+            f"(`recsys.recipe`): {line}.", ""]
 
 
 def _data_name(stats: dict) -> str | None:
