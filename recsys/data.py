@@ -7,7 +7,9 @@ Processed folder layout (see README "Processed data set format"):
     train.parquet, valid.parquet, test.parquet
         one row per session: session_id, start, end, items (list<int32> of item indices)
     items.parquet
-        one row per item index 1..n: item_id, category_id, popularity, first_seen, last_seen
+        one row per item index 1..n: item_id, category_id, popularity, first_seen, last_seen, and optionally
+        readable attributes (recsys.iteminfo.ATTRIBUTES: name, category, price, brand, colour, description;
+        text or null) joined from a catalogue by `attach_attributes`
     meta.json
         source, options, per-split protocol, statistics, format version
 """
@@ -24,6 +26,7 @@ import pyarrow.parquet as pq
 
 from recsys.atomic import atomic_folder
 from recsys.datasets.schema import DataError
+from recsys.iteminfo import ATTRIBUTES
 from recsys.sessions import Sessions
 
 FORMAT_VERSION = 1
@@ -147,6 +150,28 @@ class Dataset:
             out[name] = {"sessions": len(s), "events": int(len(s.items)),
                          "mean_length": round(float(s.lengths.mean()), 3) if len(s) else 0.0}
         return out
+
+
+def attach_attributes(items: pd.DataFrame, catalogue: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The item table with the catalogue's attributes (columns among ATTRIBUTES) joined on the raw item id.
+
+    `catalogue` holds item_id and attribute columns, one row per id (recsys.datasets.read_item_catalogue).
+    An attribute the catalogue has replaces the item table's column of that name; items it lacks get null.
+    counts: {"items", "matched" (items with a catalogue row), "unmatched_rows" (catalogue rows naming no item of
+    the data set), and per attribute the number of items with a value}.
+    """
+    attributes = [c for c in ATTRIBUTES if c in catalogue.columns]
+    table = catalogue.assign(item_id=catalogue["item_id"].astype(str)).drop_duplicates("item_id").set_index("item_id")
+    ids = items["item_id"].astype(str)
+    found = ids.isin(table.index)
+    joined = table.reindex(ids.to_numpy())
+    out = items.copy()
+    counts = {"items": len(items), "matched": int(found.sum()),
+              "unmatched_rows": int((~table.index.isin(ids)).sum())}
+    for name in attributes:
+        out[name] = pd.array(joined[name].to_numpy(), dtype="string")
+        counts[name] = int(out[name].notna().sum())
+    return out, counts
 
 
 def _write_split(path: Path, sessions: Sessions, info: pd.DataFrame | None) -> None:

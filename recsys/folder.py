@@ -2,7 +2,10 @@
 
     config.json        {"format_version", "model" (registry key), "class", "n_items", "config": {...}, "train": {...}}
     model.safetensors  parameters and buffers (tied weights saved once, by safetensors.torch.save_model)
-    items.json         {"item_ids": [...], "category_ids": [...], "popularity": [...], "descriptions": {...}?}
+    items.json         {"item_ids": [...], "category_ids": [...], "popularity": [...], "attributes": {...}?}
+                       attributes: {"name": [...], "category": [...], ...}, one list per readable attribute
+                       (recsys.iteminfo.ATTRIBUTES) aligned with item_ids, a string or null per item. Older
+                       folders may carry "descriptions": {item id: text} instead (still read; recsys.iteminfo).
     metrics.json       validation and test metrics, data statistics
     README.md          the model card
     training_curves.png (neural models)
@@ -14,6 +17,7 @@ and renamed into place, so a crash never leaves a half-written folder that later
 import dataclasses
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from safetensors.torch import load_model, save_model
 from recsys.atomic import atomic_folder
 from recsys.config import UnknownKeys, check_keys
 from recsys.data import ItemVocab
+from recsys.iteminfo import ATTRIBUTES, MAX_CHARS
 from recsys.jsonfile import read_json
 from recsys.models.base import INT64_MAX, check_field_types, score_batch, stored_shape_fits
 
@@ -38,13 +43,28 @@ class ModelFolderError(ValueError):
 
 
 def items_payload(items: pd.DataFrame, descriptions: dict[str, str] | None = None) -> dict:
+    """items.json from the data set's item table: ids, categories, popularity and the readable attributes the
+    table has (columns among ATTRIBUTES). `descriptions` ({raw id: text}) fills attributes["description"] for
+    the items it names. Values are text cut to MAX_CHARS characters; an attribute no item has is left out."""
+    item_ids = items["item_id"].astype(str).tolist()
     payload = {
-        "item_ids": items["item_id"].astype(str).tolist(),
+        "item_ids": item_ids,
         "category_ids": [None if pd.isna(c) else str(c) for c in items["category_id"]],
         "popularity": items["popularity"].astype(int).tolist(),
     }
+    columns = {name: items[name].tolist() for name in ATTRIBUTES if name in items.columns}
     if descriptions:
-        payload["descriptions"] = {k: str(v) for k, v in descriptions.items()}
+        given = {str(k): v for k, v in descriptions.items()}
+        old = columns.get("description", [None] * len(item_ids))
+        columns["description"] = [given.get(i, o) for i, o in zip(item_ids, old, strict=True)]
+    attributes = {}
+    for name, values in columns.items():
+        texts = [None if v is None or pd.isna(v) or str(v) == "" else _CONTROL.sub(" ", str(v))[:MAX_CHARS]
+                 for v in values]
+        if any(t is not None for t in texts):
+            attributes[name] = texts
+    if attributes:
+        payload["attributes"] = attributes
     return payload
 
 
@@ -74,6 +94,7 @@ def save_folder(model, out: str | Path, items: pd.DataFrame, *, metrics: dict | 
     return Path(out)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 CONFIG_MAX_BYTES = 1 << 20  # a config.json holds a few hundred bytes; this bounds what a hostile one costs
 
 
@@ -184,10 +205,36 @@ def _vocabulary(item_info: dict, n_items: int) -> ItemVocab:
     if descriptions is not None and not (isinstance(descriptions, dict)
                                          and all(isinstance(v, str) for v in descriptions.values())):
         raise ModelFolderError("items.json field descriptions must map item ids to strings")
+    _check_attributes(item_info.get("attributes"), len(item_ids))
     try:
         return ItemVocab(item_ids)
     except ValueError as err:
         raise ModelFolderError(f"items.json field item_ids: {err}") from None
+
+
+def _check_attributes(attributes, n: int) -> None:
+    """items.json's optional "attributes": known names only, one string (at most MAX_CHARS characters, no
+    control characters) or null per item."""
+    if attributes is None:
+        return
+    if not isinstance(attributes, dict):
+        raise ModelFolderError(f"items.json field attributes must be an object of per-item lists, got "
+                               f"{_show(attributes)}")
+    for name, values in attributes.items():
+        if name not in ATTRIBUTES:
+            raise ModelFolderError(f"items.json field attributes has unknown attribute {_show(name)}; known: "
+                                   f"{', '.join(ATTRIBUTES)}")
+        if not isinstance(values, list) or len(values) != n:
+            got = f"{len(values)} entries" if isinstance(values, list) else _show(values)
+            raise ModelFolderError(f"items.json field attributes.{name} must list one entry per item ({n}), "
+                                   f"got {got}")
+        for valid, what in ((lambda v: isinstance(v, str), "a string or null"),
+                            (lambda v: len(v) <= MAX_CHARS, f"at most {MAX_CHARS} characters"),
+                            (lambda v: not _CONTROL.search(v), "text without control characters")):
+            bad = next((i for i, v in enumerate(values) if v is not None and not valid(v)), None)
+            if bad is not None:
+                raise ModelFolderError(f"items.json field attributes.{name} must hold {what} per item, got "
+                                       f"{_show(values[bad])} at position {bad}")
 
 
 def _model_config(cls, given, name: str):

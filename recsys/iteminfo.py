@@ -36,7 +36,7 @@ def item_attributes(item_info: Mapping) -> dict[str, dict[str, str]]:
                 out[field] = texts
     legacy = item_info.get("descriptions")
     if isinstance(legacy, Mapping):
-        texts = {str(k): v for k, v in legacy.items() if isinstance(v, str) and v}
+        texts = {str(k): v[:MAX_CHARS] for k, v in legacy.items() if isinstance(v, str) and v}
         if texts:
             out["description"] = {**texts, **out.get("description", {})}
     return out

@@ -12,9 +12,11 @@ import pandas as pd
 
 from recsys.atomic import check_output
 from recsys.config import check_keys
-from recsys.data import SPLITS, Dataset
+from recsys.data import SPLITS, Dataset, attach_attributes
 from recsys.datasets import DataError, generate_events, read_diginetica, read_retailrocket, read_table, read_yoochoose
+from recsys.datasets.generic import read_item_catalogue
 from recsys.datasets.presplit import read_session_files, read_user_sequences
+from recsys.datasets.synthetic import generate_catalogue
 from recsys.sessionize import PrepareConfig, build_dataset, truncate_counted
 
 DEFAULT_DATA = Path("data/processed/synthetic")
@@ -95,10 +97,15 @@ def prepare(source: str, inputs: list[str] | None = None, out: str | Path | None
 
     `out` is checked before anything is read: only a previous processed folder (or a new or empty one) is
     replaced, never a folder holding the inputs or anything else (recsys.atomic.check_output).
+    options `items` (a catalogue file), `item_columns` ({"item_id": column, "name": column, ...}; None: the
+    file's columns of those names) and `items_sep` join readable item attributes onto the item table
+    (recsys.data.attach_attributes) for any source; the synthetic source has its own catalogue
+    (recsys.datasets.synthetic.generate_catalogue) unless `items` is given. meta["catalogue"] says what matched.
     """
     inputs = [str(p) for p in inputs or []]
+    items_file = options.get("items")
     if out is not None:
-        check_output(out, "dataset", inputs)
+        check_output(out, "dataset", inputs + ([str(items_file)] if items_file else []))
     if source in SOURCES and SOURCES[source].presplit:
         data = _cut_presplit(_read(source, inputs, options), options.get("max_length") or SOURCES[source].max_length)
     else:
@@ -111,9 +118,28 @@ def prepare(source: str, inputs: list[str] | None = None, out: str | Path | None
         data.meta["inputs"] = inputs
         if source == "synthetic":
             data.meta["synthetic"] = options.get("synthetic") or {}
+    data = _with_catalogue(data, source, options)
     if out is not None:
         data.save(out)
     return data
+
+
+def _with_catalogue(data: Dataset, source: str, options: dict) -> Dataset:
+    """The data set with the catalogue's attributes joined onto its items (see `prepare`), if there is one."""
+    if options.get("items"):
+        catalogue, read = read_item_catalogue(options["items"], options.get("item_columns"), options.get("items_sep"))
+        where = {"file": str(options["items"]), **read}
+    elif options.get("item_columns"):
+        raise DataError("--item-columns needs --items FILE (the catalogue to read)")
+    elif source == "synthetic":
+        catalogue, where = generate_catalogue(**(options.get("synthetic") or {})), {"file": "synthetic"}
+    else:
+        return data
+    items, counts = attach_attributes(data.items, catalogue)
+    meta = {**data.meta, "catalogue": {**where, **counts}}
+    if options.get("items"):
+        meta["inputs"] = [*meta.get("inputs", []), str(options["items"])]
+    return Dataset(data.train, data.valid, data.test, items, meta, data.info)
 
 
 def _cut_presplit(data: Dataset, max_length: int) -> Dataset:

@@ -4,6 +4,9 @@
     python scripts/prepare_data.py --source retailrocket --input events.csv item_properties_part1.csv \
         item_properties_part2.csv category_tree.csv --events view --out data/processed/retailrocket
     python scripts/prepare_data.py --source sessions --input train_sessions.txt test_pairs.tsv --out DIR
+
+Any source takes a catalogue of readable item attributes, joined on the raw item id:
+    --items products.csv --item-columns item_id=sku,name=title,category=category_path,price=price
 """
 
 import argparse
@@ -13,17 +16,39 @@ import _path  # noqa: F401
 
 from recsys.atomic import describe_os_error
 from recsys.datasets.schema import DataError
+from recsys.iteminfo import ATTRIBUTES, MAX_CHARS
 from recsys.prepare import SOURCES, SYNTHETIC_SPLIT, config_from_options, prepare
 from recsys.sessionize import describe_truncation
 
 
-def parse_columns(text: str | None) -> dict | None:
+def parse_columns(text: str | None, option: str = "--columns",
+                  example: str = "user_id=customer,item_id=sku,timestamp=date") -> dict | None:
     if not text:
         return None
     pairs = [p.split("=", 1) for p in text.split(",")]
-    if any(len(p) != 2 for p in pairs):
-        raise DataError("--columns must look like user_id=customer,item_id=sku,timestamp=date")
-    return {k.strip(): v.strip() for k, v in pairs}
+    if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise DataError(f"{option} must look like {example}")
+    columns = {k.strip(): v.strip() for k, v in pairs}
+    if len(columns) != len(pairs):
+        raise DataError(f"{option} names a canonical column twice: {text}")
+    return columns
+
+
+def describe_catalogue(info: dict | None) -> str | None:
+    """One line on the joined catalogue: how many items got a name (or other attribute), how many rows matched none."""
+    if not info:
+        return None
+    values = ", ".join(f"{a} {info[a]:,}" for a in ATTRIBUTES if a in info)
+    line = (f"item catalogue {info['file']}: {info.get('name', 0):,} of {info['items']:,} items have a name "
+            f"(values per attribute: {values})")
+    if info["file"] != "synthetic":
+        line += (f"; {info['unmatched_rows']:,} of {info['rows'] - info['duplicates']:,} catalogue rows matched no "
+                 f"item of the data set")
+        if info["duplicates"]:
+            line += f"; {info['duplicates']:,} repeated ids (first row kept)"
+        if info["cut"]:
+            line += f"; {info['cut']:,} values cut to {MAX_CHARS:,} characters"
+    return line
 
 
 def main(argv=None) -> int:
@@ -32,6 +57,10 @@ def main(argv=None) -> int:
     p.add_argument("--input", nargs="*", default=[], help="input file(s) of the source")
     p.add_argument("--out", required=True, help="processed data set folder to write")
     p.add_argument("--columns", help="csv source: canonical=file column pairs, comma separated")
+    p.add_argument("--items", help="catalogue file (CSV, TSV or Parquet, may be compressed) of readable item "
+                   "attributes, joined on the raw item id; any source")
+    p.add_argument("--item-columns", help="--items: attribute=file column pairs, comma separated: item_id and some "
+                   f"of {','.join(ATTRIBUTES)} (default: the file's columns of those names)")
     p.add_argument("--timestamp-unit", choices=("s", "ms"), help="csv source: numeric epoch timestamps")
     p.add_argument("--events", help="keep only these event types, comma separated (e.g. view or addtocart,transaction)")
     p.add_argument("--split", choices=("temporal", "loo"))
@@ -58,7 +87,8 @@ def main(argv=None) -> int:
         data = prepare(args.source, args.input, args.out, config_from_options(**opts),
                        columns=parse_columns(args.columns), timestamp_unit=args.timestamp_unit,
                        events_filter=tuple(args.events.split(",")) if args.events else None, synthetic=synthetic,
-                       max_length=args.max_length)
+                       max_length=args.max_length, items=args.items,
+                       item_columns=parse_columns(args.item_columns, "--item-columns", "item_id=sku,name=title"))
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -72,6 +102,9 @@ def main(argv=None) -> int:
     if dropped:
         print(f"dropped (unknown in training): {dropped}")
     print(describe_truncation(data.meta.get("truncated")))
+    catalogue = describe_catalogue(data.meta.get("catalogue"))
+    if catalogue:
+        print(catalogue)
     return 0
 
 

@@ -6,6 +6,7 @@ parsers of `recsys.datasets.columns` convert, so that every bad value becomes a 
 the column and the line (Parquet rows are reported as "row N", 1-based).
 """
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,9 @@ import pyarrow.parquet as pq
 from recsys.datasets.columns import datetimes, epoch_timestamps, required_strings, strings
 from recsys.datasets.files import RawTable, read_delimited, sniff_separator
 from recsys.datasets.schema import EVENT_COLUMNS, DataError, canonical_events
+from recsys.iteminfo import ATTRIBUTES, MAX_CHARS
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # line breaks, tabs, escapes: become one space
 
 
 def read_table(path, columns: dict[str, str], timestamp_unit: str | None = None, sep: str | None = None,
@@ -59,6 +63,52 @@ def read_item_descriptions(path, item_col: str, text_cols: list[str] | tuple[str
     description = texts.apply(lambda row: " | ".join(row.dropna()), axis=1) if len(text_cols) else ""
     out = pd.DataFrame({"item_id": items, "description": pd.Series(description, dtype="string")})
     return out.drop_duplicates("item_id").reset_index(drop=True)
+
+
+def read_item_catalogue(path, columns: dict[str, str] | None = None,
+                        sep: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """(DataFrame(item_id, <attribute>...), counts) from a CSV (any separator) or Parquet table of item attributes.
+
+    columns: "item_id" and some of ATTRIBUTES (name, category, price, brand, colour, description) -> the file's
+        column; e.g. {"item_id": "sku", "name": "title"}. An unknown attribute or a column the file lacks is a
+        DataError naming it. None: the file's columns named item_id and any of ATTRIBUTES.
+    Values are text: control characters (line breaks, tabs, escapes) become spaces, runs of spaces one space,
+    blank values null, and values over MAX_CHARS characters are cut there (ending in "…"). Ids are stripped; a
+    blank id is an error naming the line. The first row wins when an id repeats.
+    counts: {"rows", "duplicates" (rows dropped as repeats), "cut" (values shortened)}.
+    """
+    if columns is None:
+        columns = {k: k for k in _column_names(path, sep) if k == "item_id" or k in ATTRIBUTES}
+    unknown = [k for k in columns if k != "item_id" and k not in ATTRIBUTES]
+    if unknown:
+        raise DataError(f"unknown item attribute {unknown[0]!r} in the item columns; use item_id and some of "
+                        f"{', '.join(ATTRIBUTES)}")
+    if "item_id" not in columns:
+        raise DataError("the item columns must name the id column, e.g. item_id=sku", path=path)
+    attributes = [k for k in ATTRIBUTES if k in columns]
+    if not attributes:
+        raise DataError(f"the item columns name no attribute; give some of {', '.join(ATTRIBUTES)}", path=path)
+    raw = _read_any(path, tuple(columns[k] for k in ("item_id", *attributes)), sep)
+    ids = pd.Series(pd.array(required_strings(raw, columns["item_id"]), dtype="string")).str.strip()
+    out, cut = pd.DataFrame({"item_id": ids}), 0
+    for name in attributes:
+        text = strings(raw, columns[name]).str.replace(_CONTROL, " ", regex=True)
+        text = text.str.replace(r"\s+", " ", regex=True).str.strip().replace("", pd.NA)
+        long = text.str.len() > MAX_CHARS
+        cut += int(long.sum())
+        out[name] = text.where(~long, text.str.slice(0, MAX_CHARS - 1) + "…")
+    unique = out.drop_duplicates("item_id").reset_index(drop=True)
+    return unique, {"rows": len(out), "duplicates": len(out) - len(unique), "cut": cut}
+
+
+def _column_names(path, sep: str | None) -> list[str]:
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq") or _starts_with(path, b"PAR1"):
+        try:
+            return list(pq.read_schema(path).names)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"not a readable Parquet file: {exc}", path=path) from None
+    return list(read_delimited(path, sep=sep or sniff_separator(path)).data.column_names)
 
 
 def _read_any(path, required: tuple[str, ...], sep: str | None) -> RawTable:
