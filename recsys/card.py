@@ -231,8 +231,8 @@ def _update_section(config: dict) -> list[str]:
     if not updates:
         return []
     lines = ["## Update history", "",
-             "Folded in after training with `scripts/update.py` (recsys.update); the evaluation below was measured "
-             "before these updates.", "",
+             "Folded in after training with `scripts/update.py` (recsys.update). The updated model has not been "
+             "evaluated: the metrics of the model as trained stay in metrics.json under `before_update`.", "",
              "| date (UTC) | events file | sessions | events | new items | how | epochs |",
              "|---|---|---|---|---|---|---|"]
     for u in updates:
