@@ -2,8 +2,11 @@
 
 Two kinds of samples, both built once with numpy and gathered a whole batch at a time (no per-sample Python):
 - per position (causal models): a session of length L gives its L - 1 (prefix -> next) pairs as one row,
-  inputs `s[:-1]` and targets `s[1:]`; a session longer than max_len + 1 is cut into consecutive windows of
-  max_len targets, so every position is a target exactly once. Targets are 0 at padding (ignored by the loss).
+  inputs `s[:-1]` and targets `s[1:]`; a session longer than max_len + 1 is cut into windows of up to max_len
+  inputs, so every position is a target exactly once. With `min_context` c > 0 the windows overlap by c items:
+  each window trains only its last max_len - c targets (the earlier ones are the previous window's), so every
+  target after a sequence's first max_len sees at least c earlier items, at max_len / (max_len - c) times the
+  compute. Targets are 0 at padding and at a window's context-only positions (ignored by the loss).
 - last position (the bidirectional LSTM): one row per (prefix -> next item) pair, the prefix cut to its most
   recent max_len items, and one target per row.
 
@@ -22,14 +25,16 @@ from recsys.sessions import Sessions, make_cases
 
 
 class PaddedSamples(Dataset):
-    """Rows `items[start : start + length]` (targets: the next items, or `targets` when given), padded per batch."""
+    """Rows `items[start : start + length]` (targets: the next items, or `targets` when given), padded per batch;
+    with `context`, the first context[i] targets of row i are 0 (read as input only)."""
 
-    def __init__(self, items, starts, lengths, targets=None, pad_side: str = "left"):
+    def __init__(self, items, starts, lengths, targets=None, pad_side: str = "left", context=None):
         if pad_side not in ("left", "right"):
             raise ValueError(f"pad_side must be 'left' or 'right', got {pad_side!r}")
         self.items = np.concatenate([np.asarray(items, dtype=np.int64), [0]])  # a 0 after the end for targets
         self.starts, self.lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
         self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
+        self.context = None if context is None else np.asarray(context, dtype=np.int64)
         self.pad_side = pad_side
 
     def __len__(self) -> int:
@@ -44,7 +49,11 @@ class PaddedSamples(Dataset):
         real = (offset >= 0) & (offset < n[:, None])
         pos = np.where(real, start[:, None] + offset, 0)
         x = np.where(real, self.items[pos], 0)
-        y = np.where(real, self.items[pos + 1], 0) if self.targets is None else self.targets[index]
+        if self.targets is not None:
+            y = self.targets[index]
+        else:
+            trained = real if self.context is None else real & (offset >= self.context[index][:, None])
+            y = np.where(trained, self.items[pos + 1], 0)
         return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(n)
 
     def __getitem__(self, i):
@@ -52,18 +61,25 @@ class PaddedSamples(Dataset):
         return x[0], y[0], n[0]
 
 
-def position_windows(sessions: Sessions, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, lengths) of input windows covering every target position of every session once."""
+def position_windows(sessions: Sessions, max_len: int, min_context: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, lengths, context) of input windows of up to max_len items that together train every target
+    position of every session once: window i trains its targets after its first context[i] (those are trained
+    by the window before it). Windows step back from a session's end by max_len - min_context targets."""
+    if not 0 <= min_context < max_len:
+        raise ValueError(f"min_context must be in [0, max_len {max_len}), got {min_context}")
+    stride = max_len - min_context
     lengths = sessions.lengths
     n_targets = np.maximum(lengths - 1, 0)
-    n_windows = -(-n_targets // max_len)  # ceil
+    n_windows = -(-n_targets // stride)  # ceil
     session = np.repeat(np.arange(len(sessions)), n_windows)
     first = np.zeros(len(sessions) + 1, dtype=np.int64)
     np.cumsum(n_windows, out=first[1:])
     k = np.arange(first[-1]) - np.repeat(first[:-1], n_windows)  # 0 = the window that ends the session
-    last_target = sessions.offsets[session + 1] - 1 - k * max_len  # flat index of the window's last target
+    last_target = sessions.offsets[session + 1] - 1 - k * stride  # flat index of the window's last target
     starts = np.maximum(sessions.offsets[session], last_target - max_len)
-    return starts, last_target - starts
+    trained_from = np.maximum(sessions.offsets[session], last_target - stride)  # this window's first target - 1
+    return starts, last_target - starts, trained_from - starts
 
 
 class SimilarLengthBatches(Sampler):
@@ -126,9 +142,11 @@ def _identity(batch):
 
 class SessionDataModule(L.LightningDataModule):
     def __init__(self, train: Sessions, max_len: int, batch_size: int, pad_side: str = "left",
-                 per_position: bool = True, pin_memory: bool = False, num_workers: int = 0, seed: int = 0):
+                 per_position: bool = True, pin_memory: bool = False, num_workers: int = 0, seed: int = 0,
+                 min_context: int = 0):
         super().__init__()
         self.train, self.max_len, self.batch_size, self.seed = train, max_len, batch_size, seed
+        self.min_context = min(min_context, max_len - 1)  # at least one new target per window
         self.pad_side, self.per_position = pad_side, per_position
         self.pin_memory, self.num_workers = pin_memory, num_workers
         self.samples: PaddedSamples | None = None
@@ -137,8 +155,9 @@ class SessionDataModule(L.LightningDataModule):
         if self.samples is not None:
             return
         if self.per_position:
-            starts, lengths = position_windows(self.train, self.max_len)
-            self.samples = PaddedSamples(self.train.items, starts, lengths, pad_side=self.pad_side)
+            starts, lengths, context = position_windows(self.train, self.max_len, self.min_context)
+            self.samples = PaddedSamples(self.train.items, starts, lengths, pad_side=self.pad_side,
+                                         context=context if self.min_context else None)
         else:
             cases = make_cases(self.train, "all")
             lengths = np.minimum(cases.lengths, self.max_len)

@@ -168,12 +168,15 @@ def reuse_parts(model: Blend, spec: dict[str, str], out: Path, this_run: dict, d
     return sources, for_refit
 
 
-def _card(name: str, model, metrics: dict, data: Dataset) -> str | None:
+def _card(name: str, model, metrics: dict, data: Dataset, recipe: dict | None = None) -> str | None:
     try:
         from recsys.card import model_card
     except ImportError:
         return None
-    return model_card(name, dataclasses.asdict(model.config), metrics, data.stats(), None)
+    config = dataclasses.asdict(model.config)
+    if recipe:  # the default training recipe fit chose from the data (recsys.recipe)
+        config = {"model": name, "config": config, "train": {"recipe": recipe}}
+    return model_card(name, config, metrics, data.stats(), None)
 
 
 def run(data: Dataset, config: RunConfig, log=print) -> dict:
@@ -221,6 +224,8 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         start = time.perf_counter()
         fit_info = fit(model, data, options) or {}
         fit_seconds = time.perf_counter() - start
+        if fit_info.get("recipe"):
+            log(f"[{name}] training recipe (from the data): {fit_info['recipe']['line']}")
         for part, source in part_sources.items():  # the fit report says what each part ran with, and why
             fit_info["components"][part].update(params=_params_of(model.part(part)), params_from=source)
         if global_rank(fit_info):  # another process of a data-parallel run: it trains (and refits), rank 0 does
@@ -259,8 +264,9 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
                    "protocol": results["protocol"], "history": fit_info.get("history", [])}
         save_folder(model, safe_child(out, name), data.items, metrics=metrics,
                     train={"fit_seconds": entry["fit_seconds"], "fit": entry["fit"], "seed": config.seed,
-                           "data_source": data.meta.get("source")},
-                    card=_card(name, model, metrics, data),
+                           "data_source": data.meta.get("source"),
+                           **({"recipe": fit_info["recipe"]} if fit_info.get("recipe") else {})},
+                    card=_card(name, model, metrics, data, fit_info.get("recipe")),
                     extra_files={"training_curves.png": curves} if curves.is_file() else None)
         if curves.is_file() and config.assets is not None and Path(config.assets).resolve() != out.resolve():
             Path(config.assets).mkdir(parents=True, exist_ok=True)

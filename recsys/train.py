@@ -30,6 +30,7 @@ import tempfile
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from recsys.models.base import FitOptions, Recommender
 from recsys.models.blend import Blend
 from recsys.models.neural import NeuralRecommender
 from recsys.plots import plot_training_curves
+from recsys.recipe import Recipe, choose_recipe
 from recsys.sessions import Sessions, make_cases
 from recsys.trainconfig import METRICS, TrainConfig
 
@@ -59,9 +61,10 @@ class TrainingDiverged(RuntimeError):
 
 class LitRecommender(L.LightningModule):
     def __init__(self, model: NeuralRecommender, config: TrainConfig, valid: Sessions, protocol: str,
-                 log_q: torch.Tensor | None = None, data_id: str = ""):
+                 log_q: torch.Tensor | None = None, data_id: str = "", on_epoch: Callable | None = None):
         super().__init__()
         self.model, self.config = model, config
+        self.on_epoch = on_epoch  # called as on_epoch(row, model) after each epoch's validation (rank 0 only)
         self.valid, self.protocol = valid, protocol
         self.has_valid = len(make_cases(valid, protocol)) > 0
         # log sampling probability per item for the sampled softmax (-inf for padding); not saved
@@ -161,6 +164,9 @@ class LitRecommender(L.LightningModule):
                 # written, and a run resumed from that checkpoint never takes the step it missed
                 self.plateau.step(scores[self.config.monitor])
         self.history.append(row)
+        if self.on_epoch is not None and self.trainer.is_global_zero:
+            self.on_epoch(dict(row), self.model)
+            self.model.train()  # the callback may have evaluated (eval mode)
 
     def configure_optimizers(self):
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
@@ -252,17 +258,31 @@ def _data_id(data) -> str:
     return f"{len(data.train)} train / {len(data.valid)} valid sessions, crc32 {crc:08x}"
 
 
-def fit(model: Recommender, data, options: FitOptions = FitOptions(), train_config: TrainConfig | None = None) -> dict:
+def fit(model: Recommender, data, options: FitOptions = FitOptions(), train_config: TrainConfig | None = None,
+        on_epoch: Callable | None = None) -> dict:
     """Fit `model` on data.train (data.valid: early stopping and selection only); returns what is worth reporting.
 
     A neural model starts afresh (category input sized to the data, weights drawn from options.seed) and trains
-    with `train_config`, else the one it was built with (`build_model(name, n, {"train": {...}})`), else
-    TrainConfig(): see `_train_neural`. A hybrid fits each part with this function (each with its own
-    TrainConfig) and then chooses its weights; any other model fits itself. `train_config` is for neural models.
+    with `train_config`, else the one it was built with (`build_model(name, n, {"train": {...}})`, a parameter
+    file's "train" section), else the default recipe chosen from the data (recsys.recipe; logged, and returned
+    as "recipe"): see `_train_neural`. The TrainConfig used comes back as "train_config". `on_epoch(row, model)`
+    is called after each validated epoch (a benchmark's probe; neural models only). A hybrid fits each part with
+    this function (each with its own TrainConfig) and then chooses its weights; any other model fits itself.
+    `train_config` is for neural models.
     """
     if isinstance(model, NeuralRecommender):
         model.initialize(data, options.seed)
-        return _train_neural(model, data, train_config or model.train_config or TrainConfig(), options)
+        recipe: Recipe | None = None
+        config = train_config or model.train_config
+        if config is None:
+            recipe = choose_recipe(model, data)
+            config = recipe.train_config()
+            logging.getLogger(__name__).info("%s training recipe: %s", model.name, recipe.line())
+        result = _train_neural(model, data, config, options, on_epoch)
+        result["train_config"] = dataclasses.asdict(config)
+        if recipe is not None:
+            result["recipe"] = recipe.as_dict()
+        return result
     if train_config is not None:
         raise TypeError(f"{type(model).__name__} does not train in epochs: train_config is for neural models")
     if isinstance(model, Blend):
@@ -270,7 +290,8 @@ def fit(model: Recommender, data, options: FitOptions = FitOptions(), train_conf
     return model.fit(data, options)
 
 
-def _train_neural(model: NeuralRecommender, data, config: TrainConfig, options: FitOptions) -> dict:
+def _train_neural(model: NeuralRecommender, data, config: TrainConfig, options: FitOptions,
+                  on_epoch: Callable | None = None) -> dict:
     """Train `model` on data.train, select the best epoch on data.valid, and restore its weights.
 
     Returns {"epochs", "best_epoch", "best_valid", "history", "seconds_per_epoch"}. With options.workdir,
@@ -289,13 +310,14 @@ def _train_neural(model: NeuralRecommender, data, config: TrainConfig, options: 
     ckpt_dir = workdir / "checkpoints"
     batch_size = config.batch_size * (config.gpu_batch_scale if gpu else 1)
     datamodule = SessionDataModule(data.train, model.config.max_len, batch_size, model.pad_side, model.per_position,
-                                   pin_memory=gpu, num_workers=config.num_workers, seed=options.seed)
+                                   pin_memory=gpu, num_workers=config.num_workers, seed=options.seed,
+                                   min_context=config.min_context)
     datamodule.setup("fit")
     steps_per_epoch = math.ceil(len(datamodule.samples) / datamodule.batch_size)
     if isinstance(config.devices, int):  # each process trains on its share of the batches
         steps_per_epoch = math.ceil(steps_per_epoch / config.devices)
     lit = LitRecommender(model, config, data.valid, data.protocol("valid"),
-                         _log_sampling_probs(data, config, model.n_items), _data_id(data))
+                         _log_sampling_probs(data, config, model.n_items), _data_id(data), on_epoch)
     monitor = f"val_{config.monitor}"
     last_ckpt = ModelCheckpoint(ckpt_dir, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
                                 enable_version_counter=False)

@@ -35,6 +35,9 @@ class TrainConfig:
     negative_sampling: str = "popularity"  # "popularity" (count ** sample_alpha) or "uniform"
     sample_alpha: float = 0.75
     logq: bool = True  # subtract log sampling probability from sampled logits (popularity correction)
+    min_context: int = 0  # causal models: training windows overlap by this many items, so every target after a
+    # sequence's first max_len sees at least this many earlier items (0: windows side by side, cheapest); see
+    # recsys.datamodule. Capped at the model's max_len - 1
     num_workers: int = 0  # DataLoader workers; batches are built vectorized, so 0 is fine on a small CPU
     cpu_threads: int | None = None  # torch CPU threads while training; None: torch's default. 1 is 2-7x faster
     # when other processes share the cores (a descheduled thread stalls every parallel op)
@@ -53,8 +56,8 @@ class TrainConfig:
             raise ValueError(f"negative_sampling must be 'popularity' or 'uniform', got {self.negative_sampling!r}")
         if not (self.lr > 0 and self.batch_size > 0 and self.max_epochs > 0 and self.gpu_batch_scale > 0):
             raise ValueError("lr, batch_size, max_epochs and gpu_batch_scale must be positive")
-        if self.patience < 1 or self.n_negatives < 0 or self.warmup < 0 or self.weight_decay < 0:
-            raise ValueError("patience must be >= 1; n_negatives, warmup and weight_decay >= 0")
+        if self.patience < 1 or min(self.n_negatives, self.warmup, self.weight_decay, self.min_context) < 0:
+            raise ValueError("patience must be >= 1; n_negatives, warmup, weight_decay and min_context >= 0")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be None or positive, got {self.max_minutes}")
         if self.num_nodes < 1:

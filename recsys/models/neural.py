@@ -33,7 +33,8 @@ class NeuralRecommender(Recommender):
 
     def __init__(self, config, n_items: int):
         super().__init__(config, n_items)
-        self.train_config = None  # a recsys.trainconfig.TrainConfig for recsys.train.fit; None: its defaults
+        self.train_config = None  # a recsys.trainconfig.TrainConfig for recsys.train.fit; None: the recipe
+        # recsys.recipe chooses from the data
         # category index per item, filled by fit from the data (empty when categories are not used)
         self.register_buffer("item_category", torch.zeros(0, dtype=torch.long))
         self.category_emb: nn.Embedding | None = None
@@ -142,12 +143,14 @@ class NeuralRecommender(Recommender):
             self.config = dataclasses.replace(self.config, n_categories=n)
 
     def refit_params(self, params: dict, fit_info: dict) -> dict | None:
-        """The selected epoch count, replaying the learning rate each of those epochs had (no validation then)."""
+        """The selected epoch count, replaying the learning rate each of those epochs had (no validation then),
+        with the training settings the fit used (a default recipe's too: "train_config" in `fit_info`)."""
         best = fit_info.get("best_epoch")
         if not best:
             return None
         lrs = [row["lr"] for row in fit_info["history"][:best]]
-        return {**params, "train": {**params.get("train", {}), "epoch_lrs": lrs, "max_epochs": best}}
+        used = {k: v for k, v in (fit_info.get("train_config") or {}).items() if k != "epoch_lrs"}
+        return {**params, "train": {**used, **params.get("train", {}), "epoch_lrs": lrs, "max_epochs": best}}
 
     def initialize(self, data, seed: int | None = None) -> None:
         """Start afresh on `data`, as training does: the category input sized to its categories, new weights

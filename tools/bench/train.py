@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -149,9 +150,15 @@ def _synthetic_sequences(opts: Options) -> Path:
 
 
 def worker_train(params: dict) -> dict:
+    """Train one model on the sequences file; params["train"] None: the default recipe (recsys.recipe).
+
+    With params["probe_test"], the test split is evaluated after every epoch (its CPU time subtracted from the
+    clocks) so that the run says when the validation-selected model reached a test quality (`time_to_quality`).
+    """
     import torch
 
     from recsys.datasets.presplit import read_user_sequences
+    from recsys.evaluate import evaluate
     from recsys.models import FitOptions
     from recsys.pipeline import build_model
     from recsys.train import TrainConfig, fit
@@ -163,21 +170,79 @@ def worker_train(params: dict) -> dict:
     lengths = data.train.lengths
     targets = int(np.maximum(lengths - 1, 0).sum())
     windows = int((-(-np.maximum(lengths - 1, 0) // model.config.max_len)).sum())
+    epochs = params.get("epochs")
+    config, recipe = None, None
+    if params.get("train") is not None:
+        config = TrainConfig(**{"max_epochs": epochs or TrainConfig.max_epochs, **params["train"]})
+    elif params.get("rules"):  # the default recipe under other rules (tools.bench.recipe_runs)
+        from recsys.recipe import Rules, choose_recipe
+
+        recipe = choose_recipe(model, data, Rules(**params["rules"]))
+        config = recipe.train_config()
+    probes, spent = [], {"cpu": 0.0, "wall": 0.0}  # test evaluations, and the time they took (not training's)
+    started_cpu, started_wall = time.process_time(), time.perf_counter()
+
+    def probe(row: dict, trained) -> None:
+        cpu, wall = time.process_time(), time.perf_counter()
+        test = evaluate(trained, data.test, data.protocol("test")).metrics()
+        probes.append({"epoch": row["epoch"], "cpu_s": round(cpu - started_cpu - spent["cpu"], 2),
+                       "wall_s": round(wall - started_wall - spent["wall"], 2), "lr": row["lr"],
+                       "valid_ndcg@10": row.get("ndcg@10"), "valid_hr@10": row.get("hr@10"),
+                       "test_ndcg@10": test["ndcg@10"], "test_hr@10": test["hr@10"]})
+        spent["cpu"] += time.process_time() - cpu
+        spent["wall"] += time.perf_counter() - wall
+
     with Timer() as t:
-        info = fit(model, data, FitOptions(max_epochs=params["epochs"], progress=False, seed=0),
-                   TrainConfig(max_epochs=params["epochs"], **params["train"]))
+        info = fit(model, data, FitOptions(max_epochs=epochs, progress=False, seed=params.get("seed", 0)),
+                   config, on_epoch=probe if params.get("probe_test") else None)
     history = info["history"]
     per_epoch = [round(r["train_seconds"], 3) for r in history]
     median = float(np.median(per_epoch))
-    return {"epochs": len(history), "train_seconds_per_epoch": per_epoch, "median_s_per_epoch": round(median, 3),
-            "valid_seconds_per_epoch": [round(r.get("val_seconds", 0.0), 3) for r in history],
-            "train_loss": [round(r["train_loss"], 4) for r in history], "target_positions": targets,
-            "windows": windows, "targets_per_s": round(targets / median, 1),
-            "windows_per_s": round(windows / median, 2),
-            "fit_wall_s": round(t.wall, 3), "fit_cpu_s": round(t.cpu, 3), "load_before": t.load_before,
-            "load_after": t.load_after, "n_parameters": sum(p.numel() for p in model.parameters()),
-            "n_items": data.n_items - 1, "users": len(data.test), "torch_threads": torch.get_num_threads(),
-            "valid_ndcg@10": [round(r.get("ndcg@10", float("nan")), 5) for r in history]}
+    out = {"epochs": len(history), "train_seconds_per_epoch": per_epoch, "median_s_per_epoch": round(median, 3),
+           "valid_seconds_per_epoch": [round(r.get("val_seconds", 0.0), 3) for r in history],
+           "train_loss": [round(r["train_loss"], 4) for r in history], "target_positions": targets,
+           "windows": windows, "targets_per_s": round(targets / median, 1),
+           "windows_per_s": round(windows / median, 2),
+           "fit_wall_s": round(t.wall, 3), "fit_cpu_s": round(t.cpu, 3), "load_before": t.load_before,
+           "load_after": t.load_after, "n_parameters": sum(p.numel() for p in model.parameters()),
+           "n_items": data.n_items - 1, "users": len(data.test), "torch_threads": torch.get_num_threads(),
+           "valid_ndcg@10": [round(r.get("ndcg@10", float("nan")), 5) for r in history],
+           "best_epoch": info["best_epoch"], "train_config": info["train_config"],
+           "recipe": info.get("recipe") or (recipe.as_dict() if recipe else None)}
+    if probes:
+        out["probe_cpu_s"] = round(spent["cpu"], 2)
+        out["fit_cpu_s_without_probes"] = round(t.cpu - spent["cpu"], 2)
+        out["per_epoch"] = probes
+        out["selected"] = selected_curve(probes)
+        final = out["selected"][-1]
+        out["final"] = {"epoch": final["selected_epoch"], "test_hr@10": final["test_hr@10"],
+                        "test_ndcg@10": final["test_ndcg@10"], "valid_ndcg@10": final["valid_ndcg@10"]}
+        if params.get("reach"):
+            out["time_to_quality"] = time_to_quality(out["selected"], params["reach"])
+    return out
+
+
+def selected_curve(probes: list[dict], monitor: str = "valid_ndcg@10") -> list[dict]:
+    """After each epoch, the model validation would select so far (the first best epoch, as fit keeps) and its
+    test figures, with the clock at that epoch's end."""
+    rows, best = [], None
+    for p in probes:
+        if best is None or (p[monitor] is not None and p[monitor] > best[monitor]):
+            best = p
+        rows.append({"epoch": p["epoch"], "cpu_s": p["cpu_s"], "wall_s": p["wall_s"], "selected_epoch": best["epoch"],
+                     "valid_ndcg@10": best[monitor], "test_hr@10": best["test_hr@10"],
+                     "test_ndcg@10": best["test_ndcg@10"]})
+    return rows
+
+
+def time_to_quality(selected: list[dict], reach: dict) -> dict:
+    """The first epoch at which the validation-selected model's test figures reach every `reach` value
+    (fractions, e.g. {"test_ndcg@10": 0.0609}); its CPU and wall seconds, or None when never reached."""
+    for row in selected:
+        if all(row[k] >= v for k, v in reach.items()):
+            return {"reached": True, "epoch": row["epoch"], "cpu_s": row["cpu_s"], "wall_s": row["wall_s"],
+                    "selected_epoch": row["selected_epoch"], "target": reach}
+    return {"reached": False, "target": reach}
 
 
 def matching_peer(runs: dict, model: str, threads: int | None) -> dict | None:
