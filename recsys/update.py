@@ -54,6 +54,7 @@ from recsys.card import model_card
 from recsys.data import Dataset
 from recsys.datasets.schema import DataError
 from recsys.folder import CONFIG_MAX_BYTES, ModelFolderError, load_folder, save_folder
+from recsys.iteminfo import ATTRIBUTES
 from recsys.jsonfile import read_json
 from recsys.models import REGISTRY
 from recsys.models.als import ALS
@@ -153,6 +154,9 @@ def new_sessions(events: pd.DataFrame, item_info: dict, prep: PrepareConfig = Pr
         "item_id": pd.array(item_ids + new_ids.tolist(), dtype="string"),
         "category_id": pd.array(list(old_cats) + [None if pd.isna(c) else str(c) for c in new_cats], dtype="string"),
         "popularity": np.r_[old_pop, np.zeros(len(new_ids), dtype=np.int64)] + added})
+    for name, values in (item_info.get("attributes") or {}).items():  # names, prices, ...: none for new items
+        if name in ATTRIBUTES and isinstance(values, list) and len(values) == len(item_ids):
+            items[name] = pd.array(list(values) + [None] * len(new_ids), dtype="string")
     stats = {"events_read": int(len(events)), "events_added": int(len(sessions.items)),
              "sessions_added": len(sessions), "new_items": len(new_ids),
              "events_of_rare_unknown_items_dropped": rare, "events_in_short_sessions_dropped":

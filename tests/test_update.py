@@ -181,7 +181,8 @@ def write_events(path: Path, sessions: list[list[str]], day: int = 10, cats: dic
 def save_model(model, folder: Path) -> Path:
     metrics = {"valid": {"hr@20": 0.5}, "test": {"hr@20": 0.4},
                "data": {"source": "test", "n_items": N_OLD - 1, "truncated": {"max_length": 50}}}
-    return save_folder(model, folder, items_table(N_OLD), metrics=metrics, train={"seed": 0, "data_source": "test"},
+    items = items_table(N_OLD).assign(name=[f"Item {i}" for i in range(1, N_OLD)])
+    return save_folder(model, folder, items, metrics=metrics, train={"seed": 0, "data_source": "test"},
                        card="# card\n")
 
 
@@ -212,6 +213,7 @@ def test_script_grows_the_vocabulary_and_equals_a_refit_end_to_end(tmp_path, skn
     model = load_folder(tmp_path / "v2", REGISTRY)
     assert model.vocab.item_ids == [f"i{i}" for i in range(1, N_OLD)] + ["new-a", "new-b"]
     assert model.item_info["category_ids"][-2:] == ["c1", "c9"]
+    assert model.item_info["attributes"]["name"] == [f"Item {i}" for i in range(1, N_OLD)] + [None, None]
     # the refit, from the same sessions mapped by hand: new-a = 40, new-b = 41; "rare" dropped from its session
     index = {f"i{i}": i for i in range(1, N_OLD)} | {"new-a": N_OLD, "new-b": N_OLD + 1}
     b = Sessions.from_lists([[index[i] for i in s if i in index] for s in raw])
