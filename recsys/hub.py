@@ -325,8 +325,8 @@ def list_models(repo_id: str, revision: str | None = None, *, token: str | None 
     try:
         return _models_in(f.path for f in get_cached_repo_tree(repo, revision=revision))
     except CachedRepoTreeNotFoundError:
-        raise HubError(f"the Hub at {constants.ENDPOINT} cannot be reached (or HF_HUB_OFFLINE is set) and {repo} "
-                       f"is not in the local Hub cache") from None
+        why = "HF_HUB_OFFLINE is set" if _offline() else f"the Hub at {constants.ENDPOINT} cannot be reached"
+        raise HubError(f"{why} and {repo} is not in the local Hub cache") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
