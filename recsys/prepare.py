@@ -161,7 +161,11 @@ def load_or_prepare_default(path: str | Path = DEFAULT_DATA, progress=print, **s
     """The embedded default: the processed synthetic data set, generated on first use."""
     path = Path(path)
     if (path / "meta.json").is_file():
-        return Dataset.load(path)
+        data = Dataset.load(path)
+        if data.meta.get("source") == "synthetic" and "name" not in data.items.columns:
+            # prepared before the synthetic catalogue existed: the same events, so the same names join on
+            data = _with_catalogue(data, "synthetic", {"synthetic": data.meta.get("synthetic") or {}})
+        return data
     progress(f"Generating the synthetic event log and preparing {path} ...")
     return prepare("synthetic", out=path, synthetic=synthetic or None)
 

@@ -352,3 +352,16 @@ def test_payload_cleans_what_the_items_table_holds(tmp_path):
     names = loaded.item_info["attributes"]["name"]
     assert len(names[0]) == MAX_CHARS and names[1] == "tab here" and names[2] is None and names[3] is None
     assert set(ATTRIBUTES) >= set(loaded.item_info["attributes"])
+
+
+def test_default_data_prepared_before_the_catalogue_gets_its_names(tmp_path):
+    """A synthetic folder written before names existed: loading the default joins the same catalogue on."""
+    from recsys.prepare import load_or_prepare_default
+
+    fresh = prepare("synthetic", out=tmp_path / "d", synthetic={"n_events": 3000, "seed": 2})
+    attributes = ["name", "category", "price", "brand", "colour"]
+    pd.read_parquet(tmp_path / "d" / "items.parquet").drop(columns=attributes).to_parquet(
+        tmp_path / "d" / "items.parquet")
+    assert "name" not in Dataset.load(tmp_path / "d").items.columns
+    loaded = load_or_prepare_default(tmp_path / "d")
+    pd.testing.assert_frame_equal(loaded.items[attributes], fresh.items[attributes])
