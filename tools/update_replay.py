@@ -59,6 +59,29 @@ def renumbered(data: Dataset, train: Sessions, day: np.ndarray, n_days: int):
     return mapped(train), mapped(data.valid), items, known
 
 
+def diginetica(folder: Path, chunks: int) -> tuple[Dataset, Sessions, np.ndarray]:
+    """SR-GNN's Diginetica (SOURCES.md, diginetica/plain): the training sessions are the base; the test sessions,
+    in file order, are cut into `chunks` equal parts: parts 1..chunks-1 are replayed, the last one is evaluated.
+    The files carry within-session time offsets, not dates, so file order stands in for time."""
+    lines = (folder / "train_sessions.txt").read_text().split("\n")
+    train_raw = [line.split() for line in lines if line.strip()]
+    test = pd.read_csv(folder / "test_sessions_time.tsv", sep="\t", dtype={"ItemId": str})
+    test_raw = [g["ItemId"].tolist() for _, g in test.groupby("SessionIdx", sort=True)]
+    ids = pd.unique(np.concatenate([np.concatenate(train_raw), test["ItemId"].to_numpy()]))
+    index = {item: i + 1 for i, item in enumerate(ids)}
+    encode = lambda seqs: Sessions.from_lists([[index[i] for i in s] for s in seqs])  # noqa: E731
+    part = np.minimum(np.arange(len(test_raw)) * chunks // len(test_raw), chunks - 1) + 1  # 1..chunks
+    replay = [s for s, c in zip(test_raw, part) if c < chunks]
+    held = [s for s, c in zip(test_raw, part) if c == chunks]
+    train = encode(train_raw + replay)
+    day = np.r_[np.zeros(len(train_raw), dtype=np.int64), part[part < chunks]]
+    items = pd.DataFrame({"item_id": pd.array(ids.astype(str), dtype="string"),
+                          "category_id": pd.array([None] * len(ids), dtype="string"),
+                          "popularity": np.zeros(len(ids), dtype=np.int64)})
+    data = Dataset(train, encode(held), EMPTY, items)
+    return data, train, day
+
+
 def restricted(sessions: Sessions, n_items: int) -> Sessions:
     """Sessions without the items beyond n_items, and without the sessions left shorter than 2."""
     lists = [[i for i in s if i < n_items] for s in sessions.to_lists()]
@@ -165,6 +188,8 @@ def _restricted_model(model, n_items):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/processed/synthetic")
+    p.add_argument("--diginetica", help="instead of --data: the folder of SR-GNN's Diginetica (diginetica/plain); "
+                   "the test sessions in file order are cut into --days + 1 parts, the last one evaluated")
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--models", default=",".join(COUNT_MODELS + NEURAL))
     p.add_argument("--epochs", type=int, default=3, help="neural: epochs of the base fit and of the full retrain")
@@ -175,13 +200,18 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    data = Dataset.load(args.data)
-    end = data.info["train"]["end"]
-    order = np.argsort(end.to_numpy(), kind="stable")  # most recent last, as SKNN.fit orders them
-    end = end.iloc[order]
-    last = end.max().floor("D")
-    day = np.clip(args.days - ((last - end.dt.floor("D")).dt.days.to_numpy()), 0, None)  # 0: base, 1..days
-    train, valid, items, known = renumbered(data, data.train.select(order), day, args.days)
+    if args.diginetica:
+        data, train, day = diginetica(Path(args.diginetica), args.days + 1)
+        args.data = f"{args.diginetica} (test sessions in {args.days + 1} parts by file order)"
+    else:
+        data = Dataset.load(args.data)
+        end = data.info["train"]["end"]
+        order = np.argsort(end.to_numpy(), kind="stable")  # most recent last, as SKNN.fit orders them
+        end = end.iloc[order]
+        last = end.max().floor("D")
+        day = np.clip(args.days - ((last - end.dt.floor("D")).dt.days.to_numpy()), 0, None)  # 0: base, 1..days
+        train = data.train.select(order)
+    train, valid, items, known = renumbered(data, train, day, args.days)
     print(f"{args.data}: base {int((day == 0).sum()):,} sessions / {known[0] - 1:,} items; days "
           + ", ".join(f"{d}: {int((day == d).sum()):,} sessions +{known[d] - known[d - 1]} items"
                       for d in range(1, args.days + 1)), flush=True)
