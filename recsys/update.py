@@ -78,15 +78,16 @@ class UpdateConfig:
     """How neural models are warm-started (count-based models have no knobs)."""
 
     epochs: int = 2  # epochs on the new sessions
-    lr: float = 5e-4  # half the default training rate: a fine-tune from trained weights
-    batch_size: int = 64
+    lr: float | None = None  # None: half the rate the model was trained with (its folder's record, else the default)
+    batch_size: int | None = None  # None: the batch size the model was trained with
     seed: int = 0
     noise: float = 0.1  # a new item's row: its category's mean + noise * the old rows' per-dimension std
     cpu_threads: int | None = 1  # torch threads while training (1 is fastest on a shared CPU)
     progress: bool = False
 
     def __post_init__(self):
-        if self.epochs < 1 or not self.lr > 0 or self.batch_size < 1 or self.noise < 0:
+        if self.epochs < 1 or (self.lr is not None and not self.lr > 0) or (self.batch_size or 1) < 1 \
+                or self.noise < 0:
             raise ValueError("epochs and batch_size must be >= 1, lr > 0 and noise >= 0")
 
 
@@ -197,11 +198,13 @@ def _iso(micros) -> str:
 
 
 def update_model(model: Recommender, sessions: Sessions, items: pd.DataFrame,
-                 config: UpdateConfig = UpdateConfig(), log=print) -> tuple[Recommender, dict]:
+                 config: UpdateConfig = UpdateConfig(), log=print, recorded: dict | None = None
+                 ) -> tuple[Recommender, dict]:
     """A new model: `model` with `sessions` folded in, scoring len(items) + 1 items (the old ones first, at their
     old indices). `items` is the grown item table (its category_id places new items for neural models).
     Returns (model, what was done); the given model is left as it was. See the module docstring. `log`: progress
-    lines (None: none)."""
+    lines (None: none). `recorded`: the fit report of the model as trained (config.json train.fit), whose
+    "train_config" gives a neural model's training settings (a hybrid's parts: its "components")."""
     log = log or (lambda *_: None)
     n_items = len(items) + 1
     if n_items < model.n_items:
@@ -212,9 +215,9 @@ def update_model(model: Recommender, sessions: Sessions, items: pd.DataFrame,
     if refusal:
         raise UpdateError(refusal)
     if isinstance(model, Blend):
-        return _update_blend(model, sessions, items, config, log)
+        return _update_blend(model, sessions, items, config, log, recorded)
     if isinstance(model, NeuralRecommender):
-        return _update_neural(model, sessions, items, config, log)
+        return _update_neural(model, sessions, items, config, log, recorded)
     if isinstance(model, SKNN):
         return _update_sknn(model, sessions, n_items)
     if isinstance(model, NeighbourModel):
@@ -365,33 +368,55 @@ def grow_neural(model: NeuralRecommender, items: pd.DataFrame, noise: float = 0.
     return fresh
 
 
-def _update_neural(model: NeuralRecommender, sessions: Sessions, items: pd.DataFrame, config: UpdateConfig, log):
-    from recsys.train import _train_neural  # Lightning: imported only when a neural model is updated
+def _recorded_train_config(recorded: dict | None, log):
+    """The TrainConfig a folder's training record gives ("train_config" of its fit report), else the default."""
     from recsys.trainconfig import TrainConfig
+
+    given = (recorded or {}).get("train_config") if isinstance(recorded, dict) else None
+    if not isinstance(given, dict):
+        return TrainConfig(), "defaults (the folder records no training settings)"
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in names}), \
+            "the folder's training record"
+    except (TypeError, ValueError) as err:
+        log(f"warning: the folder's training settings do not form a TrainConfig ({err}); using the defaults")
+        return TrainConfig(), "defaults (the folder's record was not usable)"
+
+
+def _update_neural(model: NeuralRecommender, sessions: Sessions, items: pd.DataFrame, config: UpdateConfig, log,
+                   recorded: dict | None):
+    from recsys.train import _train_neural  # Lightning: imported only when a neural model is updated
 
     torch.manual_seed(config.seed)
     fresh = grow_neural(model, items, config.noise, torch.Generator().manual_seed(config.seed))
     empty = Sessions.from_lists([])
     data = Dataset(sessions, empty, empty, items)
-    train = dataclasses.replace(model.train_config or TrainConfig(), max_epochs=config.epochs, lr=config.lr,
-                                batch_size=config.batch_size, cpu_threads=config.cpu_threads, epoch_lrs=None,
-                                schedule="constant", warmup=0, max_minutes=None)
-    log(f"[{model.name}] warm start: {len(sessions):,} new sessions, {config.epochs} epochs at lr {config.lr}")
+    base, source = _recorded_train_config(recorded, log)
+    lr = config.lr if config.lr is not None else base.lr / 2
+    train = dataclasses.replace(base, max_epochs=config.epochs, lr=lr, batch_size=config.batch_size or base.batch_size,
+                                cpu_threads=config.cpu_threads, epoch_lrs=None, schedule="constant", warmup=0,
+                                max_minutes=None, devices=1, num_nodes=1, strategy="auto")
+    log(f"[{model.name}] warm start: {len(sessions):,} new sessions, {config.epochs} epochs at lr {lr:g} "
+        f"(other settings: {source})")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no validation cases.*")
         result = _train_neural(fresh, data, train, FitOptions(seed=config.seed, progress=config.progress))
     return fresh, {"method": "warm start: grown item tables, trained on the new sessions only (no replay: the "
                              "folder holds no training sessions)",
-                   "epochs": result["epochs"], "lr": config.lr, "batch_size": config.batch_size,
+                   "epochs": result["epochs"], "lr": lr, "batch_size": train.batch_size, "settings_from": source,
                    "train_loss": [round(r["train_loss"], 4) for r in result["history"]],
                    "seconds": round(sum(r["train_seconds"] for r in result["history"]), 2)}
 
 
-def _update_blend(model: Blend, sessions: Sessions, items: pd.DataFrame, config: UpdateConfig, log):
+def _update_blend(model: Blend, sessions: Sessions, items: pd.DataFrame, config: UpdateConfig, log,
+                  recorded: dict | None):
     fresh = Blend(model.config, len(items) + 1)
     parts = {}
+    records = (recorded or {}).get("components") if isinstance(recorded, dict) else None
     for name, part in zip(model.config.components, model.parts):
-        updated, parts[name] = update_model(part, sessions, items, config, log)
+        record = records.get(name) if isinstance(records, dict) else None
+        updated, parts[name] = update_model(part, sessions, items, config, log, record)
         fresh.use_part(name, updated, "updated")
     return fresh, {"method": "each part updated; mixing weights kept", "parts": parts}
 
@@ -438,11 +463,11 @@ def update_folder(model_dir: str | Path, events: str | Path, out: str | Path, *,
     new = new_sessions(table, model.item_info, prepare)
     log(f"[{model.name}] {new.stats['sessions_added']:,} new sessions, {new.stats['events_added']:,} events, "
         f"{new.stats['new_items']:,} new items")
-    updated, info = update_model(model, new.sessions, new.items, config, log)
+    train = dict(folder_config.get("train") or {})
+    updated, info = update_model(model, new.sessions, new.items, config, log, train.get("fit"))
     record = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "events_file": events.name,
               "source": source, "from_folder": model_dir.name, **new.stats, "n_items": updated.n_items - 1,
               **info, "seconds": round(time.perf_counter() - started, 2)}
-    train = dict(folder_config.get("train") or {})
     train["updates"] = [*(train.get("updates") or []), record]
     kept = {k: v for k, v in metrics.items() if k not in ("valid", "test", "history")}
     measured = metrics.get("before_update") or {k: metrics[k] for k in ("valid", "test") if k in metrics}

@@ -178,11 +178,11 @@ def write_events(path: Path, sessions: list[list[str]], day: int = 10, cats: dic
     return path
 
 
-def save_model(model, folder: Path) -> Path:
+def save_model(model, folder: Path, train: dict | None = None) -> Path:
     metrics = {"valid": {"hr@20": 0.5}, "test": {"hr@20": 0.4},
                "data": {"source": "test", "n_items": N_OLD - 1, "truncated": {"max_length": 50}}}
     items = items_table(N_OLD).assign(name=[f"Item {i}" for i in range(1, N_OLD)])
-    return save_folder(model, folder, items, metrics=metrics, train={"seed": 0, "data_source": "test"},
+    return save_folder(model, folder, items, metrics=metrics, train=train or {"seed": 0, "data_source": "test"},
                        card="# card\n")
 
 
@@ -240,16 +240,19 @@ def test_script_grows_the_vocabulary_and_equals_a_refit_end_to_end(tmp_path, skn
 def test_neural_folder_update_writes_a_loadable_grown_model(tmp_path):
     torch.manual_seed(0)
     model = build_model("sasrec", N_OLD, {"dim": 8, "n_heads": 2, "n_layers": 1})
-    folder = save_model(model, tmp_path / "sasrec")
+    recorded = {"fit": {"train_config": {"lr": 0.002, "batch_size": 8, "n_negatives": 5, "from_a_later_version": 1}}}
+    folder = save_model(model, tmp_path / "sasrec", recorded)
     raw = [[f"i{i}" for i in s] for s in random_sessions(40, N_OLD, 1)] + [["fresh", "i1"]] * 5
     events = write_events(tmp_path / "day.csv", raw)
     assert run_script("--model", folder, "--events", events, "--out", tmp_path / "v2", "--columns", COLUMNS,
-                      "--epochs", "1", "--batch-size", "16") == 0
+                      "--epochs", "1") == 0
     grown = load_folder(tmp_path / "v2", REGISTRY)
     assert grown.n_items == N_OLD + 1 and grown.vocab.item_ids[-1] == "fresh"
     assert grown.pos_emb.weight.shape == model.pos_emb.weight.shape
     update = json.loads((tmp_path / "v2" / "config.json").read_text())["train"]["updates"][0]
     assert update["epochs"] == 1 and update["method"].startswith("warm start")
+    # the folder's training settings, at half the rate (an unknown setting is ignored)
+    assert (update["lr"], update["batch_size"], update["settings_from"]) == (0.001, 8, "the folder's training record")
 
 
 @pytest.mark.parametrize("content,message", [
