@@ -364,6 +364,9 @@ def launch_options() -> dict:
 
 if __name__ == "__main__":
     import torch
+    import uvicorn
+
+    from recsys.api import serve_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -372,4 +375,10 @@ if __name__ == "__main__":
     # one session is too small to split across threads, and up to 4 requests run side by side: with 2 threads
     # each, a busy 2-core machine made one call 10-20x slower (docs/BENCHMARKS.md, serving)
     torch.set_num_threads(int(os.environ.get("RECSYS_TORCH_THREADS") or 1))
-    demo.queue(default_concurrency_limit=4).launch(**launch_options())
+    # the UI mounted on the JSON API's FastAPI app (recsys/api.py), with every option launch() took
+    server = serve_app(SERVICE, demo.queue(default_concurrency_limit=4), launch_options())
+    host = os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    port = int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    print(f"* Running on http://{host}:{port}/ (UI), JSON API under /v1, its schema at /docs and /openapi.json",
+          flush=True)
+    uvicorn.run(server, host=host, port=port, log_level="warning")
