@@ -9,8 +9,9 @@ Every folder the package writes goes through here, so one place decides what may
       dataset  meta.json holding "format_version"            (recsys.data.Dataset.save)
       model    config.json holding "format_version"          (recsys.folder.save_folder)
       run      the --out of train_and_eval, written into and never replaced as a whole: it must be empty or hold
-               one of our outputs (results.json, results.md, .work/, *.params.json, a model folder), or only a
-               README.md as the repository's checkpoints/ does
+               one of our outputs (results.json, results.md, sample_sessions.json, .work/, *.params.json, a model
+               folder), or only a README.md as the repository's checkpoints/ does (a Space deployed with sample
+               visitors and no model holds only sample_sessions.json there, and trains into it on first start)
 
 - `atomic_folder(out, kind)` fills a temporary sibling, then swaps it in with two renames:
   out -> .NAME.old-PID-RAND, then .NAME.tmp-PID-RAND -> out, then deletes the old one (its marker last).
@@ -39,7 +40,7 @@ MARKERS = {"dataset": "meta.json", "model": "config.json"}
 KINDS = (*MARKERS, "run")
 NAME_CHARS = "letters, digits, '.', '_' and '-'"
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
-_RUN_FILES = ("results.json", "results.md")
+_RUN_FILES = ("results.json", "results.md", "sample_sessions.json")  # recsys.samples.SAMPLES_FILE
 
 
 class OutputFolderError(ValueError):

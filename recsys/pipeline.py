@@ -13,6 +13,7 @@ import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,10 +36,12 @@ from recsys.report import comparison_chart, results_markdown
 from recsys.sessions import Sessions
 from recsys.train import fit
 
-# What the app trains on a fresh machine: quick to fit, and covering each family.
-DEFAULT_APP_MODELS = ("pop", "spop", "itemknn", "sr", "sknn", "vsknn", "sasrec")
+# What the app trains on a fresh machine: the baselines and the design card's three sequence models, briefly.
+DEFAULT_APP_MODELS = ("pop", "spop", "itemknn", "sr", "sknn", "vsknn", "sasrec", "gru4rec", "lstm")
 APP_MAX_EPOCHS = 2  # keeps the first start short on a 2-core CPU; `make train` trains fully
-APP_TRAIN = {"val_max_cases": 2000, "patience": 2}
+APP_TRAIN = {"val_max_cases": 2000, "patience": 2}  # per-epoch validation sample (best of the epochs kept)
+APP_VALID_CASES = 2000  # selection between the models validates on this many evenly spaced cases; test is full
+APP_BOOT = 200  # bootstrap resamples behind each CI of the first start's results
 # torch threads while building the defaults (training and evaluation). On the shared 2-core machine at load 6,
 # SASRec's 2 epochs took 319 s at torch's default of 2 threads and 36 s at 1 (a descheduled thread stalls every
 # parallel op); on an idle machine 2 threads gain far less than that.
@@ -60,6 +63,7 @@ class RunConfig:
     resume: bool = False  # neural models: continue from the last checkpoint in out/.work/<name> instead of anew
     select: str = "mrr@20"  # validation metric that picks the best model, or a mean of several: "hr@20+mrr@20"
     max_valid_cases: int | None = None  # validate on at most this many evenly spaced cases (None: all)
+    log_phases: bool = False  # also log each neural epoch and each evaluation as it starts (the app's first start)
 
     def __post_init__(self):
         for name in self.models:
@@ -168,6 +172,13 @@ def reuse_parts(model: Blend, spec: dict[str, str], out: Path, this_run: dict, d
     return sources, for_refit
 
 
+def _log_epoch(log, name: str, max_epochs: int | None, row: dict, _model) -> None:
+    """One line per trained epoch (fit's on_epoch): its time, loss and validation score."""
+    of = f"/{max_epochs}" if max_epochs else ""
+    valid = f", valid ndcg@10 {row['ndcg@10']:.4f} ({row['val_seconds']:.1f}s)" if "ndcg@10" in row else ""
+    log(f"[{name}] epoch {row['epoch']}{of}: {row['train_seconds']:.1f}s, loss {row['train_loss']:.3f}{valid}")
+
+
 def _card(name: str, model, metrics: dict, data: Dataset, recipe: dict | None = None) -> str | None:
     try:
         from recsys.card import model_card
@@ -222,7 +233,8 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
                              workdir=str(workdir))
         log(f"[{name}] fitting on {len(data.train):,} sessions ...")
         start = time.perf_counter()
-        fit_info = fit(model, data, options) or {}
+        on_epoch = partial(_log_epoch, log, name, config.max_epochs) if config.log_phases else None
+        fit_info = fit(model, data, options, on_epoch=on_epoch) or {}
         fit_seconds = time.perf_counter() - start
         if fit_info.get("recipe"):
             log(f"[{name}] training recipe (from the data): {fit_info['recipe']['line']}")
@@ -236,6 +248,8 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         trained = model
         eval_kw = dict(exclude_seen=config.exclude_seen, popularity=popularity, progress=config.progress)
         seconds = {"fit_seconds": fit_seconds}  # each phase timed on its own: fit, valid, refit, test
+        if config.log_phases:
+            log(f"[{name}] fitted in {fit_seconds:.1f}s; evaluating on validation and test ...")
         start = time.perf_counter()
         valid = evaluate(model, data.valid, data.protocol("valid"), desc=f"{name} valid",
                          max_cases=config.max_valid_cases, **eval_kw)
@@ -454,27 +468,49 @@ def select_model(results: dict, valids: dict[str, EvalResult], metric: str = "mr
 
 def ensure_default_models(checkpoints_dir: str | Path = "checkpoints", progress=print,
                           models: tuple[str, ...] = DEFAULT_APP_MODELS, data_dir: str | Path | None = None,
-                          **synthetic) -> list[Path]:
+                          max_epochs: int = APP_MAX_EPOCHS, **synthetic) -> list[Path]:
     """On a fresh machine: build the synthetic data set and quickly train the app's models.
 
     Only models without a folder are trained, so an interrupted first start resumes where it stopped.
-    Neural models get a short schedule (APP_MAX_EPOCHS, small validation sample) to keep the first start quick;
-    `make train` (scripts/train_and_eval.py) trains them fully.
+    Neural models get a short schedule (`max_epochs`, default APP_MAX_EPOCHS, validated on APP_TRAIN's sample each
+    epoch); selection validates on APP_VALID_CASES evenly spaced cases (stated in results.json's protocol); test
+    is evaluated in full. `make train` (scripts/train_and_eval.py) trains them fully. Every line of `progress`
+    starts with the seconds since the call began: the data set, each model's epochs, evaluations and result, the
+    sample visitors (`<checkpoints>/sample_sessions.json`, recsys.samples: what a deployed Space shows), the total.
     """
     from recsys.prepare import DEFAULT_DATA, load_or_prepare_default
+    from recsys.samples import SAMPLES_FILE, write_sample_sessions
 
-    checkpoints_dir = Path(checkpoints_dir)
+    started, cpu_started = time.perf_counter(), time.process_time()
+
+    def say(message: str) -> None:
+        progress(f"{time.perf_counter() - started:6.1f}s  {message}")
+
+    checkpoints_dir, data_dir = Path(checkpoints_dir), Path(data_dir or DEFAULT_DATA)
     wanted = tuple(m for m in models if m in REGISTRY)
     missing = tuple(m for m in wanted if not (checkpoints_dir / m / "config.json").is_file())
+    samples = checkpoints_dir / SAMPLES_FILE
     if missing:
-        data = load_or_prepare_default(data_dir or DEFAULT_DATA, progress=progress, **synthetic)
-        progress(f"Training {', '.join(missing)} on the synthetic data set into {checkpoints_dir}/ ...")
-        params = {m: {"train": APP_TRAIN} for m in missing if REGISTRY[m].trains_in_epochs}
+        data = load_or_prepare_default(data_dir, progress=say, **synthetic)
+        stats = data.stats()
+        say(f"Data set ready: {stats['n_items']:,} items; {stats['train']['sessions']:,} / "
+            f"{stats['valid']['sessions']:,} / {stats['test']['sessions']:,} train / valid / test sessions")
+        neural = [m for m in missing if REGISTRY[m].trains_in_epochs]
+        say(f"Training {', '.join(missing)} on the synthetic data set into {checkpoints_dir}/ "
+            + (f"({', '.join(neural)}: {max_epochs} epoch{'s' if max_epochs > 1 else ''} each) ..." if neural else "..."))
+        params = {m: {"train": APP_TRAIN} for m in neural}
         threads = torch.get_num_threads()
         torch.set_num_threads(APP_THREADS)
         try:
-            run(data, RunConfig(models=missing, out=checkpoints_dir, max_epochs=APP_MAX_EPOCHS, n_boot=200,
-                                params=params, progress=False, assets=None), log=progress)
+            run(data, RunConfig(models=missing, out=checkpoints_dir, max_epochs=max_epochs, n_boot=APP_BOOT,
+                                params=params, progress=False, assets=None, max_valid_cases=APP_VALID_CASES,
+                                log_phases=True), log=say)
         finally:
             torch.set_num_threads(threads)
+    if wanted and not samples.exists() and (data_dir / "test.parquet").is_file():
+        n = write_sample_sessions(data_dir, samples)
+        say(f"Wrote {n:,} sample visitors (the test sessions of {data_dir}) to {samples}")
+    if missing:
+        say(f"Default models ready in {time.perf_counter() - started:.1f}s wall, "
+            f"{time.process_time() - cpu_started:.1f}s CPU (this process)")
     return sorted(p.parent for p in checkpoints_dir.glob("*/config.json"))

@@ -1,10 +1,12 @@
 """A user's first run on their own log (issue 16): what preparation cut is said, each phase is timed on its own,
-and a run's plots go into its own folder, never over the repository's assets/.
+and a run's plots go into its own folder, never over the repository's assets/. And the app's first start on a
+fresh machine (issue 14): the baselines and the three sequence models, timed progress lines, sample visitors.
 
 The scripts run in this process (their main()) on a small synthetic data set.
 """
 
 import json
+import re
 import time
 
 import pytest
@@ -93,3 +95,83 @@ def test_plots_go_into_the_run_folder_not_the_working_folders_assets(short, tmp_
     assert (tmp_path / "run" / "model_comparison.png").stat().st_size > 1000
     assert train(short, tmp_path / "run2", "--assets", tmp_path / "plots") == 0  # still there when asked for
     assert (tmp_path / "plots" / "model_comparison.png").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The app's first start (issue 14): the design card's three sequence models beside the baselines, progress shown,
+# sample visitors written for a deployed Space.
+
+TIMED_LINE = re.compile(r"^ *(\d+\.\d)s  (.+)$")
+NEURAL = ("sasrec", "gru4rec", "lstm")
+
+
+@pytest.fixture(scope="module")
+def first_start(tmp_path_factory):
+    """ensure_default_models with its default model list on a tiny synthetic log, one epoch per neural model."""
+    root = tmp_path_factory.mktemp("first")
+    lines = []
+    folders = recsys.pipeline.ensure_default_models(root / "checkpoints", progress=lines.append,
+                                                    data_dir=root / "data", max_epochs=1, n_events=6000,
+                                                    n_items=300)
+    return {"root": root, "lines": lines, "folders": folders}
+
+
+def test_the_first_start_trains_the_three_sequence_models_beside_the_baselines(first_start):
+    assert set(NEURAL) <= set(recsys.pipeline.DEFAULT_APP_MODELS)
+    assert [f.name for f in first_start["folders"]] == sorted(recsys.pipeline.DEFAULT_APP_MODELS)
+    ckpt = first_start["root"] / "checkpoints"
+    results = json.loads((ckpt / "results.json").read_text())
+    assert set(results["models"]) == set(recsys.pipeline.DEFAULT_APP_MODELS)
+    for name in NEURAL:
+        metrics = json.loads((ckpt / name / "metrics.json").read_text())
+        assert len(metrics["history"]) == 1  # max_epochs: trained briefly
+        assert results["models"][name]["test"]["hr@20"]["value"] > 0
+        assert (ckpt / name / "training_curves.png").is_file()
+    # selection validates on a sample (said in the protocol); test is evaluated in full
+    assert results["protocol"]["max_valid_cases"] == recsys.pipeline.APP_VALID_CASES
+
+
+def test_every_progress_line_says_the_time_since_the_start(first_start):
+    lines = first_start["lines"]
+    timed = [TIMED_LINE.match(line) for line in lines]
+    assert all(timed), [line for line, m in zip(lines, timed, strict=True) if not m]
+    seconds = [float(m.group(1)) for m in timed]
+    assert seconds == sorted(seconds)
+    text = "\n".join(m.group(2) for m in timed)
+    assert text.splitlines()[0].startswith("Generating the synthetic event log")
+    assert "Data set ready: " in text
+    for name in recsys.pipeline.DEFAULT_APP_MODELS:  # a line as each model starts, evaluates and ends
+        assert f"[{name}] fitting on " in text and f"[{name}] fitted in " in text
+        assert re.search(rf"^\[{name}\] fit [\d.]+s, valid [\d.]+s, test [\d.]+s ", text, flags=re.M)
+    for name in NEURAL:  # each epoch of a sequence model as it ends
+        assert re.search(rf"^\[{name}\] epoch 1/1: [\d.]+s, loss [\d.]+, valid ndcg@10 ", text, flags=re.M)
+    assert re.search(r"^Wrote \d[\d,]* sample visitors ", text, flags=re.M)
+    assert re.search(r"^Default models ready in [\d.]+s wall, [\d.]+s CPU", text.splitlines()[-1])
+
+
+def test_the_first_start_writes_the_sample_visitors_the_app_and_a_space_read(first_start):
+    from recsys.app.visitors import Visitors, load_visitors
+    from recsys.samples import check_sample_file
+
+    root = first_start["root"]
+    samples = root / "checkpoints" / "sample_sessions.json"
+    from_data = Visitors.from_processed(root / "data")
+    assert check_sample_file(samples) == len(from_data) > 0
+    visitors = load_visitors(None, samples)  # a Space: no data folder, only the file
+    assert visitors.sessions == from_data.sessions and visitors.samples == from_data.samples
+    lines = list(first_start["lines"])
+    recsys.pipeline.ensure_default_models(root / "checkpoints", progress=lines.append, data_dir=root / "data")
+    assert lines == first_start["lines"]  # nothing missing: nothing done, nothing said
+
+
+def test_a_space_holding_only_its_sample_visitors_trains_into_that_folder(tmp_path):
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    uploaded = '{"sessions": [{"session_id": "a", "items": ["1", "2", "3"]}]}'
+    (ckpt / "sample_sessions.json").write_text(uploaded)  # deploy_space.py sent it; no model folder
+    lines = []
+    folders = recsys.pipeline.ensure_default_models(ckpt, progress=lines.append, models=("pop",),
+                                                    data_dir=tmp_path / "data", n_events=3000)
+    assert [f.name for f in folders] == ["pop"]
+    assert (ckpt / "sample_sessions.json").read_text() == uploaded  # the deployed visitors are kept
+    assert not any("sample visitors" in line for line in lines)
