@@ -1,4 +1,4 @@
-"""Reading any events table (CSV or Parquet), or a table of item descriptions, by naming its columns.
+"""Reading any events table (CSV or Parquet), or a catalogue of item attributes, by naming its columns.
 
 CSV files (any separator; sniffed when not given) are read by `recsys.datasets.files.read_delimited`, Parquet
 files (recognised by suffix or first bytes) with pyarrow; both become a `RawTable` whose columns the checked
