@@ -47,9 +47,17 @@ SERVICE = logic.AppService.from_env()  # load at import: catalogue, visitors; mo
 CSS = """
 .gradio-container {max-width: 1280px !important; margin: auto;}
 #status {min-height: 3em;}
-#caps, #hint {opacity: 0.75; font-size: 0.85em;}
+#caps, #hint, .hint {opacity: 0.8; font-size: 0.85em;}
+#recs table {font-family: ui-sans-serif, system-ui, sans-serif; font-size: 0.9em;}
+#why th, #recs th {word-break: normal; overflow-wrap: normal; hyphens: none;}
 #why td:first-child {white-space: nowrap;}
-footer {display: none !important;}
+.bars {display: flex; flex-direction: column; gap: 3px; font-size: 0.85em; padding: 4px 0;}
+.bar-row {display: grid; grid-template-columns: minmax(8em, 16em) 1fr 4.5em; align-items: center; gap: 8px;}
+.bar-label {white-space: nowrap; overflow: hidden; text-overflow: ellipsis;}
+.bar-track {background: var(--neutral-100, #f3f4f6); border-radius: 3px; height: 0.9em;}
+.bar {display: block; height: 100%; border-radius: 3px; background: var(--color-accent, #6366f1);}
+.bar-value {text-align: right; font-variant-numeric: tabular-nums;}
+.bar-caption {opacity: 0.75; margin-top: 4px;}
 """
 
 
@@ -129,8 +137,9 @@ class BodyLimit:
 
 
 def _outputs(r: logic.Recommendations, status: str | None = None):
-    """Recommendations -> (table, bar chart update, status markdown, explanation markdown)."""
-    return r.table, gr.BarPlot(**logic.bar_chart(r.chart)), status or r.status, r.explanation
+    """Recommendations -> (table, chart HTML, status markdown, explanation markdown)."""
+    table = gr.Dataframe(r.table, column_widths=logic.column_widths(r.table))
+    return table, logic.bar_chart(r.chart), status or r.status, r.explanation
 
 
 def _error_outputs(message):
@@ -144,6 +153,11 @@ def _target(held, session):
     return None
 
 
+def _warn(r: logic.Recommendations) -> None:
+    if r.mode == "error":  # a toast shows text as it is: no markdown marks in it
+        gr.Warning(logic.plain(r.status.removeprefix("⚠️ ")))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # handlers (each takes plain values and returns plain values; the session travels with the request)
 
@@ -152,64 +166,115 @@ def _target(held, session):
 @logic.bounded
 def recommend(model: str, session: str, k: float = logic.DEFAULT_K, category: str | None = None,
               exclude_seen: bool = True, held=None):
-    """Top-K items for a session: table, bar chart, status and explanation."""
+    """Top-K items for a session: table, chart, status and explanation."""
     r = logic.recommend_view(SERVICE, model, session, k, category, exclude_seen, _target(held, session))
-    if r.mode == "error":
-        gr.Warning(r.status.removeprefix("⚠️ "))
+    _warn(r)
     return _outputs(r)
+
+
+def _visitor_outputs(visitor, model, k, category, exclude_seen):
+    session, target, note = logic.load_visitor(SERVICE, visitor, model)
+    r = logic.recommend_view(SERVICE, model, session, k, category, exclude_seen, target)
+    _warn(r)
+    return session, {"session": session, "target": target}, *_outputs(r, f"{note}\n\n{r.status}")
 
 
 @guarded(6, lambda m: (gr.skip(), gr.skip(), *_error_outputs(m)))
 @logic.bounded
 def recommend_visitor(visitor: str | None, model: str, k: float = logic.DEFAULT_K, category: str | None = None,
                       exclude_seen: bool = True):
-    """A visitor's session (their last item held out) and its recommendations; unknown visitor -> cold start."""
-    session, target, note = logic.load_visitor(SERVICE, visitor)
-    r = logic.recommend_view(SERVICE, model, session, k, category, exclude_seen, target)
-    return session, {"session": session, "target": target}, *_outputs(r, f"{note}\n\n{r.status}")
+    """A visitor's session (their last item held out) and its recommendations; unknown visitor -> cold start.
+    A part of an id that only one visitor's id contains loads that visitor."""
+    return _visitor_outputs(visitor, model, k, category, exclude_seen)
 
 
 @guarded(1)
 @logic.bounded
 def suggest_visitors(query: str):
-    """Offer the visitors whose id matches what is typed in the search box (the samples when it is empty)."""
+    """The visitors whose id contains what is typed (or pasted) in the search box; the samples when it is empty."""
     matches = SERVICE.visitors.search(query, 50)
     text = logic.clean_text(query, logic.MAX_TOKEN_CHARS)
-    info = (f"{len(matches)}{'+' if len(matches) == 50 else ''} visitors match {text!r}." if text else
-            f"Sample visitors ({len(SERVICE.visitors):,} in all): pick one or search by id below.")
-    return gr.Dropdown(choices=matches, info=info)
+    if not text:
+        info = f"Sample visitors ({len(SERVICE.visitors):,} in all): pick one, or search above."
+    elif not matches:
+        info = f"No visitor id contains {text!r}."
+    elif len(matches) == 1:
+        info = f"1 visitor matches {text!r}: pick it, or press Enter in the search box."
+    else:
+        info = f"{len(matches)}{'+' if len(matches) == 50 else ''} visitors match {text!r}: pick one."
+    return gr.Dropdown(choices=matches, value=None, info=info)
 
 
-@guarded(1)
+@guarded(7, lambda m: (gr.skip(), gr.skip(), gr.skip(), *_error_outputs(m)))
 @logic.bounded
-def pick_searched(query: str):
-    """Enter in the search box: load that visitor (an unknown id gives the cold-start fallback)."""
-    text = logic.clean_text(query, logic.MAX_TOKEN_CHARS)
-    return gr.Dropdown(value=text) if text else gr.skip()
+def pick_searched(query: str, model: str, k: float = logic.DEFAULT_K, category: str | None = None,
+                  exclude_seen: bool = True):
+    """Enter in the search box: load that visitor, or the one visitor whose id contains it, or say why not."""
+    session, held, *rest = _visitor_outputs(query, model, k, category, exclude_seen)
+    vid = logic.clean_text(query, logic.MAX_TOKEN_CHARS)
+    found = vid if vid in SERVICE.visitors.sessions else (SERVICE.visitors.search(vid, 2) if vid else [])
+    found = found if isinstance(found, str) else (found[0] if len(found) == 1 else None)
+    return (gr.Dropdown(value=found) if found else gr.skip()), session, held, *rest
 
 
 @guarded(1)
 @logic.bounded
 def append_clicked(session: str, evt: gr.SelectData):
-    """Append the clicked recommendation (any cell of its row) to the session."""
+    """Append the clicked recommendation (any cell of its row) to the session, as "name (id)"."""
     row = evt.row_value if isinstance(evt.row_value, list) else []  # sent by the browser: untrusted
-    item = logic.bounded_text(row[1], logic.SLACK * logic.MAX_TOKEN_CHARS) if len(row) >= 2 else ""
-    if not item.strip():
+    if len(row) <= logic.ID_COLUMN:
+        return gr.skip()
+    item = logic.bounded_text(row[logic.ID_COLUMN], logic.SLACK * logic.MAX_TOKEN_CHARS)
+    name = logic.bounded_text(row[1], logic.SLACK * logic.MAX_TOKEN_CHARS)
+    item, name = logic.clean_text(item, logic.MAX_TOKEN_CHARS), logic.clean_text(name, logic.MAX_TOKEN_CHARS)
+    if not item:
+        return gr.skip()
+    return logic.append_item(session, f"{name} ({item})" if name and name != item else item)
+
+
+@guarded(1)
+@logic.bounded
+def add_picked(session: str, item: str | None):
+    """An item chosen (or typed) in the item picker, appended to the session."""
+    if not logic.clean_text(item, logic.MAX_TOKEN_CHARS):
         return gr.skip()
     return logic.append_item(session, item)
 
 
-@guarded(2, lambda m: (f"⚠️ {m}", gr.skip()))
+def _exclude_box(model: str | None, value: bool | None = None):
+    """The "hide items already in the session" box, set as the model's metrics were computed and saying so."""
+    try:
+        seen = logic.protocol_exclude_seen(SERVICE.served(model).model) if model else None
+    except LookupError:
+        seen = None
+    how = ("hidden" if seen else "allowed") if seen is not None else "allowed (the evaluator's default)"
+    return gr.Checkbox(value=bool(seen) if value is None else value,
+                       info=f"This model's test metrics were computed with repeats {how}.")
+
+
+@guarded(8, lambda m: (f"⚠️ {m}", *(gr.skip(),) * 7))
 @logic.bounded
 def model_info(model: str | None):
-    """About the chosen model (kind, metrics) and its categories for the cold-start picker."""
-    cats = logic.categories(SERVICE, model)
-    return logic.model_card(SERVICE, model), gr.Dropdown(choices=cats, value=None)
+    """About the chosen model (what it uses, its data, metrics, hyperparameters, model card, training curves), its
+    categories for the cold-start picker, the item picker's names, the session box's example, the repeats box."""
+    curves = logic.training_curves(SERVICE, model)
+    card = logic.model_card(SERVICE, model)
+    full = logic.full_card(SERVICE, model)
+    return (card, gr.Markdown(full), gr.Accordion(visible=bool(full)),
+            gr.Image(value=curves, visible=curves is not None),
+            gr.Dropdown(choices=logic.categories(SERVICE, model), value=None),
+            gr.Dropdown(choices=logic.suggestions(SERVICE, model), value=None),
+            gr.Textbox(placeholder=logic.placeholder(SERVICE, model)),
+            _exclude_box(model))
 
 
+@guarded(8, lambda m: (gr.skip(), gr.skip(), gr.skip(), gr.skip(), *_error_outputs(m)))
 @logic.bounded
-def clear_session():
-    return "", None, None, "Session cleared: recommendations fall back to popular items until you add one."
+def clear_session(model: str, k: float = logic.DEFAULT_K, category: str | None = None, exclude_seen: bool = True):
+    """An empty session: the popular items, and a message that says what happened."""
+    r = logic.recommend_view(SERVICE, model, "", k, category, exclude_seen)
+    message = "Session cleared: recommendations fall back to popular items until you add one."
+    return "", None, None, "", *_outputs(r, f"{message}\n\n{r.status}")
 
 
 # typed endpoints for API clients (no UI of their own)
@@ -234,68 +299,113 @@ def search_visitors(query: str = "", limit: int = 20) -> list[str]:
 @api_endpoint
 @logic.bounded
 def append_item(session: str, item: str) -> str:
-    """The session with `item` appended (what clicking a recommendation does)."""
+    """The session with `item` appended on a line of its own (what clicking a recommendation does)."""
     return logic.append_item(session, item)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # layout
 
+# Before any event that sends the session: a paste far over what the server reads is cut to its end in the
+# browser (its JSON under the request body limit), so the request still goes through and the status says so.
+CUT_SESSION_JS = """(...args) => {{
+  let s = args[{index}];
+  if (typeof s === "string" && s.length > {chars}) {{ s = s.slice(-{chars}); }}
+  while (typeof s === "string" && new Blob([JSON.stringify(s)]).size > {bytes}) {{
+    s = s.slice(-Math.floor(s.length * 0.8));
+  }}
+  args[{index}] = s;
+  return args;
+}}"""
+
+
+def cut_session_js(index: int) -> str:
+    return CUT_SESSION_JS.format(index=index, chars=logic.SLACK * logic.MAX_INPUT_CHARS,
+                                 bytes=MAX_REQUEST_BYTES * 3 // 4)
+
+
+def data_banner(service: logic.AppService) -> str:
+    """Which data the served models learned from; the default demo's is synthetic, and the page says so."""
+    sources = sorted({(e.metrics.get("data") or {}).get("name") or (e.metrics.get("data") or {}).get("source")
+                      for e in service.catalogue.values() if isinstance(e.metrics.get("data"), dict)} - {None})
+    if not sources:
+        return ""
+    shown = ", ".join(f"**{logic.md(s, 40)}**" for s in sources[:6])
+    synthetic = any(str(s).casefold() == "synthetic" for s in sources)
+    return (f"Trained on: {shown}." + (" *Synthetic* data is made up by this project's generator (the default "
+                                      "demo): the shop, its items and its visitors are not real." if synthetic
+                                      else "") + " Each model's data set is in “About this model”.")
+
 
 def build_demo(service: logic.AppService) -> gr.Blocks:
     default = service.default_model
     with gr.Blocks(title="Next-item recommender") as demo:
         held = gr.State(None)  # {"session": text, "target": held-out item} of the last loaded visitor
-        gr.Markdown("# Next-item recommender\nWhat will this shopper look at next? Give a session "
-                    "(a sample visitor, a visitor id, or item ids), pick a model, and click an item to keep browsing.")
+        gr.Markdown("# Next-item recommender\nWhat will this shopper look at next? Give a session (a sample "
+                    "visitor, or items typed by name or id), pick a model, and click an item to keep browsing.")
+        if banner := data_banner(service):
+            gr.Markdown(banner, elem_id="data")
         if not service.catalogue:
             gr.Markdown("⚠️ **No model found.** Run `make train` (or `python app.py`, which builds the default "
                         "models), or set `RECSYS_MODELS` to a Hugging Face Hub repo.")
         for note in service.notes:
-            gr.Markdown(f"⚠️ {note}")
-        with gr.Row(equal_height=False):
-            model = gr.Dropdown(service.choices, value=default, label="Model", scale=3,
-                                info="Test-set scores beside each name; the default is the best on validation.",
-                                allow_custom_value=True)
-            with gr.Column(scale=2), gr.Accordion("About this model: what it does, all its scores", open=False):
-                card = gr.Markdown(logic.model_card(service, default) if default else "", label="model_card")
+            gr.Markdown(f"⚠️ {note}", elem_classes=["note"])
+        model = gr.Dropdown(service.choices, value=default, label="Model", elem_id="model",
+                            info="Test-set scores beside each name; the default is the best on validation.")
+        with gr.Accordion("About this model: what it uses, its data, all its scores, its model card", open=False,
+                          elem_id="about-model"):
+            curves_value = logic.training_curves(service, default) if default else None
+            full_value = logic.full_card(service, default) if default else ""
+            with gr.Row(equal_height=False):
+                card = gr.Markdown(logic.model_card(service, default) if default else "", elem_id="card")
+                curves = gr.Image(curves_value, label="Training curves", visible=curves_value is not None,
+                                  interactive=False, elem_id="curves", buttons=["fullscreen"])
+            with gr.Accordion("Full model card (README.md)", open=False, visible=bool(full_value)) as full_box:
+                full = gr.Markdown(full_value, elem_id="full-card")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=340):
                 with gr.Tabs():
                     with gr.Tab("Visitor"):
+                        search = gr.Textbox(label="Find a visitor", max_lines=1, elem_id="search",
+                                            placeholder="type or paste part of an id; Enter loads it")
                         visitor = gr.Dropdown(service.visitors.samples, value=None, label="Visitor",
-                                              info=f"Sample visitors ({len(service.visitors):,} in all): "
-                                                   "pick one or search by id below.",
-                                              allow_custom_value=True, filterable=True)
-                        search = gr.Textbox(label="Search visitors by id", max_lines=1, elem_id="search",
-                                            placeholder="type part of an id; Enter loads exactly that id")
+                                              info=f"Sample visitors ({len(service.visitors):,} in all): pick one, "
+                                                   "or search above.", filterable=False, elem_id="visitor")
+                        gr.Markdown(logic.VISITOR_IDS + " Their last item is held out: the app shows where the "
+                                    "model ranks it.", elem_classes=["hint"])
                     with gr.Tab("Type items"):
-                        gr.Markdown("Type item ids (or item names, where the data has them), oldest first, "
-                                    "separated by commas or spaces, then press **Recommend**.")
-                session = gr.Textbox(label="Session (item ids, oldest first)", lines=2, max_lines=6,
-                                     placeholder="e.g. 12, 57, 3", elem_id="session")
-                k = gr.Slider(1, logic.MAX_K, value=logic.DEFAULT_K, step=1, label="How many items (K)")
+                        additem = gr.Dropdown(logic.suggestions(service, default) if default else [], value=None,
+                                              label="Add an item by name", filterable=True, allow_custom_value=True,
+                                              elem_id="additem",
+                                              info="Type part of a name and pick it; it joins the session below.")
+                        gr.Markdown("Or type in the session box: one item per line (or separated by commas), "
+                                    "by name or id, oldest first; then press **Recommend**.", elem_classes=["hint"])
+                session = gr.Textbox(label="Session (one item per line, oldest first)", lines=4, max_lines=8,
+                                     placeholder=logic.placeholder(service, default) if default else "",
+                                     elem_id="session")
+                # a number box with no bounds of its own: any value reaches logic.parse_k, whose note says what it did
+                k = gr.Number(logic.DEFAULT_K, label=f"How many items (K, 1–{logic.MAX_K})", precision=0, step=1,
+                              elem_id="k", info="Press Enter to recommend again.")
                 with gr.Row(equal_height=True):
                     category = gr.Dropdown(logic.categories(service, default) if default else [], value=None,
                                            label="Category", info="used only for cold start",
                                            allow_custom_value=True, scale=1, min_width=120)
-                    exclude = gr.Checkbox(True, label="Hide items already in the session", scale=1, min_width=120)
+                    exclude = gr.Checkbox(label="Hide items already in the session", scale=1, min_width=120,
+                                          elem_id="exclude")
                 with gr.Row():
                     go = gr.Button("Recommend", variant="primary", scale=3, elem_id="recommend")
-                    clear = gr.Button("Clear session", scale=1)
+                    clear = gr.Button("Clear session", scale=1, elem_id="clear")
                 gr.Markdown(f"Sessions are cut to their {logic.MAX_SESSION_ITEMS} most recent items; "
                             f"K is at most {logic.MAX_K}.", elem_id="caps")
             with gr.Column(scale=3, min_width=420):
-                status = gr.Markdown("Choose a visitor or type a session, then press **Recommend**.",
-                                     label="status", elem_id="status")
+                status = gr.Markdown("Loading the most popular items…", elem_id="status")
                 table = gr.Dataframe(logic.empty_table(), label="Recommendations", interactive=False, wrap=True,
-                                     max_height=420, elem_id="recs")
-                gr.Markdown("Click a recommended item to add it to the session and recommend again.",
-                            elem_id="hint")
-                # drawn in the browser (Vega-Lite); each answer sets its data and the bar order (see bar_chart)
-                chart = gr.BarPlot(**logic.bar_chart(None), label="Scores", show_label=False, elem_id="chart")
-                with gr.Accordion("Why these items", open=True):
-                    explanation = gr.Markdown(label="explanation", elem_id="why")
+                                     max_height=460, elem_id="recs",
+                                     column_widths=logic.column_widths(logic.empty_table()))
+                gr.Markdown(f"{logic.LEGEND} Click a row to add the item to the session.", elem_id="hint")
+                chart = gr.HTML("", elem_id="chart")
+                with gr.Accordion("Why these items", open=True, elem_id="why-box"):
+                    explanation = gr.Markdown(elem_id="why")
         with gr.Accordion("About: the models, the metrics and how they were measured", open=False):
             gr.Markdown(logic.about(service))
 
@@ -304,19 +414,30 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
         raw = {"preprocess": False}
         rec_in = [model, session, k, category, exclude, held]
         rec_out = [table, chart, status, explanation]
-        go.click(recommend, rec_in, rec_out, api_name="recommend", **raw)
-        session.submit(recommend, rec_in, rec_out, api_visibility="private", **raw)
-        k.release(recommend, rec_in, rec_out, api_visibility="private", **raw)
-        visitor.change(recommend_visitor, [visitor, model, k, category, exclude], [session, held, *rec_out],
-                       api_name="recommend_visitor", **raw)
-        search.input(suggest_visitors, [search], [visitor], show_progress="hidden", api_visibility="private",
-                     trigger_mode="always_last", **raw)
-        search.submit(pick_searched, [search], [visitor], api_visibility="private", **raw)
-        table.select(append_clicked, [session], [session], api_visibility="private", **raw).then(
-            recommend, rec_in, rec_out, api_visibility="private", **raw)
-        model.change(model_info, [model], [card, category], api_name="model_info", **raw).then(
-            recommend, rec_in, rec_out, api_visibility="private", **raw)
-        clear.click(clear_session, None, [session, held, visitor, status], api_visibility="private", **raw)
+        cut1 = cut_session_js(1)
+        go.click(recommend, rec_in, rec_out, api_name="recommend", js=cut1, **raw)
+        session.submit(recommend, rec_in, rec_out, api_visibility="private", js=cut1, **raw)
+        k.submit(recommend, rec_in, rec_out, api_visibility="private", js=cut1, **raw)
+        exclude.input(recommend, rec_in, rec_out, api_visibility="private", js=cut1, **raw)
+        visitor.input(recommend_visitor, [visitor, model, k, category, exclude], [session, held, *rec_out],
+                      api_name="recommend_visitor", **raw)
+        # change, not input: Gradio's textbox sends "input" for keys only, so a paste would wait for the next key
+        search.change(suggest_visitors, [search], [visitor], show_progress="hidden", api_visibility="private",
+                      trigger_mode="always_last", **raw)
+        search.submit(pick_searched, [search, model, k, category, exclude], [visitor, session, held, *rec_out],
+                      api_visibility="private", **raw)
+        then_recommend = {"fn": recommend, "inputs": rec_in, "outputs": rec_out, "api_visibility": "private",
+                          "js": cut1, **raw}
+        table.select(append_clicked, [session], [session], api_visibility="private", js=cut_session_js(0),
+                     **raw).then(**then_recommend)
+        additem.input(add_picked, [session, additem], [session], api_visibility="private", js=cut_session_js(0),
+                      **raw).then(**then_recommend)
+        info_out = [card, full, full_box, curves, category, additem, session, exclude]
+        model.change(model_info, [model], info_out, api_name="model_info", **raw).then(**then_recommend)
+        clear.click(clear_session, [model, k, category, exclude], [session, held, visitor, search, *rec_out],
+                    api_visibility="private", **raw)
+        # the first screen: the model's details and its most popular items, never an empty chart or panel
+        demo.load(model_info, [model], info_out, api_visibility="private", **raw).then(**then_recommend)
         gr.api(list_models, api_name="models")  # gr.api never preprocesses
         gr.api(search_visitors, api_name="search_visitors")
         gr.api(append_item, api_name="append_item")

@@ -61,3 +61,47 @@ def test_a_kind_outside_the_registry_gets_a_neutral_line():
     assert cards.what_it_is("gru4rec-large").startswith("**GRU4Rec (large)**")  # its own class, not gru4rec's
     variant = cards.what_it_is("sknn@<b>x</b>")  # the variant's name comes from a folder: escaped
     assert "(variant &lt;b&gt;x&lt;/b&gt;" in variant.replace("\\", "") and "<b>" not in variant
+
+
+def test_model_card_says_the_data_set_hyperparameters_and_where_the_full_card_is(service, monkeypatch):
+    card = cards.model_card(service, "itemknn")
+    assert "Trained on: not recorded" in card  # the test folders' metrics.json name no data set
+    assert "| k\\_neighbors | 100 |" in card and "It uses the neighbours of the session" in card
+    assert "Full model card: `" in card and "README.md`" in card
+    model = service.served("itemknn").model
+    monkeypatch.setattr(model, "metrics", {**model.metrics, "data": {"source": "synthetic"},
+                                           "protocol": {"exclude_seen": False}})
+    card = cards.model_card(service, "itemknn")
+    assert "Trained on **synthetic** data" in card and "not real shoppers" in card
+    assert "repeats allowed (a next item may be one already viewed)" in card
+    monkeypatch.setattr(model, "metrics", {**model.metrics, "data": {"name": "diginetica"}})
+    assert "Trained on **diginetica**." in cards.model_card(service, "itemknn")
+
+
+def test_full_model_card_and_training_curves_come_from_the_folder(service, tmp_path):
+    folder = service.served("pop").model.folder
+    assert cards.full_card(service, "pop") == ""  # no README.md in this folder
+    (folder / "README.md").write_text("---\nlibrary_name: recsys\n---\n# Pop on demo data\n\nIt counts.\n")
+    assert cards.full_card(service, "pop") == "# Pop on demo data\n\nIt counts."  # front matter dropped
+    assert cards.training_curves(service, "pop") is None  # no image in this folder
+    from PIL import Image
+
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(folder / "training_curves.png")
+    try:
+        image = cards.training_curves(service, "pop")
+        assert image.shape == (20, 40, 3)
+        (folder / "training_curves.png").unlink()
+        outside = tmp_path / "elsewhere.png"
+        Image.new("RGB", (4, 4)).save(outside)
+        (folder / "training_curves.png").symlink_to(outside)  # a link out of the folder is not followed
+        assert cards.training_curves(service, "pop") is None
+    finally:
+        (folder / "training_curves.png").unlink(missing_ok=True)
+    assert cards.full_card(service, "no-such-model") == "" and cards.training_curves(service, "nope") is None
+
+
+def test_a_hub_model_card_links_to_its_hub_page():
+    from recsys.app.catalogue import Served
+
+    served = Served(ModelEntry("user/repo/sasrec", "user/repo/sasrec", "hub", "sasrec"), object(), None)
+    assert "(https://huggingface.co/user/repo/tree/main/sasrec)" in cards.card_link(served)

@@ -62,7 +62,9 @@ def calls(app, big):
         "recommend": (app.recommend, ["pop", "101, 102", 5, "shoes", True, None]),
         "recommend_visitor": (app.recommend_visitor, ["alice:0", "pop", 5, "shoes", True]),
         "suggest_visitors": (app.suggest_visitors, ["ali"]),
-        "pick_searched": (app.pick_searched, ["alice:0"]),
+        "pick_searched": (app.pick_searched, ["alice:0", "pop", 5, "shoes", True]),
+        "add_picked": (app.add_picked, ["101", "102"]),
+        "clear_session": (app.clear_session, ["pop", 5, "shoes", True]),
         "model_info": (app.model_info, ["pop"]),
         "search_visitors": (app.search_visitors, ["ali", 5]),
         "append_item": (app.append_item, ["101", "102"]),
@@ -74,8 +76,9 @@ def calls(app, big):
                 continue  # `held`: gr.State, kept by the server, never sent by a client
             hostile = [*args[:i], big, *args[i + 1:]]
             out.append((f"{name}[{i}]", lambda fn=fn, hostile=hostile: fn(*hostile)))
-    out.append(("append_clicked[session]", lambda: app.append_clicked(big, _select([1, "103", "shoes", 1.0]))))
-    out.append(("append_clicked[item]", lambda: app.append_clicked("101", _select([1, big, "shoes", 1.0]))))
+    out.append(("append_clicked[session]", lambda: app.append_clicked(big, _select([1, "x", "103", "9%"]))))
+    out.append(("append_clicked[item]", lambda: app.append_clicked("101", _select([1, "x", big, "9%"]))))
+    out.append(("append_clicked[name]", lambda: app.append_clicked("101", _select([1, big, "103", "9%"]))))
     out.append(("append_clicked[row]", lambda: app.append_clicked("101", _select(big))))
     return out
 
@@ -110,7 +113,7 @@ def test_wrongly_typed_values_are_refused_with_a_message(app):
     assert "K must be a number, got `xxxxxxxxxxxxxxxxxxx…`; using 10." in status and len(status) < 500
     outputs = app.recommend_visitor(["alice:0"], "pop", 5)
     assert "Bad input: visitor must be text, got a list" in outputs[4]
-    card, _ = app.model_info({"key": "pop"})
+    card, *_ = app.model_info({"key": "pop"})
     assert "Bad input: model must be text, got a dict" in card
     with pytest.raises(gr.Error, match=r"limit must be a whole number from 1 to 100, got `abc`"):
         app.search_visitors("a", "abc")

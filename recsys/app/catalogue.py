@@ -2,7 +2,7 @@
 with the metrics of its metrics.json), the default choice, and the cache that loads each model once.
 
 A loaded model is kept as a `Served` record: the model and what the app derives from it once (item names ->
-raw ids), side by side, so nothing of the app's is written onto the library's model.
+raw ids, labels), side by side, so nothing of the app's is written onto the library's model.
 """
 
 import logging
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recsys import hub, load
-from recsys.app.text import clean_text, code, md
+from recsys.app.items import ItemNames
+from recsys.app.text import code, md
 from recsys.jsonfile import JSONFileError, read_json
 
 log = logging.getLogger("recsys.app")
@@ -102,26 +103,17 @@ def default_model(entries: list[ModelEntry]) -> str | None:
     return min(entries, key=rank).key
 
 
-def item_descriptions(model) -> dict[str, str]:
-    """Raw item id -> description, from the folder's items.json (empty when the data has none)."""
-    desc = getattr(model, "item_info", {}).get("descriptions") or {}
-    return desc if isinstance(desc, dict) else {}
-
-
 @dataclass(frozen=True)
 class Served:
     """A loaded catalogue entry: the model, and what the app derives from it once."""
 
     entry: ModelEntry
     model: object
-    names: Mapping[str, str]  # an item's description (cleaned, casefolded) -> its raw id: sessions may name items
+    names: ItemNames  # names, categories and attributes of its items; name -> id for typed sessions
 
     @classmethod
     def of(cls, entry: ModelEntry, model) -> "Served":
-        names: dict[str, str] = {}
-        for item, text in item_descriptions(model).items():
-            names.setdefault(clean_text(text).casefold(), str(item))
-        return cls(entry, model, names)
+        return cls(entry, model, ItemNames.of(getattr(model, "item_info", {}) or {}))
 
 
 class ModelCache:

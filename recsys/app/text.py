@@ -1,7 +1,7 @@
 """Text hygiene and the request gate: every value a request brings passes `bounded` (by parameter name, see
 INPUTS) before a handler sees it, and every piece of untrusted text shown back is cleaned (`clean_text`) and
-escaped (`md`, `code`). Also the caps the app keeps (session length, K, text lengths) and the parsers of K, a
-search limit and a session's text.
+escaped (`md`, `code`). Also the caps the app keeps (session length, K, text lengths) and the parsers of K and a
+search limit.
 """
 
 import functools
@@ -22,7 +22,7 @@ MAX_TOKEN_CHARS = 120  # no item id or name is longer; longer tokens are reporte
 MAX_KEY_CHARS = 300  # a model key: a folder name or a Hub id "user/repo/model"
 MAX_LIMIT = 100  # the most visitor ids one search returns
 
-_SPLIT_STRONG = re.compile(r"[,;\n\r\t]+")
+_URL = re.compile(r"(https?://[^\s`]+)")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 SLACK = 4  # text is cut to SLACK x its cap before cleaning: invisible characters and combining marks that cleaning
 # removes or merges cannot push real content out, and cleaning costs O(cap) whatever was sent
@@ -66,11 +66,14 @@ def clean_text(text, limit: int = MAX_INPUT_CHARS) -> str:
 
 
 def md(text, limit: int = 80) -> str:
-    """Untrusted text made safe to put in markdown: HTML escaped, markdown syntax escaped, shortened."""
+    """Untrusted text made safe to put in markdown: HTML escaped, markdown syntax escaped, shortened. A web
+    address becomes a code span: an escape inside it would show (the renderer links addresses as written)."""
     text = clean_text(text, limit + 1).replace("\n", " ")
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=True))
+    parts = _URL.split(text)  # odd positions: addresses
+    return "".join(f"`{p}`" if i % 2 else _MD_SPECIAL.sub(r"\\\1", html.escape(p, quote=False))  # quotes are
+                   for i, p in enumerate(parts))  # harmless outside tags
 
 
 def code(text, limit: int = 60) -> str:
@@ -85,27 +88,6 @@ def name_list(values, limit: int = 8) -> str:
     shown = ", ".join(code(v, 40) for v in values[:limit])
     more = len(values) - limit
     return shown + (f" and {more} more" if more > 0 else "")
-
-
-def split_session(text) -> tuple[list[str], bool]:
-    """Session text -> tokens, oldest first, and whether the text was cut to its tail.
-
-    Commas, semicolons, tabs or new lines separate items when present (so names with spaces work:
-    "red shoe, blue hat"); otherwise spaces do ("12 57 3").
-    """
-    text = bounded_text(text, SLACK * MAX_INPUT_CHARS, tail=True)
-    cut = len(text) > MAX_INPUT_CHARS
-    if cut:
-        text = text[-MAX_INPUT_CHARS:]
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(ch for ch in text if ch in "\n\r\t" or unicodedata.category(ch)[0] != "C")
-    parts = _SPLIT_STRONG.split(text) if _SPLIT_STRONG.search(text) else text.split()
-    return [p.strip() for p in parts if p.strip()], cut
-
-
-def join_session(items) -> str:
-    """The textbox form of a session: ids separated by commas (descriptions may contain spaces)."""
-    return ", ".join(str(i) for i in items)
 
 
 def parse_k(k) -> tuple[int, str | None]:
@@ -201,3 +183,14 @@ def bounded(fn: Callable) -> Callable:
 def natural_order(text: str):
     """Sort key that puts "visitor:7" before "visitor:12"."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+_MD_MARKUP = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~])|\*\*|`|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*])")
+
+
+def plain(markdown: str, limit: int = 300) -> str:
+    """A status line as plain text, for a toast (which shows text as it is): no code spans' backticks, no bold
+    or italic marks, no backslash escapes (the escaped character stays), HTML entities decoded."""
+    text = _MD_MARKUP.sub(lambda m: m.group(1) or "", clean_text(markdown, limit * 2))
+    text = html.unescape(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
