@@ -3,6 +3,7 @@
     python scripts/benchmark.py data        # prepare_data on RetailRocket- and YooChoose-size synthetic logs
     python scripts/benchmark.py eval        # 60,000 prefixes x 43,000 items through recsys.evaluate
     python scripts/benchmark.py serving     # recommend() latency per registry model at 10k / 40k / 1M items, app
+    python scripts/benchmark.py batch       # 60,858 Diginetica prefixes through scripts/recommend.py (GRU4Rec, V-SKNN)
     python scripts/benchmark.py train       # ml-100k epochs of SASRec / GRU4Rec, beside RecBole 1.2.1
     python scripts/benchmark.py accuracy --models pop,spop --datasets beauty   # beside the ANCHORS rows
     python scripts/benchmark.py report      # only rewrite docs/BENCHMARKS.md and assets/bench_*.png

@@ -1,8 +1,14 @@
 """Load test of the app: N concurrent gradio_client users, mixed requests, the server's memory; writes
-benchmarks/results/load.json.
+benchmarks/results/load.json (with --api: load_api.json).
 
     python scripts/load_test.py --clients 16 --requests 1600
     python scripts/load_test.py --clients 4 --warmup 2000 --requests 10000 --fresh-sessions   # memory
+    python scripts/load_test.py --api --items 40000 --clients 16 --warmup 400 --requests 4000  # JSON API
+
+`--api` loads POST /v1/recommend (recsys/api.py) of the same `python app.py` instead of the UI
+(tools.loadtest.run_api_load); `--items N` serves the serving benchmark's synthetic catalogue of about N items and
+its Pop / item-kNN / GRU4Rec / SASRec folders (tools/bench/servedata.py; neural weights random, which costs the
+same per call) instead of the 20-item demo folders, built once under benchmarks/work/.
 
 Launches app.py in a subprocess on a free port, serving small Pop / S-Pop / item-kNN folders built in a
 temporary directory (tools.loadtest.build_demo), runs `--warmup` requests (not measured), then `--requests`
@@ -22,9 +28,28 @@ from pathlib import Path
 
 import _path  # noqa: F401 - repository root on sys.path
 
-from tools.loadtest import build_demo, launch_app, rss_mb, run_load, stop_app
+from tools.loadtest import build_demo, launch_app, rss_mb, run_api_load, run_load, stop_app
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def catalogue(n_items: int) -> tuple[Path, Path, list[str]]:
+    """The serving benchmark's synthetic data set of about `n_items` items and the app's model folders on it
+    (built once under benchmarks/work/), and the raw ids of its test sessions (repeats kept: popular ids often)."""
+    from recsys.data import Dataset
+    from tools.bench.app_timing import APP_MODELS
+    from tools.bench.common import WORK_DIR, Options, run_child, worker_argv
+    from tools.bench.servedata import synthetic_processed
+
+    data_dir = synthetic_processed(Options(work_dir=WORK_DIR), n_items)
+    ckpt = WORK_DIR / "app" / f"checkpoints-n{n_items}"
+    if not all((ckpt / m / "config.json").is_file() for m in APP_MODELS):
+        child = run_child(worker_argv("app_models", {"data": str(data_dir), "out": str(ckpt),
+                                                     "models": list(APP_MODELS)}))
+        if child.get("error"):
+            raise RuntimeError(f"could not build the model folders: {child['error'][-500:]}")
+    data = Dataset.load(data_dir)
+    return ckpt, data_dir, data.vocab.decode(data.test.items)
 
 
 def main() -> int:
@@ -34,16 +59,27 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=0, help="requests sent first, not measured")
     parser.add_argument("--fresh-sessions", action="store_true", help="a new Gradio session for every request")
     parser.add_argument("--sample-every", type=int, default=500, help="server RSS sampled every N answers")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/load.json"))
+    parser.add_argument("--api", action="store_true", help="load the JSON API (POST /v1/recommend), not the UI")
+    parser.add_argument("--items", type=int, help="--api: a synthetic catalogue of about N items (default: the "
+                                                  "20-item demo)")
+    parser.add_argument("--out", help="default benchmarks/results/load.json (--api: load_api.json)")
     args = parser.parse_args()
+    if args.items and not args.api:
+        parser.error("--items goes with --api (the UI load test checks answers on the demo folders)")
+    args.out = args.out or str(ROOT / "benchmarks/results" / ("load_api.json" if args.api else "load.json"))
     with tempfile.TemporaryDirectory(prefix="recsys-load-") as tmp:
         tmp = Path(tmp)
-        checkpoints, data = build_demo(tmp)
+        checkpoints, data, known = catalogue(args.items) if args.items else (*build_demo(tmp), None)
         proc, url = launch_app(checkpoints, data, tmp / "app.log")
         try:
             load_before, started_mb = os.getloadavg(), rss_mb(proc.pid)
-            warm = run_load(url, args.clients, args.warmup, args.fresh_sessions) if args.warmup else None
-            report = run_load(url, args.clients, args.requests, args.fresh_sessions, proc.pid, args.sample_every)
+            if args.api:
+                warm = run_api_load(url, args.clients, args.warmup, known, seed=1) if args.warmup else None
+                report = run_api_load(url, args.clients, args.requests, known, proc.pid, args.sample_every)
+            else:
+                warm = run_load(url, args.clients, args.warmup, args.fresh_sessions) if args.warmup else None
+                report = run_load(url, args.clients, args.requests, args.fresh_sessions, proc.pid,
+                                  args.sample_every)
             load_after = os.getloadavg()
         finally:
             stop_app(proc)
@@ -63,8 +99,9 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     lat, rss = report["latency_ms"], report["rss"] or {}
-    print(f"{report['requests']} requests after {args.warmup} warm-up, {report['n_errors']} errors "
-          f"({report['waited_for_stream_close']} sent after waiting for the client's stream to close), "
+    waited = (f" ({report['waited_for_stream_close']} sent after waiting for the client's stream to close)"
+              if "waited_for_stream_close" in report else "")
+    print(f"{report['requests']} requests after {args.warmup} warm-up, {report['n_errors']} errors{waited}, "
           f"p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms, "
           f"{report['throughput_rps']} req/s; server RSS {rss.get('before_mb')} -> {rss.get('after_mb')} MB "
           f"(min {rss.get('min_mb')}, max {rss.get('max_mb')}) -> {args.out}")

@@ -8,7 +8,7 @@
 Input: a sessions table (columns session_id and items: a list of ids in Parquet, ids joined by spaces in CSV/TSV),
 or with --events an events table cut into sessions as prepare_data.py cuts them. Output (by suffix, .parquet or
 .csv): session_id, rank, item_id, score, fallback. Progress goes to stderr, the summary (a JSON object: sessions,
-popularity fallbacks, unknown item ids, ...) to stdout. Exits 2 with a one-line message on bad input.
+popularity fallbacks, unknown item ids, ...) to stdout, on one line. Exits 2 with a one-line message on bad input.
 """
 
 import argparse
@@ -73,8 +73,7 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 2
-    print(json.dumps({"model": args.model, "input": args.input, "out": args.out, "k": args.k, **report.as_dict()},
-                     indent=2))
+    print(json.dumps({"model": args.model, "input": args.input, "out": args.out, "k": args.k, **report.as_dict()}))
     return 0
 
 

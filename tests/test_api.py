@@ -192,6 +192,17 @@ def readme_example() -> tuple[dict, dict]:
     return request, response
 
 
+def test_the_api_load_test_flags_wrong_and_leaked_answers():
+    body, kind, token = loadtest._api_body(3, 0, ["pop"], ["101", "102"], 5, np.random.default_rng(0))
+    assert kind == "typed" and token in body["items"] and body["model"] == "pop"
+    good = {"model": "pop", "items": ["101"], "scores": [1.0], "fallback": "none", "unknown_items": [token]}
+    assert loadtest._api_problem(200, good, body, kind, token) is None
+    leaked = {**good, "unknown_items": [token, "u-c4-r0"]}
+    assert "LEAK" in loadtest._api_problem(200, leaked, body, kind, token)
+    assert "HTTP 500" in loadtest._api_problem(500, {"detail": "x"}, body, kind, token)
+    assert "fallback" in loadtest._api_problem(200, {**good, "fallback": "popularity"}, body, kind, token)
+
+
 def test_python_app_py_serves_the_readme_example_and_the_ui(folders, tmp_path):
     proc, url = loadtest.launch_app(*folders, tmp_path / "app.log")
     try:
@@ -206,5 +217,9 @@ def test_python_app_py_serves_the_readme_example_and_the_ui(folders, tmp_path):
         answer = client.predict("pop", "101", 2, None, True, api_name="/recommend")  # the UI's own endpoint
         assert isinstance(answer, tuple) and len(answer) >= 3 and "rank" in json.dumps(answer, default=str)
         client.close()
+        load = loadtest.run_api_load(url, clients=4, requests=60, server_pid=proc.pid, sample_every=30, k=5)
+        assert load["n_errors"] == 0, load["errors"][:5]
+        assert load["requests"] == 60 and set(load["latency_ms_by_model"]) == set(MODELS)
+        assert [n for n, _ in load["rss_mb"]] == [0, 30, 60]
     finally:
         loadtest.stop_app(proc)

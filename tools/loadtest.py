@@ -25,6 +25,10 @@ delaying that one message. Nothing in the app's queue settings, timeouts or conc
 browsers should not be affected (the JS client handles a stream's messages in arrival order on one thread).
 
 `build_demo(root)` writes the small data set and Pop / S-Pop / item-kNN folders the load test serves.
+
+`run_api_load(url, clients=16, requests=1600, known=ids, server_pid=pid)` loads the JSON API instead (POST
+/v1/recommend, recsys/api.py): one aiohttp connection per user in one event loop, typed / empty / unknown-only
+sessions, each typed one carrying an unknown token that must come back in its own answer only.
 """
 
 import os
@@ -274,3 +278,104 @@ def run_load(url: str, clients: int = 16, requests: int = 1600, fresh_sessions: 
             "latency_ms": {"p50": round(_percentile(flat, 50), 1), "p95": round(_percentile(flat, 95), 1),
                            "p99": round(_percentile(flat, 99), 1), "max": round(max(flat), 1),
                            "mean": round(statistics.fmean(flat), 1)} if flat else {}}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the JSON API (POST /v1/recommend), recsys/api.py
+
+API_KINDS = ("typed", "typed", "cold", "unknown")  # half the requests personalised
+
+
+def _api_body(user: int, step: int, models: list[str], known: list[str], k: int, rng) -> tuple[dict, str, str]:
+    """One request of a user's cycle: (body, kind, the request's own unknown token)."""
+    kind, model = API_KINDS[step % len(API_KINDS)], models[(step // len(API_KINDS) + user) % len(models)]
+    token = f"u-c{user}-r{step}"
+    if kind == "typed":  # 5-20 known ids with the token among them
+        items = [known[int(i)] for i in rng.integers(0, len(known), int(rng.integers(5, 21)))]
+        items.insert(int(rng.integers(0, len(items))), token)
+    else:
+        items = [] if kind == "cold" else [token]
+    return {"model": model, "items": items, "k": k, "exclude_seen": bool(step % 2)}, kind, token
+
+
+def _api_problem(status: int, answer, body: dict, kind: str, token: str) -> str | None:
+    """None when the answer is right for this request, else what is wrong (a leaked token included)."""
+    if status != 200:
+        return f"{kind}/{body['model']}: HTTP {status} {str(answer)[:200]}"
+    want = "none" if kind == "typed" else "popularity"
+    unknown = answer.get("unknown_items")
+    if answer.get("fallback") != want:
+        return f"{kind}/{body['model']}: fallback {answer.get('fallback')!r}, expected {want!r}"
+    if unknown != ([] if kind == "cold" else [token]):
+        return f"{kind}/{body['model']}: LEAK or loss, unknown_items {unknown!r}, expected [{token!r}]"
+    if answer.get("model") != body["model"] or not 1 <= len(answer.get("items", [])) <= body["k"] \
+            or len(answer["items"]) != len(answer.get("scores", [])):
+        return f"{kind}/{body['model']}: {len(answer.get('items', []))} items for k={body['k']}"
+    return None
+
+
+def run_api_load(url: str, clients: int = 16, requests: int = 1600, known: list[str] | None = None,
+                 server_pid: int | None = None, sample_every: int = 500, k: int = 20, seed: int = 0) -> dict:
+    """`clients` concurrent API users (one aiohttp connection each, one event loop) sending `requests` POST
+    /v1/recommend in all, each user one request at a time (closed loop): typed sessions of 5-20 ids of `known`
+    with an unknown token unique to the request (which must come back in that answer's unknown_items, and no
+    other), empty sessions and unknown-only sessions, across every model of GET /v1/models. Latency per request
+    (overall and per model), every error, and with `server_pid` the server's RSS (MB) before the first request
+    and after every `sample_every` answers."""
+    import asyncio
+
+    import aiohttp
+
+    known = known or [str(100 + i) for i in range(1, N_ITEMS + 1)]
+
+    async def main() -> dict:
+        latencies: dict[str, list[float]] = {}
+        errors: list[str] = []
+        sent = done = 0
+        rss = [[0, rss_mb(server_pid)]] if server_pid else []
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "v1/models") as response:
+                models = [m["key"] for m in (await response.json())["models"]]
+
+            async def user(u: int) -> None:
+                nonlocal sent, done
+                rng = np.random.default_rng(seed * 1000 + u)
+                connector = aiohttp.TCPConnector(limit=1)  # one connection per user, kept alive
+                async with aiohttp.ClientSession(connector=connector) as own:
+                    while sent < requests:
+                        step, sent = sent, sent + 1
+                        body, kind, token = _api_body(u, step, models, known, k, rng)
+                        began = time.perf_counter()
+                        try:
+                            async with own.post(url + "v1/recommend", json=body) as response:
+                                status = response.status
+                                answer = await response.json(content_type=None)
+                            problem = _api_problem(status, answer, body, kind, token)
+                        except Exception as exc:  # noqa: BLE001 - every failure is counted
+                            problem = f"{kind}/{body['model']}: {exc!r}"
+                        latencies.setdefault(body["model"], []).append(time.perf_counter() - began)
+                        done += 1
+                        if server_pid and (done % sample_every == 0 or done == requests):
+                            rss.append([done, rss_mb(server_pid)])
+                        if problem:
+                            errors.append(f"user {u} step {step}: {problem}")
+
+            began = time.perf_counter()
+            await asyncio.gather(*(user(u) for u in range(clients)))
+            wall = time.perf_counter() - began
+        return {"latencies": latencies, "errors": errors, "rss": rss, "wall": wall, "models": models}
+
+    out = asyncio.run(main())
+    flat = [x * 1000 for row in out["latencies"].values() for x in row]
+
+    def summary(ms: list[float]) -> dict:
+        return {"p50": round(_percentile(ms, 50), 2), "p95": round(_percentile(ms, 95), 2),
+                "p99": round(_percentile(ms, 99), 2), "max": round(max(ms), 2),
+                "mean": round(statistics.fmean(ms), 2), "n": len(ms)} if ms else {}
+
+    return {"clients": clients, "requests": len(flat), "models": out["models"], "errors": out["errors"],
+            "n_errors": len(out["errors"]), **({"rss_mb": out["rss"]} if server_pid else {}),
+            "wall_seconds": round(out["wall"], 2),
+            "throughput_rps": round(len(flat) / out["wall"], 2) if out["wall"] else None,
+            "latency_ms": summary(flat),
+            "latency_ms_by_model": {m: summary([x * 1000 for x in v]) for m, v in out["latencies"].items()}}

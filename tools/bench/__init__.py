@@ -7,9 +7,10 @@ wall/CPU times and writes `benchmarks/results/<suite>.json` (`<suite>.quick.json
 scripts/benchmark.py then regenerates docs/BENCHMARKS.md and the assets/bench_*.png plots from every results file
 (`report`, which fills the generated blocks from `render` and draws `plots`).
 
-One module per suite (data, evalspeed, serving, train, accuracy; serving uses servedata and app_timing) beside
-`common` (paths, options, timers, child processes, result files); this module runs a suite and its workers. The
-package lives outside `recsys` so that neither the wheel nor the Space upload (scripts/deploy_space.py) holds it.
+One module per suite (data, evalspeed, serving, batchbench, train, accuracy; serving uses servedata and
+app_timing) beside `common` (paths, options, timers, child processes, result files); this module runs a suite
+and its workers. The package lives outside `recsys` so that neither the wheel nor the Space upload
+(scripts/deploy_space.py) holds it.
 
 Whatever is measured for peak memory runs in a child process (`python -m tools.bench WORKER JSON`, which
 prints one JSON line); the child's own wall time, CPU time and peak RSS come from `os.wait4`. The machine is
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from tools.bench.accuracy import ACCURACY_DATASETS, accuracy_checks, suite_accuracy
 from tools.bench.app_timing import worker_app_handler, worker_app_models
+from tools.bench.batchbench import suite_batch, worker_batch_data, worker_batch_models
 from tools.bench.common import (
     ASSETS,
     DOC,
@@ -51,8 +53,8 @@ __all__ = ["ACCURACY_DATASETS", "ASSETS", "DOC", "RESULTS_DIR", "SUITES", "WORK_
            "shared_data_dir"]
 
 
-SUITE_FUNCTIONS = {"data": suite_data, "eval": suite_eval, "serving": suite_serving, "train": suite_train,
-                   "accuracy": suite_accuracy}
+SUITE_FUNCTIONS = {"data": suite_data, "eval": suite_eval, "serving": suite_serving, "batch": suite_batch,
+                   "train": suite_train, "accuracy": suite_accuracy}
 
 
 def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
@@ -86,7 +88,8 @@ def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
 
 WORKERS = {"generate": worker_generate, "prepare": worker_prepare, "eval": worker_eval,
            "serving_data": worker_serving_data, "serving": worker_serving, "app_models": worker_app_models,
-           "app_handler": worker_app_handler, "train": worker_train}
+           "app_handler": worker_app_handler, "train": worker_train, "batch_data": worker_batch_data,
+           "batch_models": worker_batch_models}
 
 
 def worker_main(argv: list[str]) -> int:

@@ -21,7 +21,7 @@ PARAMS_DIR = ROOT / "benchmarks" / "params"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 ASSETS = ROOT / "assets"
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "run_recbole.sh"
-SUITES = ("data", "eval", "serving", "train", "accuracy")
+SUITES = ("data", "eval", "serving", "batch", "train", "accuracy")
 MIB = 2**20
 
 

@@ -10,6 +10,7 @@ import functools
 import re
 from pathlib import Path
 
+from tools.bench.batchbench import render_batch
 from tools.bench.common import ROOT, SUITES, read_json, results_path
 from tools.bench.plots import PLOTS
 from tools.bench.render import RENDERERS, render_machine, render_not_run, render_summary
@@ -18,6 +19,7 @@ BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[\w-]+) -->\n).*?(\n?<!-- EN
 # block name -> the section title it sits under in a new report (the summary sits under the introduction)
 SECTIONS = {"summary": None, "machine": "Machine and commands", "data": "Data preparation (`data`)",
             "eval": "Evaluation throughput (`eval`)", "serving": "Serving latency (`serving`)",
+            "batch": "Batch scoring (`batch`)",
             "train": "Training speed (`train`)", "accuracy": "Accuracy against published numbers (`accuracy`)",
             "plots": "Plots"}
 
@@ -76,7 +78,7 @@ def render_blocks(results: dict) -> dict[str, str]:
     """Every generated block but the plots; a block a results file cannot fill says so instead of failing."""
     renderers = {"summary": functools.partial(render_summary, results),
                  "machine": functools.partial(render_machine, results)}
-    for suite, render in RENDERERS.items():
+    for suite, render in {**RENDERERS, "batch": render_batch}.items():
         given = results.get(suite)
         renderers[suite] = functools.partial(render, given) if given else functools.partial(render_not_run, suite)
     blocks = {}
