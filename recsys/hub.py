@@ -472,7 +472,8 @@ def deploy_space(repo_id: str, files: dict[str, Path], *, private: bool = False,
     Creates the Space if needed (`private` applies only then). Files the Space has under a `prune` prefix (e.g.
     "recsys/") that `files` lacks are deleted, so the Space runs exactly the code sent; unchanged files are
     skipped, so deploying the same files again makes no commit. The caller chooses the files:
-    scripts/deploy_space.py lists them with recsys.safefiles, as `push` does for a model folder.
+    scripts/deploy_space.py lists them with recsys.safefiles, as `push` does for a model folder, and adds the
+    sample visitors (checkpoints/sample_sessions.json, recsys.samples) that the app in the Space shows.
     """
     api = HfApi(token=token)
     try:

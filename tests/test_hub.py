@@ -244,12 +244,25 @@ def test_split_repo_id():
     assert issubclass(HubError, RuntimeError)
 
 
+SAMPLES = json.dumps({"sessions": [{"session_id": "v1", "items": ["i1", "i2", "i3"]},
+                                   {"session_id": "v2", "items": ["i2", "i4"]}]})
+
+
+def load_deploy_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deploy_space", ROOT / "scripts" / "deploy_space.py")
+    deploy_space = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy_space)
+    return deploy_space
+
+
 def space_tree(root: Path) -> Path:
     files = {"app.py": "import recsys\n", "requirements.txt": "gradio\n", "recsys/__init__.py": "",
              "recsys/models/pop.py": "", "recsys/__pycache__/x.cpython-311.pyc": "", "assets/shot.png": "png",
              "assets/notes.txt": "", "tests/test_x.py": "", "data/raw/events.csv": "", ".venv/bin/python": "",
              "checkpoints/pop/config.json": "{}", "checkpoints/pop/model.safetensors": "w",
-             "checkpoints/pop/last.ckpt": "pickle",
+             "checkpoints/pop/last.ckpt": "pickle", "checkpoints/sample_sessions.json": SAMPLES,
              "README.md": "---\ntitle: demo\nsdk: gradio\napp_file: app.py\n---\n"}
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -258,16 +271,15 @@ def space_tree(root: Path) -> Path:
 
 
 def test_space_file_selection(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("deploy_space", ROOT / "scripts" / "deploy_space.py")
-    deploy_space = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(deploy_space)
+    deploy_space = load_deploy_script()
     root = space_tree(tmp_path)
     base = {"app.py", "requirements.txt", "README.md", "recsys/__init__.py", "recsys/models/pop.py", "assets/shot.png"}
     assert set(deploy_space.space_files(root)) == base
+    samples = root / "checkpoints" / "sample_sessions.json"
+    assert deploy_space.space_files(root, samples=samples) == {
+        **deploy_space.space_files(root), "checkpoints/sample_sessions.json": samples}
     assert set(deploy_space.space_files(root, with_checkpoints=True)) == base | {
-        "checkpoints/pop/config.json", "checkpoints/pop/model.safetensors"}
+        "checkpoints/pop/config.json", "checkpoints/pop/model.safetensors", "checkpoints/sample_sessions.json"}
     (root / "README.md").write_text("# no front matter\n")
     with pytest.raises(SystemExit, match="sdk: gradio"):
         deploy_space.space_files(root)
@@ -289,7 +301,8 @@ def test_deploy_space_to_test_hub(hub_server, tmp_path):
     space = hub_server.state.repos[("space", "user/demo")]
     assert set(space.commits[space.branches["main"]].files) == {
         ".gitattributes", "app.py", "requirements.txt", "README.md", "recsys/__init__.py", "recsys/models/pop.py",
-        "assets/shot.png"}
+        "assets/shot.png", "checkpoints/sample_sessions.json"}  # the visitors the first start wrote
+    assert "with 2 sample visitors" in proc.stdout
     assert len(space.commits) == 2  # the repo's initial commit and one deploy: the second run changed nothing
 
 
@@ -302,3 +315,62 @@ def test_deploy_space_with_a_refused_token_is_a_hub_error(hub_server, tmp_path):
     r = run_client(code, endpoint=hub_server.url, hf_home=tmp_path / "hf", token=hub_server.state.token)
     assert "deploying to the Space user/refused failed" in r["error"] and "token was refused" in r["error"]
     assert WRONG_TOKEN not in r["error"] + r["_stderr"]
+
+
+SPACE_VISITORS = """
+import os
+from huggingface_hub import snapshot_download
+os.chdir(snapshot_download("user/visitors", repo_type="space"))  # the Space's files, where its app runs
+from recsys.app.service import AppService
+service = AppService.from_env({})  # no variable set: checkpoints/sample_sessions.json, no data folder
+print(json.dumps({"files": sorted(str(p) for p in __import__("pathlib").Path(".").rglob("*") if p.is_file()),
+                  "sessions": service.visitors.sessions, "samples": service.visitors.samples,
+                  "data_exists": os.path.isdir(service.data_dir)}))
+"""
+
+
+def test_a_deployed_space_shows_the_sample_visitors_of_the_data_set(hub_server, tmp_path):
+    from recsys.app.visitors import Visitors
+    from recsys.prepare import prepare
+
+    data = prepare("synthetic", out=tmp_path / "data", synthetic={"n_events": 3000})
+    root = space_tree(tmp_path / "project")
+    (root / "checkpoints" / "sample_sessions.json").unlink()  # --samples-from needs no first start
+    env = {"HF_ENDPOINT": hub_server.url, "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": hub_server.state.token,
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    code = (f"import runpy, sys\nsys.path.insert(0, 'scripts')\nsys.argv = ['deploy_space.py', '--repo', "
+            f"'user/visitors', '--root', {str(root)!r}, '--samples-from', {str(tmp_path / 'data')!r}]\n"
+            "try:\n    runpy.run_path('scripts/deploy_space.py', run_name='__main__')\n"
+            "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n")
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = Visitors.from_processed(tmp_path / "data")
+    assert len(expected) == len(data.test) > 0
+    assert f"with {len(expected):,} sample visitors" in proc.stdout
+    r = run_client(SPACE_VISITORS, endpoint=hub_server.url, hf_home=tmp_path / "hf2", token=hub_server.state.token)
+    assert "checkpoints/sample_sessions.json" in r["files"] and not r["data_exists"]
+    assert r["sessions"] == expected.sessions and r["samples"] == expected.samples  # what make demo shows
+    assert r["samples"]  # the visitor picker is not empty
+
+
+def test_deploy_space_refuses_a_missing_linked_or_foreign_visitors_file(tmp_path, capsys):
+    deploy = load_deploy_script()
+    root = space_tree(tmp_path / "project")
+    argv = ["--repo", "user/never", "--root", str(root)]
+    (root / "checkpoints" / "sample_sessions.json").unlink()
+    with pytest.raises(SystemExit, match="no sample visitors to upload.*--samples-from DATA.*--no-samples"):
+        deploy.main(argv)
+    (tmp_path / "secret.json").write_text('{"token": "hf_x"}')
+    (root / "checkpoints" / "sample_sessions.json").symlink_to(tmp_path / "secret.json")
+    with pytest.raises(SystemExit, match="symbolic link"):
+        deploy.main(argv)
+    for bad in ('{"token": "hf_x"}', '{"sessions": [{"session_id": "a", "items": {"x": 1}}]}', "not json", "[]"):
+        (tmp_path / "bad.json").write_text(bad)
+        with pytest.raises(SystemExit, match="cannot upload .*bad.json as the Space's visitors"):
+            deploy.main([*argv, "--samples", str(tmp_path / "bad.json")])
+    with pytest.raises(SystemExit, match="is not a processed data set folder"):
+        deploy.main([*argv, "--samples-from", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        deploy.main([*argv, "--samples", str(tmp_path / "bad.json"), "--no-samples"])  # one source of visitors
+    assert "not allowed with argument" in capsys.readouterr().err
