@@ -138,8 +138,7 @@ class BodyLimit:
 
 def _outputs(r: logic.Recommendations, status: str | None = None):
     """Recommendations -> (table, chart HTML, status markdown, explanation markdown)."""
-    table = gr.Dataframe(r.table, column_widths=logic.column_widths(r.table))
-    return table, logic.bar_chart(r.chart), status or r.status, r.explanation
+    return r.table, logic.bar_chart(r.chart), status or r.status, r.explanation
 
 
 def _error_outputs(message):

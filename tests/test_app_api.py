@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import fresh_app
-from test_app_logic import N, build_checkpoints, build_processed
+from test_app_logic import CATEGORY, NAMES, N, build_checkpoints, build_processed
 
 from tools import loadtest
 
@@ -49,8 +49,13 @@ def recommend(client, model="itemknn", session="", k=5, category=None, exclude_s
 
 
 def items(table) -> list[str]:
-    col = table["headers"].index("item")
+    """The item ids of a table (the names are in the "item" column)."""
+    col = table["headers"].index("id")
     return [row[col] for row in table["data"]]
+
+
+def bar_items(chart: str) -> list[str]:
+    return re.findall(r'<div class="bar-row" title="[^"]*\((\w+)\)">', chart)
 
 
 def test_named_endpoints(client):
@@ -65,20 +70,22 @@ def test_personalized_for_a_sample_visitor(client):
     session, table, chart, status, explanation = client.predict("alice:0", "itemknn", 5, None, True,
                                                                 api_name="/recommend_visitor")
     assert session and "Personalised" in status and "held out" in status and "actually viewed" in status
-    assert len(table["data"]) == 5 and table["headers"][:3] == ["rank", "item", "category"]
-    assert chart["value"]["mark"] == "bar" and chart["sort"] == items(table)  # bars in ranking order
-    assert [row[1] for row in chart["value"]["data"]] == [row[-1] for row in table["data"]]
-    assert "Item neighbours" in explanation
+    assert session.split("\n")[0] == f"{NAMES['105']} (105)"  # names first in the session box
+    assert len(table["data"]) == 5 and table["headers"][:5] == ["rank", "item", "id", "score", "why"]
+    assert [row[1] for row in table["data"]] == [NAMES[i] for i in items(table)]
+    assert bar_items(chart) == items(table)  # bars in ranking order
+    assert all(row[3].endswith("%") and row[4] for row in table["data"])  # a probability and a reason each
+    assert "Item neighbours" in explanation and NAMES["109"] in explanation
 
 
 def test_manual_sequence_and_click_to_extend(client):
     table, chart, status, _ = recommend(client, session="101, 102, 103", k=3)
     assert "Personalised" in status and len(table["data"]) == 3
-    scores = [row[-1] for row in table["data"]]
-    assert scores[0] == 1.0 and scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    scores = [float(row[3].rstrip("%")) for row in table["data"]]
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 100
     clicked = items(table)[0]
-    extended = client.predict("101, 102, 103", clicked, api_name="/append_item")
-    assert extended == f"101, 102, 103, {clicked}"
+    extended = client.predict("101, 102, 103", f"{NAMES[clicked]} ({clicked})", api_name="/append_item")
+    assert extended == f"101, 102, 103\n{NAMES[clicked]} ({clicked})"
     table2, _, status2, _ = recommend(client, session=extended, k=3)
     assert "from 4 items" in status2 and clicked not in items(table2)
 
@@ -87,8 +94,8 @@ def test_cold_start(client):
     table, _, status, explanation = recommend(client, session="", k=4)
     assert "Cold start" in status and "popular" in status and items(table)[0] == "101"
     assert "Popularity fallback" in explanation
-    table, _, status, _ = recommend(client, session="", k=20, category="hats")
-    assert "category" in status and {row[2] for row in table["data"]} == {"hats"}
+    table, _, status, _ = recommend(client, session="", k=20, category=CATEGORY["hats"])
+    assert "category" in status and {row[5] for row in table["data"]} == {CATEGORY["hats"]}
     session, table, _, status, _ = client.predict("nobody:42", "pop", 3, None, True, api_name="/recommend_visitor")
     assert session == "" and "Unknown visitor" in status and "Cold start" in status and len(table["data"]) == 3
 
@@ -107,8 +114,8 @@ def test_model_switch(client):
     pop, _, pop_status, pop_why = recommend(client, model="pop", session="101, 102, 103", exclude_seen=False)
     knn, _, knn_status, _ = recommend(client, model="itemknn", session="101, 102, 103", exclude_seen=False)
     assert items(pop) != items(knn) and "**pop**" in pop_status and "**itemknn**" in knn_status
-    assert "Not available" in pop_why
-    card, _categories = client.predict("spop", api_name="/model_info")
+    assert "Not personalised" in pop_status and "popularity only" in pop_why
+    card, *_ = client.predict("spop", api_name="/model_info")
     assert "S-Pop" in card and "test" in card
     _, _, status, _ = recommend(client, model="no-such-model", session="101")
     assert "Unknown model" in status
@@ -155,7 +162,7 @@ def test_wrongly_typed_text_comes_back_in_the_status(client):
     assert status == "⚠️ Bad input: session must be text, got a dict"
     _, _, status, _ = recommend(client, session="101", exclude_seen="no")
     assert status == "⚠️ Bad input: exclude_seen must be true or false, got `no`"
-    card, _ = client.predict(["itemknn"], api_name="/model_info")
+    card, *_ = client.predict(["itemknn"], api_name="/model_info")
     assert card == "⚠️ Bad input: model must be text, got a list"
     _, _, status, _ = recommend(client, session="101", category="c" * 200_000, k=3)
     assert "Personalised" in status  # a long category is read only up to its cap (tests/test_app_hostile.py)
@@ -195,14 +202,14 @@ def app_module(tmp_path, monkeypatch):
 @pytest.mark.filterwarnings("ignore:Something went wrong")  # gr.Warning outside a request is a UserWarning
 def test_handlers_never_raise(app_module, monkeypatch):
     table, chart, status, _ = app_module.recommend("pop", "101", 3)
-    assert len(table) == 3 and chart.sort == table["item"].tolist() and "Personalised" in status
+    assert len(table) == 3 and bar_items(chart) == table["id"].tolist() and "**pop**" in status
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(app_module.logic, "recommend_view", boom)
     table, chart, status, _ = app_module.recommend("pop", "101", 3)
-    assert "Something went wrong" in status and "disk on fire" in status and len(table) == 0 and chart.sort == []
+    assert "Something went wrong" in status and "disk on fire" in status and len(table) == 0 and chart == ""
     outputs = app_module.recommend_visitor("alice:0", "pop", 3)
     assert len(outputs) == 6 and "Something went wrong" in outputs[4]
 
@@ -229,7 +236,7 @@ def test_the_server_keeps_state_for_a_bounded_number_of_sessions(tmp_path, monke
             assert loadtest.wait_for_stream_close(client)
             client.session_hash = str(uuid.uuid4())  # what a one-shot caller (curl, a new Client) sends
             status = client.predict("pop", "101", 2, None, True, api_name="/recommend")[2]
-            assert "Personalised" in status
+            assert "**pop**" in status
         assert len(app.demo.state_holder.session_data) == 3
         assert app.demo._queue.ANALYTICS_MAX_EVENTS == int(os.environ["GRADIO_ANALYTICS_MAX_EVENTS"])
         client.close()
