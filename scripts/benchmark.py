@@ -46,6 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="accuracy: do not refit baselines on train + valid")
     p.add_argument("--no-app", dest="app", action="store_false", help="serving: skip the gradio_client round trip")
+    p.add_argument("--first-start-only", action="store_true",
+                   help="serving: time only the app's first start (fresh machine), keep the last run's other rows")
     p.add_argument("--epochs", type=int, help="train: epochs per run (default 2, quick 1)")
     p.add_argument("--threads", type=int, help="train: torch intra-op threads (default: torch's default)")
     p.add_argument("--peers", action="store_true", help="train: start the RecBole runs in the background (nohup)")

@@ -175,3 +175,34 @@ def test_a_space_holding_only_its_sample_visitors_trains_into_that_folder(tmp_pa
     assert [f.name for f in folders] == ["pop"]
     assert (ckpt / "sample_sessions.json").read_text() == uploaded  # the deployed visitors are kept
     assert not any("sample visitors" in line for line in lines)
+
+
+def test_the_serving_suite_splits_the_first_start_into_phases_and_renders_them(tmp_path):
+    from tools.bench.app_timing import first_start_phases
+    from tools.bench.common import Options
+    from tools.bench.render import _first_start_rows
+    from tools.bench.serving import first_start_only
+
+    printed = [(4.0, "No model found in c/: building the default models (one-off)..."),
+               (9.0, "   0.0s  Generating the synthetic event log and preparing d ..."),
+               (9.5, "   0.5s  Data set ready: 10 items"), (9.6, "   0.6s  Training pop, sasrec ..."),
+               (9.7, "   0.7s  [pop] fitting on 9 sessions ..."),
+               (10.9, "   1.9s  [pop] fit 0.0s, valid 0.1s, test 0.1s"),
+               (11.0, "   2.0s  [sasrec] fitting on 9 sessions ..."), (20.0, "  11.0s  [sasrec] epoch 1/2: 4.0s"),
+               (31.0, "  22.0s  Wrote 3 sample visitors"), (31.1, "  22.1s  Default models ready in 22.1s wall")]
+    phases = first_start_phases(printed, 36.0)
+    assert list(phases) == ["imports (Python, torch, Gradio) and app start-up", "recsys.pipeline and Lightning imports",
+                            "data set (generate, prepare, load)", "pop (fit, evaluations, saving)",
+                            "sasrec (fit, evaluations, saving)", "building the page, starting the server"]
+    assert phases["sasrec (fit, evaluations, saving)"] == 20.1 and abs(sum(phases.values()) - 36.0) < 0.05
+    first = {"wall_s": 36.0, "cpu_s": 30.0, "load_before": [1.0, 1.0, 1.0], "load_after": [1.5, 1.0, 1.0],
+             "models": ["pop", "sasrec"], "phases": phases, "longest_silence_s": 11.0, "valid_cases": 2000,
+             "seconds": {"pop": {"fit": 0.0, "valid": 0.1, "test": 0.1, "epochs": None},
+                         "sasrec": {"fit": 15.0, "valid": 1.0, "test": 2.0, "epochs": 2}},
+             "ran": {"command": "python scripts/benchmark.py serving --first-start-only", "timestamp": "t"}}
+    text = "\n".join(_first_start_rows(first))
+    assert "**36.0 s** (target ≤ 180 s), 30.0 s CPU" in text and "for 2 epochs" in text
+    assert "| sasrec (fit, evaluations, saving) | 20.1 | 15.0 / 1.0 / 2.0 |" in text
+    assert "`python scripts/benchmark.py serving --first-start-only`" in text
+    with pytest.raises(ValueError, match="run `python scripts/benchmark.py serving` first"):
+        first_start_only(Options(results_dir=tmp_path, work_dir=tmp_path, first_start_only=True))

@@ -7,13 +7,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from tools.bench.common import ROOT, Options, load_avg, percentiles_ms, run_child, worker_argv
+from tools.bench.common import ROOT, Options, load_avg, percentiles_ms, read_json, run_child, worker_argv
 from tools.bench.servedata import SERVING_SIZES, SERVING_SIZES_QUICK, servable, serving_sessions, synthetic_processed
 
 APP_TARGET_MS = 150.0
@@ -124,13 +126,17 @@ def app_round_trip(opts: Options) -> dict:
 
 FIRST_START_TARGET_S = 180.0
 FIRST_START_TIMEOUT_S = 900
+TIMED_LINE = re.compile(r"^ *(\d+\.\d)s  (.+)$")  # recsys.pipeline.ensure_default_models: seconds, message
 
 
 def first_start(opts: Options) -> dict:
     """`python app.py` on a fresh machine, timed from launch until its page answers: no processed data and no
     model folder, so it generates the synthetic data, trains the default models (recsys.pipeline
-    .ensure_default_models) and then serves. Runs in an empty folder under the work dir (its cwd), with
-    RECSYS_CHECKPOINTS and RECSYS_DATA pointing inside it. Not run with --quick (it trains the full default)."""
+    .ensure_default_models: the baselines and SASRec, GRU4Rec, LSTM) and then serves. Runs in an empty folder
+    under the work dir (its cwd), with RECSYS_CHECKPOINTS and RECSYS_DATA pointing inside it. Each line the app
+    prints is stamped with its arrival (seconds since launch), which splits the wall time into phases (imports,
+    data set, each model, sample visitors, building the page) and gives the longest silence; the CPU time is the
+    app process's own (os.wait4). Not run with --quick (it trains the full default)."""
     if opts.quick:
         return {"skipped": "not run with --quick (it trains the full default set)"}
     root = opts.work_dir / "first_start"
@@ -145,38 +151,80 @@ def first_start(opts: Options) -> dict:
                 "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
     log_path = root / "app.log"
     load_before = load_avg()
+    lines: list[tuple[float, str]] = []  # (seconds since launch, line) as the app printed it
     started = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=root, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        wall = None
-        try:
-            while wall is None and proc.poll() is None and time.perf_counter() - started < FIRST_START_TIMEOUT_S:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                        if response.status == 200:
-                            wall = time.perf_counter() - started
-                except OSError:
-                    time.sleep(0.5)
-        finally:
-            load_after = load_avg()
-            if proc.poll() is None:
-                proc.terminate()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
+
+    def read():
+        with open(log_path, "w") as log:
+            for line in proc.stdout:
+                lines.append((time.perf_counter() - started, line.rstrip("\n")))
+                log.write(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wall = None
+    try:
+        while wall is None and proc.poll() is None and time.perf_counter() - started < FIRST_START_TIMEOUT_S:
             try:
-                _, _, usage = os.wait4(proc.pid, 0)  # this child's own CPU time (a second of serving included)
-            except ChildProcessError:
-                usage = None
-    text = log_path.read_text(errors="replace")
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    if response.status == 200:
+                        wall = time.perf_counter() - started
+            except OSError:
+                time.sleep(0.5)
+    finally:
+        load_after = load_avg()
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            _, _, usage = os.wait4(proc.pid, 0)  # this child's own CPU time (a second of serving included)
+        except ChildProcessError:
+            usage = None
+        reader.join(10)
+    text = "\n".join(line for _, line in lines)
     if wall is None:
         reason = (f"exited with {proc.returncode}" if proc.returncode not in (None, -15) else
                   f"did not serve within {FIRST_START_TIMEOUT_S} s")
         return {"skipped": f"python app.py {reason}: {text[-400:]}"}
-    fits = {m: float(t) for m, t in re.findall(r"^\[([\w-]+)\] ([\d.]+)s ", text, flags=re.M)}
-    models = sorted(p.parent.name for p in (root / "checkpoints").glob("*/config.json"))
+    results = read_json(root / "checkpoints" / "results.json")
+    seconds = {m: {k.removesuffix("_seconds"): e[k] for k in ("fit_seconds", "valid_seconds", "test_seconds")}
+               | {"epochs": (e.get("fit") or {}).get("epochs")} for m, e in results.get("models", {}).items()}
+    arrivals = [t for t, _ in lines if t <= wall] + [wall]
     return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1) if usage else None,
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1) if usage else None, "models": models, "fit_s": fits,
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1) if usage else None,
+            "models": list(seconds), "seconds": seconds, "phases": first_start_phases(lines, wall),
+            "longest_silence_s": round(max(b - a for a, b in zip([0.0, *arrivals], arrivals, strict=True)), 1),
+            "valid_cases": results.get("protocol", {}).get("max_valid_cases"),
+            "sample_visitors": (root / "checkpoints" / "sample_sessions.json").is_file(),
             "built_data": "Generating the synthetic event log" in text, "load_before": load_before,
-            "load_after": load_after, "command": "python app.py (fresh: no data/processed, no checkpoints)"}
+            "load_after": load_after, "command": "python app.py (fresh: no data/processed, no checkpoints)",
+            "ran": {"command": opts.command, "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}}
+
+
+def first_start_phases(lines: list[tuple[float, str]], wall: float) -> dict[str, float]:
+    """Wall seconds of each phase of a first start, from the arrival times of the app's lines. A phase runs from
+    the line that opens it to the next such line: launch (Python, torch and Gradio imports, the app's start-up),
+    the app's "building the default models" (recsys.pipeline and Lightning imports), ensure_default_models' first
+    line (the data set), each "[model] fitting" (its fit, evaluations and saving; the last one's also the
+    selection tests and the sample visitors file), "Default models ready" (building the page, starting the
+    server) until the page answered."""
+    marks = [("imports (Python, torch, Gradio) and app start-up", 0.0)]
+    for t, line in lines:
+        match = TIMED_LINE.match(line)
+        if "building the default models" in line and not match:
+            marks.append(("recsys.pipeline and Lightning imports", t))
+        if not match:
+            continue
+        message, model = match.group(2), re.match(r"\[([\w-]+)\] fitting on ", match.group(2))
+        if len(marks) < 3:
+            marks.append(("data set (generate, prepare, load)", t))
+        if model:
+            marks.append((f"{model.group(1)} (fit, evaluations, saving)", t))
+        elif message.startswith("Default models ready"):
+            marks.append(("building the page, starting the server", t))
+    ends = [t for _, t in marks[1:]] + [wall]
+    return {name: round(end - t, 1) for (name, t), end in zip(marks, ends, strict=True)}
 
 
 def worker_app_handler(params: dict) -> dict:

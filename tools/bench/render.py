@@ -260,11 +260,28 @@ def _first_start_rows(first: dict) -> list[str]:
             "timed until the page answers): ")
     if first.get("skipped"):
         return ["", lead + f"skipped: {first['skipped']}"]
-    fits = "; ".join(f"{m} {_n(t, 1)} s" for m, t in first["fit_s"].items())
-    return ["", lead + (f"**{_n(first['wall_s'], 1)} s** (target ≤ 180 s), {_n(first['cpu_s'], 1)} s CPU, "
-                        f"load {first['load_before'][0]} before and {first['load_after'][0]} after. It generated "
-                        f"the synthetic data set and fitted {', '.join(first['models'])} (fit times: {fits}), "
-                        "evaluating each on validation and test, then served.")]
+    if "seconds" not in first:  # a result from before the phases were recorded
+        fits = "; ".join(f"{m} {_n(t, 1)} s" for m, t in first["fit_s"].items())
+        return ["", lead + (f"**{_n(first['wall_s'], 1)} s** (target ≤ 180 s), {_n(first['cpu_s'], 1)} s CPU, "
+                            f"load {first['load_before'][0]} before and {first['load_after'][0]} after. It generated "
+                            f"the synthetic data set and fitted {', '.join(first['models'])} (fit times: {fits}), "
+                            "evaluating each on validation and test, then served.")]
+    ran = first.get("ran") or {}
+    when = f" Ran {ran['timestamp']}: `{ran['command']}`." if ran else ""
+    valid = f"{_n(first['valid_cases'])} evenly spaced validation cases" if first.get("valid_cases") else "validation"
+    rows = ["", lead + (f"**{_n(first['wall_s'], 1)} s** (target ≤ 180 s), {_n(first['cpu_s'], 1)} s CPU (the app "
+                        f"process), load {_load(first['load_before'])} before and {_load(first['load_after'])} "
+                        f"after.{when} It generated the synthetic data set, trained {', '.join(first['models'])} "
+                        f"(neural models for {_n(max(e.get('epochs') or 0 for e in first['seconds'].values()))} "
+                        f"epochs at 1 torch thread), evaluated each on {valid} and the full test split, wrote the "
+                        "sample visitors, then served. Longest time without a progress line: "
+                        f"{_n(first['longest_silence_s'], 1)} s."), "",
+            "| phase (from the app's own progress lines) | wall s | of which fit / valid / test s |", "|---|---|---|"]
+    for phase, secs in first["phases"].items():
+        e = first["seconds"].get(phase.split(" ")[0], {})
+        parts = f"{_n(e['fit'], 1)} / {_n(e['valid'], 1)} / {_n(e['test'], 1)}" if e else ""
+        rows.append(f"| {phase} | {_n(secs, 1)} | {parts} |")
+    return rows
 
 
 def render_serving(r: dict) -> str:
