@@ -138,7 +138,8 @@ def replay_count(name, train, day, valid, items, known, days, max_cases, log) ->
     return rows
 
 
-def replay_neural(name, train, day, valid, items, known, days, epochs, update_epochs, max_cases, log) -> dict:
+def replay_neural(name, train, day, valid, items, known, days, epochs, update_epochs, max_cases, log,
+                  update_lr=None) -> dict:
     from recsys.train import fit
     from recsys.trainconfig import TrainConfig
 
@@ -155,7 +156,7 @@ def replay_neural(name, train, day, valid, items, known, days, epochs, update_ep
     base, base_wall, base_cpu = timed(lambda: trained(train.select(day == 0), known[0]))
     model, per_day = base, []
     for d in range(1, days + 1):
-        config = UpdateConfig(epochs=update_epochs)
+        config = UpdateConfig(epochs=update_epochs, lr=update_lr)
         (model, info), wall, cpu = timed(lambda m=model, s=train.select(day == d), g=items.iloc[: known[d] - 1],
                                          c=config: update_model(m, s, g, c, log=None))
         per_day.append({"day": d, "update_s": wall, "update_cpu_s": cpu,
@@ -164,7 +165,8 @@ def replay_neural(name, train, day, valid, items, known, days, epochs, update_ep
     retrain, re_wall, re_cpu = timed(lambda: trained(train.select(day <= days), known[days]))
     v = restricted(valid, known[days])
     v_base = restricted(valid, known[0])
-    return {"model": name, "epochs": epochs, "update_epochs": update_epochs, "base_s": base_wall,
+    return {"model": name, "epochs": epochs, "update_epochs": update_epochs, "update_lr": update_lr,
+            "base_s": base_wall,
             "base_cpu_s": base_cpu, "days": per_day, "retrain_s": re_wall, "retrain_cpu_s": re_cpu,
             "final": {"updated": metrics(model, v, max_cases), "retrain": metrics(retrain, v, max_cases),
                       "top20_overlap": overlap(model, retrain, v, max_cases)},
@@ -194,6 +196,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=",".join(COUNT_MODELS + NEURAL))
     p.add_argument("--epochs", type=int, default=3, help="neural: epochs of the base fit and of the full retrain")
     p.add_argument("--update-epochs", type=int, default=1, help="neural: epochs of each day's warm start")
+    p.add_argument("--update-lr", type=float, help="neural: the warm start's learning rate (default: recsys.update's)")
     p.add_argument("--max-cases", type=int, default=5000, help="validation cases scored (evenly spaced)")
     p.add_argument("--out", default="benchmarks/results/update_replay.json")
     args = p.parse_args(argv)
@@ -219,7 +222,7 @@ def main(argv=None) -> int:
     for name in args.models.split(","):
         if name in NEURAL:
             out["neural"].append(replay_neural(name, train, day, valid, items, known, args.days, args.epochs,
-                                               args.update_epochs, args.max_cases, print))
+                                               args.update_epochs, args.max_cases, print, args.update_lr))
         else:
             out["count"] += replay_count(name, train, day, valid, items, known, args.days, args.max_cases, print)
     out["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -246,7 +249,7 @@ def markdown(out: dict) -> str:
     for n in out["neural"]:
         f = n["final"]
         lines += ["", f"{n['model']}: base {n['epochs']} epochs ({n['base_s']:.0f} s); each day "
-                      f"{n['update_epochs']} epoch(s), "
+                      f"{n['update_epochs']} epoch(s) at lr {n.get('update_lr') or 'default'}, "
                       + ", ".join(f"day {d['day']} {d['update_s']:.1f} s: {d['updated']['hr@20']:.2f} / "
                                   f"{d['updated']['mrr@20']:.2f}" for d in n["days"])
                   + f"; after the last day: updated {f['updated']['hr@20']:.2f} / {f['updated']['mrr@20']:.2f}, full "
