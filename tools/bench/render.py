@@ -362,12 +362,48 @@ def _reference_rows(ref: dict) -> list[str]:
             "the RecBole runs here use glibc malloc."]
 
 
+def _quality_rows(quality: dict | None) -> list[str]:
+    """Time to quality with the default settings (tools.bench.train._time_to_quality) beside RecBole's run."""
+    runs = {k: v for k, v in (quality or {}).items() if isinstance(v, dict)}
+    if not runs:
+        return []
+    rows = ["**Time to quality with the default settings** (registry configuration, the recipe recsys.recipe "
+            "chose from the data; 1 torch thread unless said): the test split is evaluated after every epoch for "
+            "this table only (its CPU is not counted), and each row gives when the model that validation NDCG@10 "
+            "selects so far first reached RecBole's final test NDCG@10, and the validation-selected model at the "
+            "end of the run. RecBole: its final (validation-selected) test figures and the CPU its run took to "
+            "the epoch it selected.", "",
+            "| model | recipe | epochs (selected) | final test HR@10 / NDCG@10, ours | RecBole's | reached "
+            "RecBole's NDCG@10: epoch, CPU s, wall s | RecBole CPU s to its model | ours / RecBole CPU | fit wall "
+            "/ CPU s (whole run, probes excluded) | load before → after |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, run in runs.items():
+        if run.get("skipped"):
+            rows.append(f"| {name} | skipped: {run['skipped'][:200]} |" + " |" * 8)
+            continue
+        ref, final = run["recbole"], run["final"]
+        reached = run.get("time_to_quality") or {}
+        when, ratio = "not reached", "–"
+        if reached.get("reached"):
+            when = f"{reached['epoch']} (selected {reached['selected_epoch']}), {_n(reached['cpu_s'], 0)}, " \
+                   f"{_n(reached['wall_s'], 0)}"
+            ratio = f"{reached['cpu_s'] / ref['cpu_s_to_selected']:.3f}"
+        ran = run.get("ran") or {}
+        rows.append(f"| {name} ({ran.get('timestamp', '')[:16]}, `{ran.get('command', '')}`) | "
+                    f"{(run.get('recipe') or {}).get('line', 'given settings')} | {run['epochs']} ({final['epoch']}) | "
+                    f"{100 * final['test_hr@10']:.2f} / {100 * final['test_ndcg@10']:.2f} | "
+                    f"{100 * ref['test_hr@10']:.2f} / {100 * ref['test_ndcg@10']:.2f} | {when} | "
+                    f"{_n(ref['cpu_s_to_selected'], 0)} (epoch {ref['selected_epoch']}) | {ratio} | "
+                    f"{_n(run['fit_wall_s'], 0)} / {_n(run.get('fit_cpu_s_without_probes'), 0)} | "
+                    f"{_load(run['load_before'])} → {_load(run['load_after'])} |")
+    return [*rows, ""]
+
+
 def render_train(r: dict) -> str:
     data = r.get("data") or {}
     ours = r.get("ours") or {}
     if ours.get("skipped"):
         return _header(r) + f"Ours: skipped: {ours['skipped']}\n"
-    lines = [_header(r),
+    lines = [_header(r), *_quality_rows(r.get("quality")),
              f"Data: {data.get('description')}: {_n(data.get('users'))} users, {_n(data.get('target_positions'))} "
              f"training target positions in {_n(data.get('windows'))} windows of ≤ 50 items "
              f"({data.get('targets_per_window')} targets per window); {data.get('epochs')} epoch(s) per run.", "",
