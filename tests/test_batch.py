@@ -17,7 +17,7 @@ import torch
 
 import recsys
 from recsys.atomic import OutputFolderError
-from recsys.batch import CSV_HEADER, BatchOptions, Ranker, check_output_file, score_file
+from recsys.batch import CSV_HEADER, BatchOptions, Ranker, check_output_file, score_file, top_k
 from recsys.data import Dataset
 from recsys.datasets.schema import DataError
 from recsys.folder import save_folder
@@ -230,6 +230,25 @@ def test_exclude_seen_on_a_session_holding_the_whole_catalogue(models, tmp_path)
     report = score_file(models["sr"], src, tmp_path / "out.parquet", BatchOptions(k=5, exclude_seen=True))
     out = pd.read_parquet(tmp_path / "out.parquet")
     assert report.nothing_left == 1 and set(out["session_id"]) == {"one"} and "i1" not in set(out["item_id"])
+
+
+@pytest.mark.parametrize("n", [43_098, 40_000, 4_096, 1_000, 25])
+def test_top_k_is_torch_topk(n):
+    gen = torch.Generator().manual_seed(n)
+    scores = torch.randn(64, n, generator=gen)
+    scores[:, 0] = -torch.inf
+    scores[3, :] = -torch.inf  # a row with one item left
+    scores[3, n // 2] = 1.0
+    scores[4, : n // 3] = 7.0  # many ties at the top
+    scores[5] = torch.round(scores[5])  # ties everywhere
+    for k in sorted({x for x in (1, 5, 20, 100) if x < n} | {n - 1}):
+        want_values, want_index = torch.topk(scores, k, dim=1)
+        values, index = top_k(scores, k)
+        assert torch.equal(values, want_values)
+        assert torch.equal(torch.gather(scores, 1, index), values)  # the indices hold those values
+        assert all(len(set(row.tolist())) == k for row in index)  # each item once
+        rows = ~torch.isinf(want_values).any(dim=1) & (torch.arange(64) > 5)
+        assert torch.equal(index[rows], want_index[rows])  # distinct scores: the same items in the same order
 
 
 def test_ranker_rank_one_is_recommend_with_a_popularity_fallback(models):
