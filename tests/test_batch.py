@@ -27,7 +27,7 @@ from tools.bench.servedata import servable
 
 ROOT = Path(__file__).resolve().parents[1]
 N_ITEMS = 40
-MODELS = ("pop", "sr", "vsknn", "gru4rec", "hybrid")  # counts, rules, neighbours, a network, the mixture
+MODELS = tuple(REGISTRY)  # every registry model: GRU4Rec trained one epoch, the other neural ones at initial weights
 
 
 def make_data(seed=0) -> Dataset:
@@ -55,8 +55,8 @@ def one_cpu_thread():
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """Model folders on make_data(): baselines fitted, GRU4Rec trained one epoch, the hybrid of both fitted with
-    equal weights (its GRU4Rec part at its initial weights)."""
+    """Model folders on make_data(): baselines fitted, GRU4Rec trained one epoch, the other neural models at their
+    initial weights, the hybrid fitted with equal weights (its GRU4Rec part at its initial weights)."""
     from recsys.train import fit
 
     root = tmp_path_factory.mktemp("batch-models")
