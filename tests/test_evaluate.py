@@ -102,3 +102,124 @@ def test_recommend_rejects_bad_requests():
         recommend(model, [7], k=2)
     ids, scores = recommend(model, [[1], [2, 3]], k=2)
     assert ids.shape == (2, 2) and scores.shape == (2, 2)
+
+
+# --- the faster evaluator gives the old one's results exactly --------------------------------------------------
+# REFERENCE is the evaluator as it was before the speed-up (commit 27ee567): torch's (scores >= target).sum per
+# row for the rank, torch.topk on whole rows, 1,024 cases a chunk. It lives here, not in the package, so the
+# package keeps one evaluator and this test keeps the yardstick.
+
+
+def reference_evaluate(model, sessions, protocol="all", ks=(5, 10, 20), exclude_seen=False, popularity=None,
+                       max_cases=None):
+    from recsys.evaluate import MISS_RANK, case_batches, spaced_rows
+    from recsys.models.base import mask_scores, score_batch
+    from recsys.sessions import make_cases
+
+    cases = make_cases(sessions, protocol)
+    ks = tuple(sorted(ks))
+    kmax = min(ks[-1], model.n_items - 1)
+    n = len(spaced_rows(len(cases), max_cases))
+    ranks = np.empty(n, dtype=np.int64)
+    topk = np.zeros((n, ks[-1]), dtype=np.int64)
+    for rows, prefixes, targets in case_batches(cases, max_cases, 1024):
+        scores = mask_scores(score_batch(model, prefixes), prefixes, exclude_seen)
+        target_scores = scores.gather(1, targets[:, None])
+        rank = (scores >= target_scores).sum(dim=1, dtype=torch.int32).long()
+        ranks[rows] = torch.where(torch.isneginf(target_scores[:, 0]), MISS_RANK, rank).numpy()
+        topk[rows, :kmax] = torch.topk(scores, kmax, dim=1).indices.numpy()
+    return EvalResult(ranks, topk[:, :kmax] if kmax < ks[-1] else topk, model.n_items, ks, popularity)
+
+
+WIDE = 3_000  # items: wide enough for top_items' block search (recsys.batch.top_k: k * 128 items and up)
+
+
+@pytest.fixture(scope="module")
+def wide_data():
+    """Random walks over WIDE items, each with 3 successors; popularity ties abound among the rare items."""
+    from test_baselines import make_dataset
+
+    rng = np.random.default_rng(1)
+    successors = rng.integers(1, WIDE, size=(WIDE, 3))
+    seqs = []
+    for length in rng.integers(2, 10, size=3_000):
+        s = [int(rng.integers(1, 200))]  # starts among the first 200 items: a long tail never visited
+        for choice in rng.choice(3, size=length - 1, p=[0.6, 0.3, 0.1]):
+            s.append(int(successors[s[-1], choice]))
+        seqs.append(s)
+    return make_dataset(seqs, WIDE, 300, 300)
+
+
+EQUAL_MODELS = ["random", "pop", "spop", "itemknn", "sr", "sknn", "vsknn", "gru4rec", "sasrec"]
+
+
+@pytest.mark.parametrize("name", EQUAL_MODELS)
+def test_evaluator_equals_the_reference_on_every_kind_of_model(wide_data, name):
+    from recsys.models import FitOptions, build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, wide_data.n_items)
+    if not model.trains_in_epochs:  # neural models are scored with their random initial weights
+        model.fit(wide_data, FitOptions(progress=False))
+    popularity = wide_data.popularity()
+    for exclude_seen in (False, True):
+        want = reference_evaluate(model, wide_data.valid, exclude_seen=exclude_seen, popularity=popularity)
+        for batch_size in (None, 7):
+            got = evaluate(model, wide_data.valid, "all", exclude_seen=exclude_seen, popularity=popularity,
+                           batch_size=batch_size)
+            assert np.array_equal(got.ranks, want.ranks), (name, exclude_seen, batch_size)
+            assert np.array_equal(got.topk, want.topk), (name, exclude_seen, batch_size)
+            assert got.metrics() == want.metrics()
+    if name == "pop":  # every row ties with others somewhere in its top 21: top_items falls back to torch.topk
+        counts = np.sort(model.counts.numpy()[1:])[::-1][:21]
+        assert (np.diff(counts) == 0).any()
+
+
+def test_evaluator_equals_the_reference_with_ties_everywhere_and_a_subset():
+    """Scores drawn from 4 values over WIDE items (ties across the top-k boundary in every row), -inf included."""
+    rng = np.random.default_rng(2)
+
+    class Coarse(Fixed):
+        def score(self, sessions):
+            rows = [np.random.default_rng(int(s[-1])).integers(0, 4, WIDE).astype(np.float32) for s in sessions]
+            out = torch.from_numpy(np.stack(rows))
+            out[:, 5::97] = -torch.inf
+            return out
+
+    model = Coarse(FixedConfig(), WIDE, np.zeros(WIDE))
+    sessions = Sessions.from_lists([rng.integers(1, WIDE, size=rng.integers(2, 6)) for _ in range(500)])
+    for max_cases in (None, 333):
+        want = reference_evaluate(model, sessions, max_cases=max_cases)
+        got = evaluate(model, sessions, "all", max_cases=max_cases)
+        assert np.array_equal(got.ranks, want.ranks) and np.array_equal(got.topk, want.topk)
+        assert got.metrics() == want.metrics()
+
+
+@pytest.mark.parametrize("width", [30, 2_000, 3_001, 43_097])
+def test_top_items_is_torch_topk_exactly(width):
+    from recsys.evaluate import top_items
+
+    rng = np.random.default_rng(width)
+    distinct = torch.from_numpy(rng.permutation(width * 8)[: width * 8].reshape(8, width).astype(np.float32))
+    coarse = torch.from_numpy(rng.integers(0, 3, size=(8, width)).astype(np.float32))  # ties at every boundary
+    mixed = torch.rand(8, width)
+    mixed[0, :] = mixed[0, 7]  # one row all equal
+    mixed[1, rng.integers(0, width, 25)] = 2.0  # 25 items tied at the top
+    mixed[2, :] = -torch.inf
+    mixed[2, :4] = 1.0  # three-quarters masked: -inf ties inside the top k
+    mixed[3, 11] = torch.nan
+    mixed[4, 3::2] = mixed[4, 2]  # half the row tied
+    for scores in (distinct, coarse, mixed):
+        for k in (1, 5, 20):
+            if k < width:
+                assert torch.equal(top_items(scores, k), torch.topk(scores, k, dim=1).indices)
+
+
+def test_rank_targets_counts_as_torch_does_with_nan_and_infinities():
+    scores = torch.tensor([[-torch.inf, 1.0, torch.nan, 1.0, torch.inf],
+                           [-torch.inf, 0.0, -0.0, 0.0, -torch.inf],
+                           [-torch.inf, torch.nan, 2.0, 3.0, 1.0]])
+    targets = torch.tensor([1, 2, 1])
+    want = (scores >= scores.gather(1, targets[:, None])).sum(dim=1)
+    assert rank_targets(scores, targets).tolist() == want.tolist() == [3, 3, 0]
+    assert rank_targets(scores, torch.tensor([0, 4, 0])).tolist()[:2] == [2**40, 2**40]
