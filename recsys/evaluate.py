@@ -20,7 +20,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-from recsys.batch import top_k
+from recsys.batch import TOPK_BLOCK, top_k
 from recsys.models.base import Recommender, mask_scores, score_batch
 from recsys.sessions import Cases, Sessions, make_cases
 
@@ -162,8 +162,7 @@ def top_items(scores: torch.Tensor, k: int) -> torch.Tensor:
     values are strictly decreasing, the k best items and their order are the same whoever finds them; a row with
     a tie among them (or a NaN) is ranked by torch.topk itself, so items of equal score come in its order.
     """
-    n = scores.shape[1]
-    if k >= n:
+    if (k + 1) * TOPK_BLOCK * 4 > scores.shape[1]:  # too narrow for the block search to pay (top_k's own bound)
         return torch.topk(scores, k, dim=1).indices
     values, index = top_k(scores, k + 1)
     out = index[:, :k]
