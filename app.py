@@ -52,7 +52,7 @@ CSS = """
 #why th, #recs th {word-break: normal; overflow-wrap: normal; hyphens: none;}
 #why td:first-child {white-space: nowrap;}
 .bars {display: flex; flex-direction: column; gap: 3px; font-size: 0.85em; padding: 4px 0;}
-.bar-row {display: grid; grid-template-columns: minmax(8em, 16em) 1fr 4.5em; align-items: center; gap: 8px;}
+.bar-row {display: grid; grid-template-columns: minmax(10em, 22em) 1fr 4.5em; align-items: center; gap: 8px;}
 .bar-label {white-space: nowrap; overflow: hidden; text-overflow: ellipsis;}
 .bar-track {background: var(--neutral-100, #f3f4f6); border-radius: 3px; height: 0.9em;}
 .bar {display: block; height: 100%; border-radius: 3px; background: var(--color-accent, #6366f1);}
@@ -357,8 +357,8 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
             full_value = logic.full_card(service, default) if default else ""
             with gr.Row(equal_height=False):
                 card = gr.Markdown(logic.model_card(service, default) if default else "", elem_id="card")
-                curves = gr.Image(curves_value, label="Training curves", visible=curves_value is not None,
-                                  interactive=False, elem_id="curves", buttons=["fullscreen"])
+                curves = gr.Image(curves_value, label="Training curves", show_label=False, interactive=False,
+                                  visible=curves_value is not None, elem_id="curves", buttons=["fullscreen"])
             with gr.Accordion("Full model card (README.md)", open=False, visible=bool(full_value)) as full_box:
                 full = gr.Markdown(full_value, elem_id="full-card")
         with gr.Row(equal_height=False):
