@@ -407,7 +407,7 @@ def test_visitors_from_json(tmp_path):
     assert len(load_visitors(tmp_path / "missing", tmp_path / "missing.json")) == 0
 
 
-def test_explanation_renders_any_dict_with_names_and_shares(service):
+def test_explanation_renders_any_dict(service):
     model = service.served("itemknn").model
     names = service.served("itemknn").names
     out = explain.render({"kind": "attention", "items": [1, 2], "weights": [0.25, 0.75]}, model.vocab, names)
