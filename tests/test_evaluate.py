@@ -223,3 +223,51 @@ def test_rank_targets_counts_as_torch_does_with_nan_and_infinities():
     want = (scores >= scores.gather(1, targets[:, None])).sum(dim=1)
     assert rank_targets(scores, targets).tolist() == want.tolist() == [3, 3, 0]
     assert rank_targets(scores, torch.tensor([0, 4, 0])).tolist()[:2] == [2**40, 2**40]
+
+
+def test_chunks_fit_the_score_budget_on_the_cpu_and_batch_size_wins():
+    from recsys.evaluate import MAX_CHUNK, MIN_CHUNK, SCORE_CHUNK_BYTES, chunk_cases
+
+    wide = Fixed(FixedConfig(), 43_098, np.zeros(43_098))
+    narrow = Fixed(FixedConfig(), 500, np.zeros(500))
+    huge = Fixed(FixedConfig(), 2_000_000, np.zeros(2))  # scores never built here
+    assert chunk_cases(wide) * 43_098 * 4 <= SCORE_CHUNK_BYTES < (chunk_cases(wide) + 1) * 43_098 * 4
+    assert chunk_cases(narrow) == MAX_CHUNK and chunk_cases(huge) == MIN_CHUNK
+    assert chunk_cases(wide, batch_size=7) == 7
+
+
+def test_rank_and_top_items_cost_less_cpu_than_the_reference():
+    """The point of the new counting (issue 16 item 6): on a (256, 43,098) score matrix the rank count and the top
+    20 take at most half the CPU of torch's compare-and-sum and torch.topk (measured ~5x less; min of 3 runs)."""
+    import time
+
+    from recsys.evaluate import top_items
+
+    torch.manual_seed(0)
+    scores = torch.rand(256, 43_098)
+    targets = torch.randint(1, 43_098, (256,))
+
+    def reference():
+        (scores >= scores.gather(1, targets[:, None])).sum(dim=1, dtype=torch.int32)
+        torch.topk(scores, 20, dim=1)
+
+    def ours():
+        rank_targets(scores, targets)
+        top_items(scores, 20)
+
+    def cpu(fn):
+        fn()
+        best = float("inf")
+        for _ in range(3):
+            start = time.process_time()
+            fn()
+            best = min(best, time.process_time() - start)
+        return best
+
+    with torch.inference_mode():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            assert cpu(ours) <= 0.5 * cpu(reference)
+        finally:
+            torch.set_num_threads(threads)
