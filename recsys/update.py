@@ -77,8 +77,9 @@ class UpdateError(ValueError):
 class UpdateConfig:
     """How neural models are warm-started (count-based models have no knobs)."""
 
-    epochs: int = 2  # epochs on the new sessions
-    lr: float | None = None  # None: half the rate the model was trained with (its folder's record, else the default)
+    epochs: int = 1  # epochs on the new sessions
+    lr: float | None = None  # None: a tenth of the rate the model was trained with (its folder's record, else the
+    # default): at half that rate a week of daily updates fell below the model it started from (docs/BENCHMARKS.md)
     batch_size: int | None = None  # None: the batch size the model was trained with
     seed: int = 0
     noise: float = 0.1  # a new item's row: its category's mean + noise * the old rows' per-dimension std
@@ -393,7 +394,7 @@ def _update_neural(model: NeuralRecommender, sessions: Sessions, items: pd.DataF
     empty = Sessions.from_lists([])
     data = Dataset(sessions, empty, empty, items)
     base, source = _recorded_train_config(recorded, log)
-    lr = config.lr if config.lr is not None else base.lr / 2
+    lr = config.lr if config.lr is not None else base.lr / 10
     train = dataclasses.replace(base, max_epochs=config.epochs, lr=lr, batch_size=config.batch_size or base.batch_size,
                                 cpu_threads=config.cpu_threads, epoch_lrs=None, schedule="constant", warmup=0,
                                 max_minutes=None, devices=1, num_nodes=1, strategy="auto")

@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-session-length", type=int)
     p.add_argument("--max-length", type=int, help="most recent items kept per session (default: the folder's)")
     p.add_argument("--epochs", type=int, default=UpdateConfig.epochs, help="neural models: epochs on the new events")
-    p.add_argument("--lr", type=float, help="neural models: learning rate (default: half the training rate)")
+    p.add_argument("--lr", type=float, help="neural models: learning rate (default: a tenth of the training rate)")
     p.add_argument("--batch-size", type=int, help="neural models (default: the training batch size)")
     p.add_argument("--seed", type=int, default=UpdateConfig.seed)
     args = p.parse_args(argv)

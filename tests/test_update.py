@@ -251,8 +251,8 @@ def test_neural_folder_update_writes_a_loadable_grown_model(tmp_path):
     assert grown.pos_emb.weight.shape == model.pos_emb.weight.shape
     update = json.loads((tmp_path / "v2" / "config.json").read_text())["train"]["updates"][0]
     assert update["epochs"] == 1 and update["method"].startswith("warm start")
-    # the folder's training settings, at half the rate (an unknown setting is ignored)
-    assert (update["lr"], update["batch_size"], update["settings_from"]) == (0.001, 8, "the folder's training record")
+    # the folder's training settings, at a tenth of the rate (an unknown setting is ignored)
+    assert (update["lr"], update["batch_size"], update["settings_from"]) == (0.0002, 8, "the folder's training record")
 
 
 @pytest.mark.parametrize("content,message", [
