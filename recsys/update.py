@@ -398,7 +398,7 @@ def _update_neural(model: NeuralRecommender, sessions: Sessions, items: pd.DataF
     train = dataclasses.replace(base, max_epochs=config.epochs, lr=lr, batch_size=config.batch_size or base.batch_size,
                                 cpu_threads=config.cpu_threads, epoch_lrs=None, schedule="constant", warmup=0,
                                 max_minutes=None, devices=1, num_nodes=1, strategy="auto")
-    log(f"[{model.name}] warm start: {len(sessions):,} new sessions, {config.epochs} epochs at lr {lr:g} "
+    log(f"[{model.name}] warm start: {len(sessions):,} new sessions, {config.epochs} epoch(s) at lr {lr:g} "
         f"(other settings: {source})")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no validation cases.*")
