@@ -178,7 +178,7 @@ def test_a_space_holding_only_its_sample_visitors_trains_into_that_folder(tmp_pa
 
 
 def test_the_serving_suite_splits_the_first_start_into_phases_and_renders_them(tmp_path):
-    from tools.bench.app_timing import first_start_phases
+    from tools.bench.app_timing import first_start_phases, longest_silence
     from tools.bench.common import Options
     from tools.bench.render import _first_start_rows
     from tools.bench.serving import first_start_only
@@ -191,6 +191,7 @@ def test_the_serving_suite_splits_the_first_start_into_phases_and_renders_them(t
                (11.0, "   2.0s  [sasrec] fitting on 9 sessions ..."), (20.0, "  11.0s  [sasrec] epoch 1/2: 4.0s"),
                (31.0, "  22.0s  Wrote 3 sample visitors"), (31.1, "  22.1s  Default models ready in 22.1s wall")]
     phases = first_start_phases(printed, 36.0)
+    assert longest_silence(printed, 36.0) == 11.0 and longest_silence([], 5.0) == 5.0
     assert list(phases) == ["imports (Python, torch, Gradio) and app start-up", "recsys.pipeline and Lightning imports",
                             "data set (generate, prepare, load)", "pop (fit, evaluations, saving)",
                             "sasrec (fit, evaluations, saving)", "building the page, starting the server"]

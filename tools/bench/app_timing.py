@@ -190,16 +190,21 @@ def first_start(opts: Options) -> dict:
     results = read_json(root / "checkpoints" / "results.json")
     seconds = {m: {k.removesuffix("_seconds"): e[k] for k in ("fit_seconds", "valid_seconds", "test_seconds")}
                | {"epochs": (e.get("fit") or {}).get("epochs")} for m, e in results.get("models", {}).items()}
-    arrivals = [t for t, _ in lines if t <= wall] + [wall]
     return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1) if usage else None,
             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1) if usage else None,
             "models": list(seconds), "seconds": seconds, "phases": first_start_phases(lines, wall),
-            "longest_silence_s": round(max(b - a for a, b in zip([0.0, *arrivals], arrivals, strict=True)), 1),
+            "longest_silence_s": longest_silence(lines, wall),
             "valid_cases": results.get("protocol", {}).get("max_valid_cases"),
             "sample_visitors": (root / "checkpoints" / "sample_sessions.json").is_file(),
             "built_data": "Generating the synthetic event log" in text, "load_before": load_before,
             "load_after": load_after, "command": "python app.py (fresh: no data/processed, no checkpoints)",
             "ran": {"command": opts.command, "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}}
+
+
+def longest_silence(lines: list[tuple[float, str]], wall: float) -> float:
+    """The longest wait, in seconds, between launch, the lines printed before the page answered, and `wall`."""
+    times = [0.0, *(t for t, _ in lines if t <= wall), wall]
+    return round(max(b - a for a, b in zip(times, times[1:])), 1)
 
 
 def first_start_phases(lines: list[tuple[float, str]], wall: float) -> dict[str, float]:
