@@ -33,6 +33,12 @@ from tools.loadtest import build_demo, launch_app, rss_mb, run_api_load, run_loa
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def catalogue(n_items: int) -> tuple[Path, Path, list[str]]:
     """The serving benchmark's synthetic data set of about `n_items` items and the app's model folders on it
     (built once under benchmarks/work/), and the raw ids of its test sessions (repeats kept: popular ids often)."""
@@ -75,7 +81,11 @@ def main() -> int:
             load_before, started_mb = os.getloadavg(), rss_mb(proc.pid)
             if args.api:
                 warm = run_api_load(url, args.clients, args.warmup, known, seed=1) if args.warmup else None
+                server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
                 report = run_api_load(url, args.clients, args.requests, known, proc.pid, args.sample_every)
+                report["cpu_ms_per_request"] = {  # where the 2 cores went (the client shares the machine)
+                    "server": round(1000 * (cpu_seconds(proc.pid) - server_cpu) / max(report["requests"], 1), 3),
+                    "client": round(1000 * (time.process_time() - client_cpu) / max(report["requests"], 1), 3)}
             else:
                 warm = run_load(url, args.clients, args.warmup, args.fresh_sessions) if args.warmup else None
                 report = run_load(url, args.clients, args.requests, args.fresh_sessions, proc.pid,
@@ -104,7 +114,8 @@ def main() -> int:
     print(f"{report['requests']} requests after {args.warmup} warm-up, {report['n_errors']} errors{waited}, "
           f"p50 {lat.get('p50')} ms, p95 {lat.get('p95')} ms, p99 {lat.get('p99')} ms, "
           f"{report['throughput_rps']} req/s; server RSS {rss.get('before_mb')} -> {rss.get('after_mb')} MB "
-          f"(min {rss.get('min_mb')}, max {rss.get('max_mb')}) -> {args.out}")
+          f"(min {rss.get('min_mb')}, max {rss.get('max_mb')}); CPU ms per request "
+          f"{report.get('cpu_ms_per_request', '(not measured)')} -> {args.out}")
     for error in (report["warmup"] or {}).get("errors", [])[:5] + report["errors"][:10]:
         print("  ", error)
     n_errors = report["n_errors"] + (report["warmup"] or {}).get("n_errors", 0)
