@@ -45,6 +45,9 @@ def build_demo_app(tmp: Path) -> tuple[Path, Path]:
         metrics = json.loads(metrics_path.read_text())
         metrics.update(data={"source": "synthetic", "n_items": N}, protocol={"exclude_seen": False})
         metrics_path.write_text(json.dumps(metrics))
+    broken = checkpoints / "broken"  # listed (it has a config.json) but cannot be loaded
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model": "pop"}))
     visitors = Visitors.from_processed(data).sessions
     visitors.update({"repeat:3": REPEAT, "17415:0": ["105", "106", "107"]})
     (checkpoints / "sample_sessions.json").write_text(json.dumps(visitors))
@@ -286,6 +289,12 @@ def test_an_unknown_model_gives_no_console_error(page):
     page.wait_for_timeout(1500)
     assert not page.errors and "Unknown model" not in status_text(page)  # only listed models can be chosen
     assert box.input_value().startswith("itemknn")
+    choose(page, "Model", r"^broken ")  # listed, but its folder cannot be loaded: a message, no console error
+    status = wait_status(page, "could not be loaded")
+    page.wait_for_selector("[data-testid='toast-body']")
+    assert "broken" in status and not page.errors and "`" not in " ".join(toasts(page))
+    page.get_by_role("button", name=re.compile("^About this model")).click()
+    assert "could not be loaded" in page.locator("#card").inner_text()
 
 
 def test_a_5000_item_paste_reports_its_true_count(page):
@@ -368,7 +377,10 @@ def test_screenshots(browser, served, tmp_path):
         wait_status(page, "Cold start")
         page.get_by_label("Model", exact=True).click()
         sasrec = page.get_by_role("option", name=re.compile(r"^sasrec "))
-        (sasrec.first if sasrec.count() else page.get_by_role("option").first).click()
+        if sasrec.count():  # the design card's model when it is served, else the default
+            sasrec.first.click()
+        else:
+            page.keyboard.press("Escape")
         page.wait_for_timeout(1500)
         choose(page, "Visitor", r".")
         wait_status(page, "actually viewed")
