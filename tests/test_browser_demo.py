@@ -7,8 +7,8 @@ error, the true count of a 5,000-item paste, a 300,000-character paste, the foot
 The app serves the app tests' tiny Pop / S-Pop / item-kNN folders, their items named as the synthetic catalogue
 names them, recorded as trained on synthetic data with repeats allowed, and sample visitors that include a
 repeat and a "17415:0"-style id. Screenshots: with RECSYS_SCREENSHOTS=<checkpoints folder> (e.g. one that
-`make demo` built) the last test serves that folder and writes assets/app_*.png; otherwise it takes them of
-the test app into a temporary folder.
+`make demo` built; visitors from RECSYS_SCREENSHOTS_DATA, default data/processed/synthetic) the last test serves
+that folder and writes assets/app_*.png; otherwise it takes them of the test app into a temporary folder.
 
 Skipped when /usr/bin/chromium or playwright is missing (`apt-get install chromium`; never `playwright install`).
 """
@@ -365,7 +365,7 @@ def test_screenshots(browser, served, tmp_path):
     target = os.environ.get("RECSYS_SCREENSHOTS")
     proc = None
     if target:
-        data = os.environ.get("RECSYS_SCREENSHOTS_DATA") or str(Path(target).parent / "data")
+        data = os.environ.get("RECSYS_SCREENSHOTS_DATA") or str(ROOT / "data" / "processed" / "synthetic")
         proc, url = loadtest.launch_app(Path(target), Path(data), tmp_path / "app.log")
         out = ROOT / "assets"
     else:
