@@ -451,3 +451,32 @@ def test_a_hybrid_folder_is_served_and_its_card_says_what_it_mixes(tmp_path):
     assert "weighted mix" in card and "spop" in card and "30%" in card and "70%" in card
     result = views.recommend_view(service, "hybrid", "101, 102", 5)
     assert result.mode == "personalized" and len(result.table) == 5 and "Personalised" in result.status
+
+
+def test_a_neural_models_reasons_name_the_item_whose_absence_costs_most(tmp_path):
+    """SASRec (random weights: the rule, not the training, is under test): each reason names the session item
+    whose removal lowers that item's softmax probability most, as recomputed here."""
+    from recsys import load
+    from recsys.folder import save_folder
+    from recsys.models import build_model
+    from recsys.models.base import score_batch
+
+    data = demo_dataset()
+    torch.manual_seed(0)
+    model = build_model("sasrec", data.n_items, {"dim": 16, "n_layers": 1, "n_heads": 1, "max_len": 10})
+    save_folder(model, tmp_path / "sasrec", data.items)
+    model = load(str(tmp_path / "sasrec"))
+    names = items.ItemNames.of(model.item_info)
+    history = np.array([1, 3, 5, 7])
+    top = np.array([2, 4, 6, 8, 10])
+    why = explain.reasons(model, history, top, names)
+    full = torch.softmax(score_batch(model, [history])[0, 1:].double(), 0)
+    checked = 0
+    for n, item in enumerate(top):
+        drops = {j: (full[item - 1] - torch.softmax(score_batch(model, [history[history != j]])[0, 1:].double(), 0)
+                     [item - 1]).item() for j in history}
+        best = max(drops, key=drops.get)
+        if drops[best] > explain.NEGLIGIBLE * full[item - 1].item():
+            assert why[n] == f"mostly from “{names.name(RAW[best - 1])}”", (item, drops, why[n])
+            checked += 1
+    assert checked >= 3
