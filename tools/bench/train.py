@@ -83,6 +83,10 @@ def suite_train(opts: Options) -> dict:
             if isinstance(runs, dict) and isinstance(ours.get(name), dict):
                 ours[name] = {**{k: v for k, v in runs.items() if k not in ours[name]}, **ours[name]}
     peers = peer_results(opts)
+    kept = (previous.get("peers") or {}).get("runs")
+    if not peers["runs"] and kept:  # RecBole's runs are not on this machine: keep the ones measured before
+        peers = {**previous["peers"], "status": f"kept from the previous results ({len(kept)} runs; their "
+                 "result files are not in this machine's work folder)"}
     if opts.peers and not opts.quick:
         peers["launch"] = launch_peers(opts)
     quality = previous.get("quality") if opts.peers_only else _time_to_quality(opts, data_info)
