@@ -47,7 +47,8 @@ class Rules:
     epoch_range: tuple[int, int] = (10, 200)
     patience_fraction: float = 0.25
     min_patience: int = 5
-    min_context: int = 0  # causal models: earlier items every target sees at least (overlapping windows)
+    min_context: int = 0  # causal models: training windows overlap by this many items (at most max_len // 2), so
+    # a target reads at least this many earlier items where its sequence has them
 
 
 RULES = Rules()
@@ -87,8 +88,9 @@ class Recipe:
         return (f"{loss}; batch {self.batch_size} rows (~{round(self.batch_size * per_row):,} targets, "
                 f"{self.steps_per_epoch:,} steps/epoch); lr {self.lr:g}, {self.warmup:,} warm-up steps then cosine "
                 f"over {self.max_epochs} epochs ({self.n_targets:,} targets/epoch); best validation epoch kept, "
-                f"patience {self.patience}" + (f"; overlapping windows, every target sees >= {self.min_context} "
-                                               "earlier items" if self.min_context else ""))
+                f"patience {self.patience}" + (f"; windows overlap by {self.min_context} items (a target "
+                                               f"reads >= {self.min_context} earlier ones where it has them)"
+                                               if self.min_context else ""))
 
     def as_dict(self) -> dict:
         return {**asdict(self), "line": self.line(), "source": "recsys.recipe (chosen from the data)"}
@@ -109,7 +111,7 @@ def _power_of_two(x: float, low: int, high: int) -> int:
     return int(min(max(2 ** round(math.log2(max(x, 1.0))), low), high))
 
 
-def make_recipe(n_items: int, n_targets: int, n_rows: int, rules: Rules = RULES) -> Recipe:
+def make_recipe(n_items: int, n_targets: int, n_rows: int, rules: Rules = RULES, min_context: int = 0) -> Recipe:
     """The rules of the module docstring, from the catalogue size and one epoch's targets and rows."""
     if n_targets < 1 or n_rows < 1:
         raise ValueError("no training targets: every training sequence has fewer than 2 items")
@@ -121,10 +123,11 @@ def make_recipe(n_items: int, n_targets: int, n_rows: int, rules: Rules = RULES)
     warmup = max(1, min(steps, round(rules.warmup_fraction * steps * epochs)))
     patience = max(rules.min_patience, math.ceil(rules.patience_fraction * epochs))
     return Recipe(n_items, n_targets, n_rows, n_negatives, batch, rules.lr, warmup, epochs, patience,
-                  rules.min_context, rules.full_softmax_max_items)
+                  min_context, rules.full_softmax_max_items)
 
 
 def choose_recipe(model, data, rules: Rules = RULES) -> Recipe:
     """The recipe for a neural `model` (its max_len and whether it trains every position) on `data.train`."""
-    targets, rows = training_rows(data.train.lengths, model.config.max_len, model.per_position, rules.min_context)
-    return make_recipe(model.n_items - 1, targets, rows, rules)
+    context = min(rules.min_context, model.config.max_len // 2) if model.per_position else 0
+    targets, rows = training_rows(data.train.lengths, model.config.max_len, model.per_position, context)
+    return make_recipe(model.n_items - 1, targets, rows, rules, context)

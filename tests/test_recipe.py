@@ -170,3 +170,11 @@ def test_rules_are_a_frozen_dataclass():
         RULES.lr = 1.0  # type: ignore[misc]
     assert make_recipe(1000, 100_000, 2_500, Rules(lr=0.002)).lr == 0.002
     assert all(REGISTRY[k].trains_in_epochs for k in ("sasrec", "gru4rec", "lstm", "lstm-bi", "lstm-cat"))
+
+
+def test_the_context_rule_is_capped_and_only_for_causal_models():
+    rules = Rules(min_context=25)
+    assert choose_recipe(tiny("sasrec", max_len=10), DATA, rules).min_context == 5  # at most max_len // 2
+    assert choose_recipe(tiny("sasrec"), DATA, rules).min_context == 25
+    assert choose_recipe(tiny("sasrec"), DATA, rules).train_config().min_context == 25
+    assert choose_recipe(tiny("lstm-bi"), DATA, rules).min_context == 0  # trained on prefixes: no windows
