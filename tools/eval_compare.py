@@ -9,6 +9,11 @@ Each model is fitted once (neural models keep their random initial weights: eval
 each evaluator runs `repeats` times in turn (reference, ours, reference, ours, ...). One line per run: wall and
 CPU seconds (this process) and the 1-minute load average before and after; then per model the medians and
 whether ranks, top-k and every metric are identical. Exit status 1 if any result differs.
+
+`--phases` instead splits one pass over the cases into its steps, CPU seconds each, at `--batch-size` cases a
+chunk (default: the evaluator's own chunk): scoring (the model, with padding masked), our rank count and top
+items, and the reference's (torch's compare-and-sum, torch.topk) on the same scores. CPU time is only
+attributable to a step at 1 thread: at 2, OpenMP's waiting threads bill their spinning to the step after.
 """
 
 import argparse
@@ -23,8 +28,10 @@ import numpy as np
 import torch
 
 from recsys.data import Dataset
-from recsys.evaluate import evaluate
+from recsys.evaluate import case_batches, chunk_cases, evaluate, rank_targets, top_items
 from recsys.models import FitOptions, build_model
+from recsys.models.base import mask_scores, score_batch
+from recsys.sessions import make_cases
 
 
 def load_reference(path: Path):
@@ -42,6 +49,28 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - wall, time.process_time() - cpu, (load, os.getloadavg()[0])
 
 
+def phases(model, data, batch_size: int | None, max_cases: int | None) -> dict[str, float]:
+    """CPU seconds of each step of one pass over the validation cases (see the module docstring)."""
+    cases = make_cases(data.valid, data.protocol("valid"))
+    kmax = min(20, model.n_items - 1)
+    steps = {
+        "rank": lambda scores, targets: rank_targets(scores, targets),
+        "top": lambda scores, targets: top_items(scores, kmax),
+        "rank_ref": lambda scores, targets: (scores >= scores.gather(1, targets[:, None])).sum(1, dtype=torch.int32),
+        "top_ref": lambda scores, targets: torch.topk(scores, kmax, dim=1),
+    }
+    spent = dict.fromkeys(["score", *steps], 0.0)
+    for _, prefixes, targets in case_batches(cases, max_cases, chunk_cases(model, batch_size)):
+        start = time.process_time()
+        scores = mask_scores(score_batch(model, prefixes), prefixes, False)
+        spent["score"] += time.process_time() - start
+        for name, step in steps.items():
+            start = time.process_time()
+            step(scores, targets)
+            spent[name] += time.process_time() - start
+    return spent
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="processed data set folder")
@@ -50,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--reference", type=Path, help="another evaluate.py to compare with (results and time)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--max-cases", type=int, help="evaluate an evenly spaced subset of the validation cases")
+    p.add_argument("--phases", action="store_true", help="CPU seconds per step instead (see above)")
+    p.add_argument("--batch-size", type=int, help="--phases: cases per chunk (default: the evaluator's own)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = Dataset.load(args.data)
@@ -65,6 +96,11 @@ def main(argv=None) -> int:
         model = build_model(name, data.n_items)
         if not model.trains_in_epochs:
             model.fit(data, FitOptions(progress=False))
+        if args.phases:
+            spent = phases(model, data, args.batch_size, args.max_cases)
+            print(f"{name}: chunk {chunk_cases(model, args.batch_size)} cases; CPU s " +
+                  ", ".join(f"{k} {v:.2f}" for k, v in spent.items()) + f"; load {os.getloadavg()[0]:.2f}", flush=True)
+            continue
         times = {key: [] for key in evaluators}
         results = {}
         for _ in range(args.repeats):
