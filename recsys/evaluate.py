@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import stats
-from tqdm.auto import tqdm
 
 from recsys.batch import TOPK_BLOCK, top_k
 from recsys.models.base import Recommender, mask_scores, score_batch
+from recsys.models.blend import progress_lines
 from recsys.sessions import Cases, Sessions, make_cases
 
 KS = (5, 10, 20)
@@ -210,8 +210,9 @@ def evaluate(
     ranks = np.empty(n, dtype=np.int64)
     topk = np.zeros((n, ks[-1]), dtype=np.int64)
     chunk = chunk_cases(model, batch_size)
-    for rows, prefixes, targets in tqdm(case_batches(cases, max_cases, chunk), desc=desc,
-                                        disable=not progress, leave=False, total=-(-n // chunk)):
+    # progress: a bar on a terminal, one line per tenth into a log file or pipe (no carriage returns)
+    for rows, prefixes, targets in progress_lines(case_batches(cases, max_cases, chunk), -(-n // chunk), desc,
+                                                  progress):
         scores = mask_scores(score_batch(model, prefixes), prefixes, exclude_seen)
         ranks[rows] = rank_targets(scores, targets).numpy()
         topk[rows, :kmax] = top_items(scores, kmax).numpy()

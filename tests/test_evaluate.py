@@ -271,3 +271,16 @@ def test_rank_and_top_items_cost_less_cpu_than_the_reference():
             assert cpu(ours) <= 0.5 * cpu(reference)
         finally:
             torch.set_num_threads(threads)
+
+
+def test_progress_into_a_log_file_is_whole_lines(capsys):
+    """Issue 16 item 7: evaluation progress written to a file or pipe (pytest's capture is neither a terminal)
+    comes as plain lines, about one per tenth of the chunks, never tqdm's carriage returns."""
+    model = Fixed(FixedConfig(), 50, np.random.default_rng(0).random(50))
+    sessions = Sessions.from_lists([[1 + i % 40, 2 + i % 40, 3] for i in range(200)])
+    evaluate(model, sessions, "all", batch_size=10, progress=True, desc="pop valid")
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert 9 <= len(lines) <= 11 and all(line.startswith("pop valid: batch ") for line in lines)
+    assert lines[-1].startswith("pop valid: batch 40/40")
