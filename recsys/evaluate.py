@@ -9,7 +9,8 @@ Scoring runs in chunks of cases, so memory is bounded by one chunk's (cases x n_
 chunk is sized to SCORE_CHUNK_BYTES by default: a matrix that small is reused by the allocator (a larger one is
 mapped afresh and page-faulted every chunk) and stays in cache for the passes that follow. Each chunk is read twice
 after scoring: once to count, per case, the items scoring at least the target (`rank_targets`), once for the top
-items (`top_items`, torch.topk's answer); see docs/BENCHMARKS.md, "Evaluator", for what each costs.
+items (`top_items`, torch.topk's answer); docs/BENCHMARKS.md, "Evaluator on a real validation split", says
+what each step cost before and after.
 """
 
 from collections.abc import Sequence
