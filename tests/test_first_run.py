@@ -192,7 +192,7 @@ def test_the_serving_suite_splits_the_first_start_into_phases_and_renders_them(t
                (31.0, "  22.0s  Wrote 3 sample visitors"), (31.1, "  22.1s  Default models ready in 22.1s wall")]
     phases = first_start_phases(printed, 36.0)
     assert longest_silence(printed, 36.0) == 11.0 and longest_silence([], 5.0) == 5.0
-    assert list(phases) == ["imports (Python, torch, Gradio) and app start-up", "recsys.pipeline and Lightning imports",
+    assert list(phases) == ["imports (Python, torch, Gradio, Lightning) and app start-up",
                             "data set (generate, prepare, load)", "pop (fit, evaluations, saving)",
                             "sasrec (fit, evaluations, saving)", "building the page, starting the server"]
     assert phases["sasrec (fit, evaluations, saving)"] == 20.1 and abs(sum(phases.values()) - 36.0) < 0.05

@@ -209,20 +209,18 @@ def longest_silence(lines: list[tuple[float, str]], wall: float) -> float:
 
 def first_start_phases(lines: list[tuple[float, str]], wall: float) -> dict[str, float]:
     """Wall seconds of each phase of a first start, from the arrival times of the app's lines. A phase runs from
-    the line that opens it to the next such line: launch (Python, torch and Gradio imports, the app's start-up),
-    the app's "building the default models" (recsys.pipeline and Lightning imports), ensure_default_models' first
-    line (the data set), each "[model] fitting" (its fit, evaluations and saving; the last one's also the
-    selection tests and the sample visitors file), "Default models ready" (building the page, starting the
-    server) until the page answered."""
-    marks = [("imports (Python, torch, Gradio) and app start-up", 0.0)]
+    the line that opens it to the next such line: launch (Python, torch, Gradio and, before it builds the models,
+    recsys.pipeline's Lightning imports; the app's start-up), ensure_default_models' first line (the data set),
+    each "[model] fitting" (its fit, evaluations and saving; the last one's also the selection tests and the
+    sample visitors file), "Default models ready" (building the page, starting the server) until the page
+    answered."""
+    marks = [("imports (Python, torch, Gradio, Lightning) and app start-up", 0.0)]
     for t, line in lines:
         match = TIMED_LINE.match(line)
-        if "building the default models" in line and not match:
-            marks.append(("recsys.pipeline and Lightning imports", t))
         if not match:
             continue
         message, model = match.group(2), re.match(r"\[([\w-]+)\] fitting on ", match.group(2))
-        if len(marks) < 3:
+        if len(marks) < 2:
             marks.append(("data set (generate, prepare, load)", t))
         if model:
             marks.append((f"{model.group(1)} (fit, evaluations, saving)", t))
