@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -303,7 +304,7 @@ def _events_chunks(path: Path, opts: BatchOptions) -> Iterator[Chunk]:
     events = read_table(path, opts.events, timestamp_unit=opts.timestamp_unit)
     if "timestamp" not in events or events["timestamp"].isna().all():
         raise DataError("an events table needs a timestamp column (to order each session's events)", path=path)
-    user_codes, user_ids = _factorize_users(events)
+    user_codes, user_ids = pd.factorize(events["user_id"], use_na_sentinel=True)
     key, order, labels = _sessionize(events, _micros(events), user_codes, user_ids, opts.session_gap_minutes)
     key = key[order]
     items = pa.array(events["item_id"].to_numpy(dtype=object)[order], pa.string())
@@ -314,12 +315,6 @@ def _events_chunks(path: Path, opts: BatchOptions) -> Iterator[Chunk]:
         hi = min(lo + opts.chunk_rows, len(starts))
         offsets = bounds[lo:hi + 1] - bounds[lo]
         yield Chunk(pc.cast(sids.slice(lo, hi - lo), pa.string()), items.slice(bounds[lo], offsets[-1]), offsets)
-
-
-def _factorize_users(events):
-    import pandas as pd
-
-    return pd.factorize(events["user_id"], use_na_sentinel=True)
 
 
 def read_chunks(path, opts: BatchOptions) -> tuple[Iterator[Chunk], int | None]:
