@@ -476,10 +476,11 @@ def ensure_default_models(checkpoints_dir: str | Path = "checkpoints", progress=
     epoch); selection validates on APP_VALID_CASES evenly spaced cases (stated in results.json's protocol); test
     is evaluated in full. `make train` (scripts/train_and_eval.py) trains them fully. Every line of `progress`
     starts with the seconds since the call began: the data set, each model's epochs, evaluations and result, the
-    sample visitors (`<checkpoints>/sample_sessions.json`, recsys.samples: what a deployed Space shows), the total.
+    total. The app shows the data set's test sessions as visitors (no sample visitors file is written here: one
+    left in the checkpoints folder would outlive a retraining on other data; scripts/deploy_space.py writes one
+    for a Space).
     """
     from recsys.prepare import DEFAULT_DATA, load_or_prepare_default
-    from recsys.samples import SAMPLES_FILE, write_sample_sessions
 
     started, cpu_started = time.perf_counter(), time.process_time()
 
@@ -489,15 +490,15 @@ def ensure_default_models(checkpoints_dir: str | Path = "checkpoints", progress=
     checkpoints_dir, data_dir = Path(checkpoints_dir), Path(data_dir or DEFAULT_DATA)
     wanted = tuple(m for m in models if m in REGISTRY)
     missing = tuple(m for m in wanted if not (checkpoints_dir / m / "config.json").is_file())
-    samples = checkpoints_dir / SAMPLES_FILE
     if missing:
         data = load_or_prepare_default(data_dir, progress=say, **synthetic)
         stats = data.stats()
         say(f"Data set ready: {stats['n_items']:,} items; {stats['train']['sessions']:,} / "
             f"{stats['valid']['sessions']:,} / {stats['test']['sessions']:,} train / valid / test sessions")
         neural = [m for m in missing if REGISTRY[m].trains_in_epochs]
+        epochs = f"{max_epochs} epoch{'s' if max_epochs > 1 else ''} each"
         say(f"Training {', '.join(missing)} on the synthetic data set into {checkpoints_dir}/ "
-            + (f"({', '.join(neural)}: {max_epochs} epoch{'s' if max_epochs > 1 else ''} each) ..." if neural else "..."))
+            + (f"({', '.join(neural)}: {epochs}) ..." if neural else "..."))
         params = {m: {"train": APP_TRAIN} for m in neural}
         threads = torch.get_num_threads()
         torch.set_num_threads(APP_THREADS)
@@ -507,10 +508,6 @@ def ensure_default_models(checkpoints_dir: str | Path = "checkpoints", progress=
                                 log_phases=True), log=say)
         finally:
             torch.set_num_threads(threads)
-    if wanted and not samples.exists() and (data_dir / "test.parquet").is_file():
-        n = write_sample_sessions(data_dir, samples)
-        say(f"Wrote {n:,} sample visitors (the test sessions of {data_dir}) to {samples}")
-    if missing:
         say(f"Default models ready in {time.perf_counter() - started:.1f}s wall, "
             f"{time.process_time() - cpu_started:.1f}s CPU (this process)")
     return sorted(p.parent for p in checkpoints_dir.glob("*/config.json"))

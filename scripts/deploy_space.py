@@ -13,9 +13,10 @@ this code. Unchanged files are skipped (no empty commit). The upload itself is r
 
 Sample visitors: a Space has no data folder, so the app there shows the visitors of
 `checkpoints/sample_sessions.json` (its default `$RECSYS_SAMPLES`; recsys/samples.py). That file is uploaded
-always: by default the one the app's first start wrote (`make demo`: the synthetic test sessions), or --samples
-FILE, or, with --samples-from DATA, the test sessions of that processed data set (use the data set the Hub models
-were trained on). --no-samples deploys without visitors (and deletes the Space's file).
+always: with --samples-from DATA, the test sessions of that processed data set (use the one the served models were
+trained on); --samples FILE, a file of that format; by default the project's checkpoints/sample_sessions.json if
+there is one, else the test sessions of data/processed/synthetic (the data set `make demo` builds and trains on).
+--no-samples deploys without visitors (and deletes the Space's file).
 
 Only regular files of the project are uploaded (recsys/safefiles.py, the same listing `push` uses): a symbolic
 link (a file, or a directory such as a linked assets/), a fifo or anything that resolves outside the project is
@@ -33,6 +34,7 @@ from _path import ROOT
 
 from recsys.folder import REQUIRED_FILES as MODEL_FILES
 from recsys.hub import HubError, deploy_space
+from recsys.prepare import DEFAULT_DATA
 from recsys.safefiles import publishable_files
 from recsys.samples import MAX_SAMPLE_SESSIONS, SAMPLES_FILE, SampleFileError, check_sample_file, write_sample_sessions
 
@@ -110,15 +112,17 @@ def samples_from(data: Path, out: Path, max_sessions: int) -> Path:
     return out / SAMPLES_FILE
 
 
-def default_samples(root: Path) -> Path:
-    """checkpoints/sample_sessions.json under the project, written by the app's first start."""
-    path = root / SPACE_SAMPLES
-    if not (path.exists() or path.is_symlink()):
-        raise SystemExit(f"error: no sample visitors to upload: {path} does not exist (the app's first start, "
-                         "`make demo`, writes it). Pass --samples-from DATA (a processed data set, e.g. the one "
-                         "the Hub models were trained on) or --samples FILE, or --no-samples to deploy without "
-                         "visitors")
-    return path
+def default_samples(root: Path, out: Path, max_sessions: int) -> Path:
+    """The project's checkpoints/sample_sessions.json, else the test sessions of the embedded default data set
+    (data/processed/synthetic, built by `make demo`) written to out/."""
+    path, data = root / SPACE_SAMPLES, root / DEFAULT_DATA
+    if path.exists() or path.is_symlink():
+        return path
+    if (data / "test.parquet").is_file():
+        return samples_from(data, out, max_sessions)
+    raise SystemExit(f"error: no sample visitors to upload: neither {path} nor {data} (which `make demo` builds) "
+                     "exists. Pass --samples-from DATA (a processed data set, e.g. the one the served models were "
+                     "trained on) or --samples FILE, or --no-samples to deploy without visitors")
 
 
 def _check_front_matter(readme: Path) -> None:
@@ -154,7 +158,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="recsys-space-") as tmp:
         samples = (None if args.no_samples else args.samples if args.samples is not None else
                    samples_from(args.samples_from, Path(tmp), args.max_visitors) if args.samples_from is not None
-                   else default_samples(args.root))
+                   else default_samples(args.root, Path(tmp), args.max_visitors))
         files = space_files(args.root, args.with_checkpoints, samples)
         if args.no_samples:
             files.pop(SPACE_SAMPLES, None)  # also when --with-checkpoints listed it

@@ -145,18 +145,18 @@ def test_every_progress_line_says_the_time_since_the_start(first_start):
         assert re.search(rf"^\[{name}\] fit [\d.]+s, valid [\d.]+s, test [\d.]+s ", text, flags=re.M)
     for name in NEURAL:  # each epoch of a sequence model as it ends
         assert re.search(rf"^\[{name}\] epoch 1/1: [\d.]+s, loss [\d.]+, valid ndcg@10 ", text, flags=re.M)
-    assert re.search(r"^Wrote \d[\d,]* sample visitors ", text, flags=re.M)
     assert re.search(r"^Default models ready in [\d.]+s wall, [\d.]+s CPU", text.splitlines()[-1])
 
 
-def test_the_first_start_writes_the_sample_visitors_the_app_and_a_space_read(first_start):
+def test_a_space_gets_the_visitors_the_first_start_shows(first_start, tmp_path):
     from recsys.app.visitors import Visitors, load_visitors
-    from recsys.samples import check_sample_file
+    from recsys.samples import check_sample_file, write_sample_sessions
 
     root = first_start["root"]
-    samples = root / "checkpoints" / "sample_sessions.json"
+    assert not (root / "checkpoints" / "sample_sessions.json").exists()  # locally: the data set's test split
     from_data = Visitors.from_processed(root / "data")
-    assert check_sample_file(samples) == len(from_data) > 0
+    samples = tmp_path / "sample_sessions.json"  # what deploy_space.py uploads for a Space
+    assert write_sample_sessions(root / "data", samples) == check_sample_file(samples) == len(from_data) > 0
     visitors = load_visitors(None, samples)  # a Space: no data folder, only the file
     assert visitors.sessions == from_data.sessions and visitors.samples == from_data.samples
     lines = list(first_start["lines"])

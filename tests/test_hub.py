@@ -329,23 +329,23 @@ print(json.dumps({"files": sorted(str(p) for p in __import__("pathlib").Path("."
 """
 
 
-def test_a_deployed_space_shows_the_sample_visitors_of_the_data_set(hub_server, tmp_path):
+def test_a_deployed_space_shows_the_visitors_make_demo_shows(hub_server, tmp_path):
     from recsys.app.visitors import Visitors
     from recsys.prepare import prepare
 
-    data = prepare("synthetic", out=tmp_path / "data", synthetic={"n_events": 3000})
     root = space_tree(tmp_path / "project")
-    (root / "checkpoints" / "sample_sessions.json").unlink()  # --samples-from needs no first start
+    (root / "checkpoints" / "sample_sessions.json").unlink()  # by default: the test split of the make demo data
+    data = prepare("synthetic", out=root / "data" / "processed" / "synthetic", synthetic={"n_events": 3000})
     env = {"HF_ENDPOINT": hub_server.url, "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": hub_server.state.token,
            "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     code = (f"import runpy, sys\nsys.path.insert(0, 'scripts')\nsys.argv = ['deploy_space.py', '--repo', "
-            f"'user/visitors', '--root', {str(root)!r}, '--samples-from', {str(tmp_path / 'data')!r}]\n"
+            f"'user/visitors', '--root', {str(root)!r}]\n"
             "try:\n    runpy.run_path('scripts/deploy_space.py', run_name='__main__')\n"
             "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n")
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    expected = Visitors.from_processed(tmp_path / "data")
+    expected = Visitors.from_processed(root / "data" / "processed" / "synthetic")
     assert len(expected) == len(data.test) > 0
     assert f"with {len(expected):,} sample visitors" in proc.stdout
     r = run_client(SPACE_VISITORS, endpoint=hub_server.url, hf_home=tmp_path / "hf2", token=hub_server.state.token)

@@ -195,7 +195,6 @@ def first_start(opts: Options) -> dict:
             "models": list(seconds), "seconds": seconds, "phases": first_start_phases(lines, wall),
             "longest_silence_s": longest_silence(lines, wall),
             "valid_cases": results.get("protocol", {}).get("max_valid_cases"),
-            "sample_visitors": (root / "checkpoints" / "sample_sessions.json").is_file(),
             "built_data": "Generating the synthetic event log" in text, "load_before": load_before,
             "load_after": load_after, "command": "python app.py (fresh: no data/processed, no checkpoints)",
             "ran": {"command": opts.command, "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}}
@@ -211,9 +210,8 @@ def first_start_phases(lines: list[tuple[float, str]], wall: float) -> dict[str,
     """Wall seconds of each phase of a first start, from the arrival times of the app's lines. A phase runs from
     the line that opens it to the next such line: launch (Python, torch, Gradio and, before it builds the models,
     recsys.pipeline's Lightning imports; the app's start-up), ensure_default_models' first line (the data set),
-    each "[model] fitting" (its fit, evaluations and saving; the last one's also the selection tests and the
-    sample visitors file), "Default models ready" (building the page, starting the server) until the page
-    answered."""
+    each "[model] fitting" (its fit, evaluations and saving; the last one's also the selection tests), "Default
+    models ready" (building the page, starting the server) until the page answered."""
     marks = [("imports (Python, torch, Gradio, Lightning) and app start-up", 0.0)]
     for t, line in lines:
         match = TIMED_LINE.match(line)

@@ -273,8 +273,8 @@ def _first_start_rows(first: dict) -> list[str]:
                         f"process), load {_load(first['load_before'])} before and {_load(first['load_after'])} "
                         f"after.{when} It generated the synthetic data set, trained {', '.join(first['models'])} "
                         f"(neural models for {_n(max(e.get('epochs') or 0 for e in first['seconds'].values()))} "
-                        f"epochs at 1 torch thread), evaluated each on {valid} and the full test split, wrote the "
-                        "sample visitors, then served. Longest time without a progress line: "
+                        f"epochs at 1 torch thread), evaluated each on {valid} and the full test split, "
+                        "then served. Longest time without a progress line: "
                         f"{_n(first['longest_silence_s'], 1)} s."), "",
             "| phase (from the app's own progress lines) | wall s | of which fit / valid / test s |", "|---|---|---|"]
     for phase, secs in first["phases"].items():
