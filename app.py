@@ -23,8 +23,11 @@ is refused before it is parsed (BodyLimit).
 """
 
 import functools
+import inspect
 import logging
 import os
+import threading
+from pathlib import Path
 
 # read when the queue is made: Gradio keeps this many events' timings for its monitoring page (10,000 by default)
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
@@ -35,6 +38,9 @@ from starlette.middleware import Middleware  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from recsys import app as logic  # noqa: E402
+from recsys.app import workbench, yourdata  # noqa: E402
+from recsys.app.detect import ROLES  # noqa: E402
+from recsys.datasets.schema import DataError  # noqa: E402
 
 log = logging.getLogger("recsys.app")
 MAX_SESSIONS = int(os.environ.get("RECSYS_SESSIONS") or 500)  # Gradio session states kept (see the docstring)
@@ -112,25 +118,31 @@ class BodyLimit:
     handlers cut every text value anyway (logic.bounded); this keeps Gradio from decoding megabytes of JSON for
     a value that would be cut to a few thousand characters."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, upload_bytes: int | None = None):
         self.app, self.max_bytes = app, max_bytes
+        self.upload_bytes = upload_bytes or max_bytes  # Gradio's file upload route ("Your data"): its own limit
         self.message = (f"Request body over {max_bytes:,} bytes; the app reads at most "
                         f"{logic.MAX_INPUT_CHARS:,} characters of a session.")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit, text = self.max_bytes, self.message
+        if scope.get("path", "").endswith("/gradio_api/upload"):
+            limit = self.upload_bytes
+            text = (f"File over {limit / 1e6:.0f} MB, this server's upload limit (RECSYS_UPLOAD_MB); use the "
+                    "command-line scripts for larger logs.")
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            return await JSONResponse({"detail": self.message}, 413)(scope, receive, send)
+        if declared.isdigit() and int(declared) > limit:
+            return await JSONResponse({"detail": text}, 413)(scope, receive, send)
         seen = 0
 
         async def limited():
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:  # FastAPI answers an HTTPException raised while it reads the body
-                raise HTTPException(413, self.message)
+            if seen > limit:  # FastAPI answers an HTTPException raised while it reads the body
+                raise HTTPException(413, text)
             return message
 
         await self.app(scope, limited, send)
@@ -276,6 +288,183 @@ def clear_session(model: str, k: float = logic.DEFAULT_K, category: str | None =
     return "", None, None, "", *_outputs(r, f"{message}\n\n{r.status}")
 
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# "Your data": upload a log, train on it with the project's pipeline, take the models home (recsys.app.yourdata)
+
+LIMITS = workbench.Limits.from_env()
+ROLE_INPUTS = ("col_session", "col_user", "col_item", "col_time", "col_event", "col_category")
+
+
+def _scrub(err, token=None) -> str:
+    """An error for the page: the server's folders left out of file names."""
+    text = str(err)
+    if token:
+        text = text.replace(str(Path(LIMITS.root) / str(token) / "input") + "/", "")
+    return logic.md(text.replace(str(LIMITS.root) + "/", ""), 500)
+
+
+def _clean_up() -> None:
+    for token in workbench.cleanup(LIMITS):
+        SERVICE.forget_private(f"{workbench.KEY_PREFIX}{token}/")
+
+
+@guarded(11, lambda m: (gr.skip(), f"⚠️ {m}", *(gr.skip(),) * 9))
+@logic.bounded
+def inspect_upload(upload):
+    """An uploaded event log: stored in a new private folder; its first rows and the guessed columns."""
+    _clean_up()
+    if upload is None:
+        return (None, "Upload an event log to start.", None, *(gr.Dropdown(choices=[], value=None),) * 6,
+                gr.skip(), gr.skip())
+    try:
+        found = yourdata.inspect(LIMITS, upload)
+    except (DataError, OSError) as err:
+        return (None, f"⚠️ {_scrub(err)}", None, *(gr.Dropdown(choices=[], value=None),) * 6, gr.skip(), gr.skip())
+    choices = [yourdata.NONE, *found.columns]
+    dropdowns = [gr.Dropdown(choices=choices, value=found.guess.get(role, yourdata.NONE)) for role in ROLES]
+    seen = ", ".join(found.events[:8])
+    return (found.token, found.status, found.preview, *dropdowns, gr.Radio(value=found.unit),
+            gr.Textbox(value="", info=f"Seen in the first rows: {seen}." if seen else "No event column found."))
+
+
+@guarded(1, lambda m: f"⚠️ {m}")
+@logic.bounded
+def attach_catalogue(items_file, token=None):
+    """An optional item catalogue (names, categories, ...) for the uploaded log."""
+    if items_file is None:
+        return gr.skip()
+    try:
+        return yourdata.attach_items(LIMITS, token, items_file)
+    except (DataError, OSError) as err:
+        return f"⚠️ {_scrub(err, token)}"
+
+
+def _training_view(lines: list[str], scores: dict, total: int) -> str:
+    done = "\n".join(f"- **{logic.md(n, 30)}** done: validation MRR@20 {s:.3f}" for n, s in scores.items())
+    return f"Training {len(scores)} of {total} models done.\n\n{done}\n\n`{logic.md(lines[-1], 160) if lines else ''}`"
+
+
+def _train_fallback(message):
+    return f"⚠️ {message}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+
+@logic.bounded
+def _train_steps(token, col_session, col_user, col_item, col_time, col_event, col_category, unit, events, split,
+                 gap, test_days, valid_days, baselines, neural, minutes, progress=gr.Progress()):
+    roles = dict(zip(ROLES, (col_session, col_user, col_item, col_time, col_event, col_category), strict=True))
+    try:
+        request = yourdata.request(LIMITS, token, roles, unit, events, split, gap, test_days, valid_days, baselines,
+                                   neural, minutes)
+    except (DataError, OSError) as err:
+        yield _train_fallback(_scrub(err, token))
+        return
+    flag = workbench.cancel_flag(token)
+    lines, scores, outcome = [], {}, {}
+    total = len(request.models)
+
+    def work():
+        try:
+            outcome["trained"] = workbench.train(LIMITS, token, request, log=lines.append, cancelled=flag,
+                                                 on_model=lambda n, s, _d, _t: scores.__setitem__(n, s))
+        except BaseException as err:  # reported in the page below
+            outcome["error"] = err
+
+    worker = threading.Thread(target=work, name=f"train-{token[:6]}", daemon=True)
+    worker.start()
+    progress(0, desc="Reading the log …")
+    while worker.is_alive():
+        worker.join(0.5)
+        progress(len(scores) / total, desc=f"{len(scores)}/{total} models trained"
+                 + (f" · last: {list(scores)[-1]} {list(scores.values())[-1]:.3f}" if scores else ""))
+        yield _training_view(lines, scores, total), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    if "error" in outcome:
+        err = outcome["error"]
+        if isinstance(err, workbench.Cancelled):
+            yield _train_fallback("Training stopped; nothing of it was kept.")
+        elif isinstance(err, (DataError, ValueError, OSError)):
+            yield _train_fallback(_scrub(err, token))
+        else:
+            log.error("training an upload failed", exc_info=err)
+            yield _train_fallback(f"Training failed: {_scrub(err, token)}")
+        return
+    trained = outcome["trained"]
+    keys = workbench.register(SERVICE, trained)
+    visitors = SERVICE.visitors_for(keys[0])
+    zipped = workbench.download(trained)
+    commands = (trained.run.parent / "commands.sh").read_text()
+    yield (yourdata.summary(trained, keys),
+           gr.Dropdown(choices=yourdata.private_choices(SERVICE, token), value=keys[0]),
+           gr.Dropdown(choices=visitors.samples, value=None,
+                       info=f"Sample visitors of {trained.name} ({len(visitors):,} test sessions): pick one."),
+           str(zipped), commands)
+
+
+def train_upload(*args, **kwargs):
+    """Train the chosen models on the upload, yielding progress; never raises into Gradio."""
+    try:
+        yield from _train_steps(*args, **kwargs)
+    except logic.BadInput as err:
+        yield _train_fallback(f"Bad input: {err}")
+    except Exception as err:
+        log.exception("train_upload failed")
+        yield _train_fallback(f"Something went wrong: {logic.md(err, 200)}")
+
+
+train_upload.__signature__ = inspect.signature(_train_steps.__wrapped__)
+train_upload.bounded = True
+
+
+@guarded(1, lambda m: f"⚠️ {m}")
+@logic.bounded
+def stop_training(token=None):
+    return ("Stopping at the next step …" if workbench.cancel(token) else "No training is running.")
+
+
+def your_data_tab() -> dict:
+    """The "Your data" tab's components."""
+    c = {}
+    gr.Markdown("Upload your shop's event log (CSV, TSV, Parquet, or gzip-compressed CSV: one row per event with a "
+                "session or user id, an item id and a time). The app guesses the columns; correct them, then train "
+                "the baselines (and one neural model if you like) with the same pipeline as "
+                "`scripts/train_and_eval.py`. Your upload and its models are private to this page and deleted "
+                "after the time limit.\n\n" + LIMITS.describe(), elem_id="wb-intro")
+    with gr.Row(equal_height=False):
+        c["upload"] = gr.File(label="Event log", file_types=[".csv", ".tsv", ".txt", ".gz", ".parquet", ".pq"],
+                              elem_id="wb-file", scale=2)
+        c["items"] = gr.File(label="Item catalogue (optional: item_id, name, category, price, ...)",
+                             file_types=[".csv", ".tsv", ".gz", ".parquet"], elem_id="wb-items", scale=1)
+    c["status"] = gr.Markdown("Upload an event log to start.", elem_id="wb-status")
+    c["preview"] = gr.Dataframe(label="First rows", interactive=False, elem_id="wb-preview", max_height=260)
+    with gr.Row():
+        c["roles"] = [gr.Dropdown([], value=None, label=yourdata.ROLE_LABELS[role], elem_id=f"wb-col-{role}",
+                                  min_width=120) for role in ROLES]
+    with gr.Row():
+        c["unit"] = gr.Radio(list(yourdata.UNITS), value="ISO dates", label="Times are", elem_id="wb-unit")
+        c["split"] = gr.Radio(["temporal (last days)", "leave-one-out (per user)"], value="temporal (last days)",
+                              label="Split", elem_id="wb-split")
+        c["events"] = gr.Textbox(label="Keep only these event types (RetailRocket layout)", max_lines=1,
+                                 placeholder="e.g. view; empty keeps all", elem_id="wb-events")
+    with gr.Row():
+        c["gap"] = gr.Number(30, label="Session gap (minutes)", elem_id="wb-gap")
+        c["test_days"] = gr.Number(1, label="Test days", elem_id="wb-test-days")
+        c["valid_days"] = gr.Number(1, label="Validation days", elem_id="wb-valid-days")
+    with gr.Row():
+        c["baselines"] = gr.CheckboxGroup(list(workbench.BASELINES), value=list(workbench.DEFAULT_BASELINES),
+                                          label="Baselines", elem_id="wb-baselines", scale=2)
+        c["neural"] = gr.Dropdown([yourdata.NONE, *workbench.NEURAL], value=yourdata.NONE, label="Neural model",
+                                  elem_id="wb-neural", scale=1)
+        c["minutes"] = gr.Number(min(2, LIMITS.train_minutes), label=f"Its minutes (≤ {LIMITS.train_minutes:g})",
+                                 elem_id="wb-minutes", scale=1)
+    with gr.Row():
+        c["train"] = gr.Button("Train", variant="primary", elem_id="wb-train", scale=3)
+        c["stop"] = gr.Button("Stop", elem_id="wb-stop", scale=1)
+    c["result"] = gr.Markdown(elem_id="wb-result")
+    c["zip"] = gr.File(label="Your models (zip: JSON + safetensors folders, results.md, commands.sh)",
+                       interactive=False, elem_id="wb-zip")
+    c["commands"] = gr.Code(label="Reproduce with the command-line scripts", language="shell", elem_id="wb-commands")
+    return c
+
 # typed endpoints for API clients (no UI of their own)
 
 
@@ -349,64 +538,73 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
                         "models), or set `RECSYS_MODELS` to a Hugging Face Hub repo.")
         for note in service.notes:
             gr.Markdown(f"⚠️ {note}", elem_classes=["note"])
-        model = gr.Dropdown(service.choices, value=default, label="Model", elem_id="model",
-                            info="Test-set scores beside each name; the default is the best on validation.")
-        with gr.Accordion("About this model: what it uses, its data, all its scores, its model card", open=False,
-                          elem_id="about-model"):
-            curves_value = logic.training_curves(service, default) if default else None
-            full_value = logic.full_card(service, default) if default else ""
-            with gr.Row(equal_height=False):
-                card = gr.Markdown(logic.model_card(service, default) if default else "", elem_id="card")
-                curves = gr.Image(curves_value, label="Training curves", show_label=False, interactive=False,
-                                  visible=curves_value is not None, elem_id="curves", buttons=["fullscreen"])
-            with gr.Accordion("Full model card (README.md)", open=False, visible=bool(full_value)) as full_box:
-                full = gr.Markdown(full_value, elem_id="full-card")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=340):
-                with gr.Tabs():
-                    with gr.Tab("Visitor"):
-                        search = gr.Textbox(label="Find a visitor", max_lines=1, elem_id="search",
-                                            placeholder="type or paste part of an id; Enter loads it")
-                        visitor = gr.Dropdown(service.visitors.samples, value=None, label="Visitor",
-                                              info=f"Sample visitors ({len(service.visitors):,} in all): pick one, "
-                                                   "or search above.", filterable=False, elem_id="visitor")
-                        gr.Markdown(logic.VISITOR_IDS + " Their last item is held out: the app shows where the "
-                                    "model ranks it.", elem_classes=["hint"])
-                    with gr.Tab("Type items"):
-                        additem = gr.Dropdown(logic.suggestions(service, default) if default else [], value=None,
-                                              label="Add an item by name", filterable=True, allow_custom_value=True,
-                                              elem_id="additem",
-                                              info="Type part of a name and pick it; it joins the session below.")
-                        gr.Markdown("Or type in the session box: one item per line (or separated by commas), "
-                                    "by name or id, oldest first; then press **Recommend**.", elem_classes=["hint"])
-                session = gr.Textbox(label="Session (one item per line, oldest first)", lines=4, max_lines=8,
-                                     placeholder=logic.placeholder(service, default) if default else "",
-                                     elem_id="session")
-                # a number box with no bounds of its own: any value reaches logic.parse_k, whose note says what it did
-                k = gr.Number(logic.DEFAULT_K, label=f"How many items (K, 1–{logic.MAX_K})", precision=0, step=1,
-                              elem_id="k", info="Press Enter to recommend again.")
-                with gr.Row(equal_height=True):
-                    category = gr.Dropdown(logic.categories(service, default) if default else [], value=None,
-                                           label="Category", info="used only for cold start",
-                                           allow_custom_value=True, scale=1, min_width=120)
-                    exclude = gr.Checkbox(label="Hide items already in the session", scale=1, min_width=120,
-                                          elem_id="exclude")
-                with gr.Row():
-                    go = gr.Button("Recommend", variant="primary", scale=3, elem_id="recommend")
-                    clear = gr.Button("Clear session", scale=1, elem_id="clear")
-                gr.Markdown(f"Sessions are cut to their {logic.MAX_SESSION_ITEMS} most recent items; "
-                            f"K is at most {logic.MAX_K}.", elem_id="caps")
-            with gr.Column(scale=3, min_width=420):
-                status = gr.Markdown("Loading the most popular items…", elem_id="status")
-                table = gr.Dataframe(logic.empty_table(), label="Recommendations", interactive=False, wrap=True,
-                                     max_height=460, elem_id="recs",
-                                     column_widths=logic.column_widths(logic.empty_table()))
-                gr.Markdown(f"{logic.LEGEND} Click a row to add the item to the session.", elem_id="hint")
-                chart = gr.HTML("", elem_id="chart")
-                with gr.Accordion("Why these items", open=True, elem_id="why-box"):
-                    explanation = gr.Markdown(elem_id="why")
-        with gr.Accordion("About: the models, the metrics and how they were measured", open=False):
-            gr.Markdown(logic.about(service))
+        with gr.Tabs(elem_id="top-tabs"):
+            with gr.Tab("Recommend", id="recommend-tab"):
+                model = gr.Dropdown(service.choices, value=default, label="Model", elem_id="model",
+                                    info="Test-set scores beside each name; the default is the best on validation.")
+                with gr.Accordion("About this model: what it uses, its data, all its scores, its model card",
+                                  open=False, elem_id="about-model"):
+                    curves_value = logic.training_curves(service, default) if default else None
+                    full_value = logic.full_card(service, default) if default else ""
+                    with gr.Row(equal_height=False):
+                        card = gr.Markdown(logic.model_card(service, default) if default else "", elem_id="card")
+                        curves = gr.Image(curves_value, label="Training curves", show_label=False, interactive=False,
+                                          visible=curves_value is not None, elem_id="curves", buttons=["fullscreen"])
+                    with gr.Accordion("Full model card (README.md)", open=False, visible=bool(full_value)) as full_box:
+                        full = gr.Markdown(full_value, elem_id="full-card")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=340):
+                        with gr.Tabs():
+                            with gr.Tab("Visitor"):
+                                search = gr.Textbox(label="Find a visitor", max_lines=1, elem_id="search",
+                                                    placeholder="type or paste part of an id; Enter loads it")
+                                visitor = gr.Dropdown(service.visitors.samples, value=None, label="Visitor",
+                                                      info=f"Sample visitors ({len(service.visitors):,} in all): "
+                                                           "pick one, or search above.", filterable=False,
+                                                      elem_id="visitor")
+                                gr.Markdown(logic.VISITOR_IDS + " Their last item is held out: the app shows where the "
+                                            "model ranks it.", elem_classes=["hint"])
+                            with gr.Tab("Type items"):
+                                additem = gr.Dropdown(logic.suggestions(service, default) if default else [],
+                                                      value=None, label="Add an item by name", filterable=True,
+                                                      allow_custom_value=True, elem_id="additem",
+                                                      info="Type part of a name and pick it; it joins the session "
+                                                           "below.")
+                                gr.Markdown("Or type in the session box: one item per line (or separated by commas), "
+                                            "by name or id, oldest first; then press **Recommend**.",
+                                            elem_classes=["hint"])
+                        session = gr.Textbox(label="Session (one item per line, oldest first)", lines=4, max_lines=8,
+                                             placeholder=logic.placeholder(service, default) if default else "",
+                                             elem_id="session")
+                        # a number box with no bounds of its own: any value reaches logic.parse_k, whose note says
+                        # what it did
+                        k = gr.Number(logic.DEFAULT_K, label=f"How many items (K, 1–{logic.MAX_K})", precision=0,
+                                      step=1,
+                                      elem_id="k", info="Press Enter to recommend again.")
+                        with gr.Row(equal_height=True):
+                            category = gr.Dropdown(logic.categories(service, default) if default else [], value=None,
+                                                   label="Category", info="used only for cold start",
+                                                   allow_custom_value=True, scale=1, min_width=120)
+                            exclude = gr.Checkbox(label="Hide items already in the session", scale=1, min_width=120,
+                                                  elem_id="exclude")
+                        with gr.Row():
+                            go = gr.Button("Recommend", variant="primary", scale=3, elem_id="recommend")
+                            clear = gr.Button("Clear session", scale=1, elem_id="clear")
+                        gr.Markdown(f"Sessions are cut to their {logic.MAX_SESSION_ITEMS} most recent items; "
+                                    f"K is at most {logic.MAX_K}.", elem_id="caps")
+                    with gr.Column(scale=3, min_width=420):
+                        status = gr.Markdown("Loading the most popular items…", elem_id="status")
+                        table = gr.Dataframe(logic.empty_table(), label="Recommendations", interactive=False, wrap=True,
+                                             max_height=460, elem_id="recs",
+                                             column_widths=logic.column_widths(logic.empty_table()))
+                        gr.Markdown(f"{logic.LEGEND} Click a row to add the item to the session.", elem_id="hint")
+                        chart = gr.HTML("", elem_id="chart")
+                        with gr.Accordion("Why these items", open=True, elem_id="why-box"):
+                            explanation = gr.Markdown(elem_id="why")
+                with gr.Accordion("About: the models, the metrics and how they were measured", open=False):
+                    gr.Markdown(logic.about(service))
+            with gr.Tab("Your data", id="your-data-tab"):
+                wb = your_data_tab()
 
         # preprocess=False: the handlers get the values as sent, and logic.bounded is the one gate they pass
         # (gr.Slider's own check raised a message-less TypeError on text, which the caller saw as {"error": null})
@@ -440,6 +638,17 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
         gr.api(list_models, api_name="models")  # gr.api never preprocesses
         gr.api(search_visitors, api_name="search_visitors")
         gr.api(append_item, api_name="append_item")
+        token = gr.State(None)  # this page session's upload (recsys.app.workbench): never shared
+        roles = wb["roles"]
+        wb["upload"].change(inspect_upload, [wb["upload"]], [token, wb["status"], wb["preview"], *roles, wb["unit"],
+                                                             wb["events"]], api_visibility="private", **raw)
+        wb["items"].change(attach_catalogue, [wb["items"], token], [wb["status"]], api_visibility="private", **raw)
+        training = wb["train"].click(
+            train_upload, [token, *roles, wb["unit"], wb["events"], wb["split"], wb["gap"], wb["test_days"],
+                           wb["valid_days"], wb["baselines"], wb["neural"], wb["minutes"]],
+            [wb["result"], model, visitor, wb["zip"], wb["commands"]], api_visibility="private",
+            concurrency_limit=1, concurrency_id="train", **raw)
+        wb["stop"].click(stop_training, [token], [wb["result"]], api_visibility="private", cancels=[training], **raw)
     return check_gated(demo)
 
 
@@ -479,7 +688,8 @@ def launch_options() -> dict:
     """What `demo.launch` takes besides the address: the look, the bound on Gradio's per-session state, the
     request body limit."""
     return {"css": CSS, "theme": THEME, "state_session_capacity": MAX_SESSIONS,
-            "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)]}}
+            "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES,
+                                                     upload_bytes=int(LIMITS.max_mb * 1e6) + (64 << 10))]}}
 
 
 if __name__ == "__main__":

@@ -43,10 +43,11 @@ class ModelEntry:
     where: str  # "local" or "hub"
     kind: str = ""  # registry key from config.json ("" until known)
     metrics: dict = field(default_factory=dict, compare=False, hash=False)
+    title: str = ""  # shown instead of the key (an upload's models: "<upload> · <model>", the key holds a token)
 
     @property
     def label(self) -> str:
-        name = self.key if self.where == "local" else f"{self.key} (Hub)"
+        name = self.title or (self.key if self.where == "local" else f"{self.key} (Hub)")
         scores = headline(self.metrics)
         return f"{name} — test {scores}" if scores else f"{name} — metrics shown once loaded"
 

@@ -28,6 +28,10 @@ class AppService:
     visitors: Visitors = field(default_factory=Visitors)
     notes: list[str] = field(default_factory=list)
     cache: ModelCache = field(default_factory=ModelCache)
+    # models trained on an upload (recsys.app.workbench): key -> entry, and their visitors; the keys hold the
+    # upload's random token and are listed only in the page session that trained them
+    private: dict[str, ModelEntry] = field(default_factory=dict)
+    private_visitors: dict[str, Visitors] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, list_models: Callable | None = None) -> "AppService":
@@ -46,6 +50,21 @@ class AppService:
         hub_entries, self.notes = discover_hub(self.hub_repos, list_models)
         self.catalogue = {e.key: e for e in discover_local(self.checkpoints_dir) + hub_entries}
         self.visitors = load_visitors(self.data_dir, self.samples_file)
+
+    def add_private(self, entries: list[ModelEntry], visitors: Visitors) -> None:
+        for entry in entries:
+            self.private[entry.key] = entry
+            self.private_visitors[entry.key] = visitors
+
+    def forget_private(self, prefix: str) -> None:
+        """Drop the private entries whose key starts with `prefix` (an upload removed or retrained)."""
+        for key in [k for k in self.private if k.startswith(prefix)]:
+            self.private.pop(key, None)
+            self.private_visitors.pop(key, None)
+
+    def visitors_for(self, key) -> Visitors:
+        """The visitors to show beside a model: an upload's test visitors for its models, else the app's."""
+        return self.private_visitors.get(key, self.visitors) if isinstance(key, str) else self.visitors
 
     @property
     def choices(self) -> list[tuple[str, str]]:
@@ -66,11 +85,11 @@ class AppService:
     def served(self, key) -> Served:
         """The loaded model of a catalogue key. Only catalogue entries load: a request cannot name a path."""
         key = clean_text(key, MAX_KEY_CHARS)
-        if not self.catalogue:
+        entry = self.catalogue.get(key) or self.private.get(key)
+        if entry is None and not self.catalogue:
             raise LookupError("No model is available: train one (make train) or set RECSYS_MODELS to a Hub repo.")
-        if key not in self.catalogue:
+        if entry is None:
             raise LookupError(f"Unknown model {code(key)}. Choose one of: {name_list(list(self.catalogue), 20)}.")
-        entry = self.catalogue[key]
         try:
             return self.cache.get(entry)
         except Exception as err:

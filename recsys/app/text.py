@@ -132,6 +132,15 @@ INPUTS = {
     "exclude_seen": ("flag", 0),
     "held": ("server", 0),  # gr.State: kept by the server for the session
     "evt": ("server", 0),  # gr.SelectData: the clicked row's values are bounded where they are read
+    # the "Your data" tab (recsys.app.yourdata): an uploaded file's path is checked where it is read
+    "upload": ("file", 0),
+    "items_file": ("file", 0),
+    "token": ("server", 0),  # gr.State: the page session's upload token
+    "progress": ("server", 0),  # gr.Progress
+    **{name: ("text", MAX_TOKEN_CHARS) for name in ("col_session", "col_user", "col_item", "col_time", "col_event",
+                                                    "col_category", "unit", "events", "split", "neural")},
+    **{name: ("number", 20) for name in ("gap", "test_days", "valid_days", "minutes")},
+    "baselines": ("choices", 20),
 }
 
 
@@ -149,6 +158,16 @@ def gate(name: str, value, default=None):
         if value is None or isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_)):
             return value
         raise BadInput(f"{name} must be a number, got {describe_value(value)}")
+    if kind == "file":  # Gradio's FileData as sent ({"path": .., "orig_name": ..}) or None
+        if value is None or isinstance(value, (dict, str)):
+            return value
+        raise BadInput(f"{name} must be a file, got {describe_value(value)}")
+    if kind == "choices":  # a list of short strings (a checkbox group)
+        if value is None:
+            return []
+        if isinstance(value, list) and len(value) <= cap and all(isinstance(v, str) for v in value):
+            return [v[:MAX_TOKEN_CHARS] for v in value]
+        raise BadInput(f"{name} must be a list of at most {cap} names, got {describe_value(value)}")
     if kind == "flag":
         if value is None:
             return default

@@ -230,13 +230,14 @@ def append_item(session_text, item) -> str:
     return "\n".join(lines[-MAX_SESSION_ITEMS:])
 
 
-def resolve_visitor(service: AppService, query) -> tuple[str | None, str]:
+def resolve_visitor(service: AppService, query, model_key=None) -> tuple[str | None, str]:
     """What was typed in the visitor box -> a visitor id and, when it is not the exact id, why it was picked or
     why none was."""
     vid = clean_text(query, MAX_TOKEN_CHARS)
-    if not vid or vid in service.visitors.sessions:
+    visitors = service.visitors_for(model_key)
+    if not vid or vid in visitors.sessions:
         return (vid or None), ""
-    matches = service.visitors.search(vid, 6)
+    matches = visitors.search(vid, 6)
     if len(matches) == 1:
         return matches[0], f"{code(vid)} is not a visitor id; the only visitor id containing it is {code(matches[0])}."
     if matches:
@@ -255,11 +256,11 @@ def load_visitor(service: AppService, visitor_id, model_key=None) -> tuple[str, 
 
     The last item of the visitor's session is held out, so the app can show whether the model ranks it.
     """
-    vid, note = resolve_visitor(service, visitor_id)
+    vid, note = resolve_visitor(service, visitor_id, model_key)
     if vid is None:
         return "", None, (note + " Recommendations fall back to popular items (cold start)." if note else
                           "Choose or search a visitor.")
-    items = service.visitors.sessions[vid]
+    items = service.visitors_for(model_key).sessions[vid]
     try:
         names = service.served(model_key).names if model_key is not None else ItemNames()
     except LookupError:
