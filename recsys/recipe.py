@@ -21,6 +21,10 @@ training recipe"):
   old default (halve the rate after two epochs without improvement, patience 3) stopped SASRec on ml-100k at
   a plateau that later lifted; cosine needs no plateau to lower the rate, and early stopping only ends a run
   that has not improved for `patience_fraction` of its budget.
+- Context: a causal model's training windows overlap by `min_context` items (at most half its max_len), so a
+  target past a sequence's first max_len items reads at least that many earlier items (at test time the model
+  reads the last max_len). On ml-100k validation (SASRec) this lifted validation NDCG@10 over epochs 11-31
+  from 5.63 to 5.76 on average (best epoch 6.07 -> 6.19) for 1.2x the CPU per epoch.
 - Budget: `target_visits` training targets in all, i.e. epochs = target_visits / targets per epoch, within
   `epoch_range`: small logs get many epochs, large logs few (each of which already sees many targets).
 """
@@ -47,7 +51,7 @@ class Rules:
     epoch_range: tuple[int, int] = (10, 200)
     patience_fraction: float = 0.25
     min_patience: int = 5
-    min_context: int = 0  # causal models: training windows overlap by this many items (at most max_len // 2), so
+    min_context: int = 25  # causal models: training windows overlap by this many items (at most max_len // 2), so
     # a target reads at least this many earlier items where its sequence has them
 
 
