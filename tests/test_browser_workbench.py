@@ -1,0 +1,168 @@
+"""Issue 17's "Your data" tab in a real browser (Debian's chromium driven by Playwright): upload a generated log in
+the RetailRocket layout and a generic CSV, correct a mapping, train the baselines, see the new models recommend to
+the upload's visitors, download the zip, and a bad file's message; another page never lists the upload's models.
+
+The app serves the app tests' tiny folders; uploads go to a temporary RECSYS_WORK. With RECSYS_SCREENSHOTS set,
+the RetailRocket test writes assets/app_your_data.png; otherwise the screenshot goes to the temporary folder.
+Skipped when /usr/bin/chromium or playwright is missing (`apt-get install chromium`; never `playwright install`).
+"""
+
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from test_app_logic import build_checkpoints, build_processed
+from test_workbench import TINY, generic_frame
+
+from recsys.datasets.synthetic import generate_retailrocket_log
+from tools import loadtest
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("uploads")
+    events = generate_retailrocket_log(tmp / "rr", **TINY)["events"]
+    shop = generic_frame(events).rename(columns={"product_sku": "thing"})  # "thing": no name says item
+    shop.to_csv(tmp / "shop.csv", index=False)
+    (tmp / "broken.csv").write_bytes(b"PK\x03\x04 a zip archive named .csv")
+    return {"rr": events, "shop": tmp / "shop.csv", "broken": tmp / "broken.csv", "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app_workbench")
+    saved = os.environ.get("RECSYS_WORK")
+    os.environ["RECSYS_WORK"] = str(tmp / "work")
+    try:
+        proc, url = loadtest.launch_app(build_checkpoints(tmp / "checkpoints"), build_processed(tmp / "data"),
+                                        tmp / "app.log")
+    finally:
+        if saved is None:
+            os.environ.pop("RECSYS_WORK")
+        else:
+            os.environ["RECSYS_WORK"] = saved
+    yield url, tmp
+    loadtest.stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, served):
+    page = browser.new_page(viewport={"width": 1360, "height": 1100})
+    page.set_default_timeout(90_000)
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(served[0], wait_until="domcontentloaded")
+    page.wait_for_function("() => (document.querySelector('#status') || {innerText: ''}).innerText.length > 40")
+    yield page
+    page.close()
+
+
+def wait_text(page, selector: str, needle: str) -> str:
+    page.wait_for_function("([s, n]) => (document.querySelector(s) || {innerText: ''}).innerText.includes(n)",
+                           arg=[selector, needle])
+    return page.locator(selector).inner_text()
+
+
+def upload(page, path: Path) -> str:
+    page.get_by_role("tab", name="Your data").click()
+    page.locator("#wb-file input[type=file]").set_input_files(str(path))
+    return wait_text(page, "#wb-status", "Read " if path.suffix == ".csv" and "broken" not in path.name else "⚠️")
+
+
+def choose(page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=re.compile(f"^{re.escape(option)}$")).first.click()
+
+
+def train_and_wait(page, n_models: int) -> str:
+    page.locator("#wb-train").click()
+    return wait_text(page, "#wb-result", f"Trained {n_models} models")
+
+
+def recommend_a_visitor(page) -> str:
+    page.get_by_role("tab", name="Recommend").click()
+    page.get_by_label("Visitor", exact=True).click()
+    page.get_by_role("option").first.click()
+    return wait_text(page, "#status", "Visitor")
+
+
+def test_retailrocket_log_trains_recommends_and_downloads(page, files, served):
+    status = upload(page, files["rr"])
+    assert "RetailRocket" in status and "epoch milliseconds" in status
+    assert "visitorid" in page.locator("#wb-preview").inner_text()
+    assert page.locator("#wb-col-item_id input").input_value() == "itemid"
+    assert "200 MB" in page.locator("#wb-intro").inner_text()  # the limits are stated
+    page.locator("#wb-events textarea, #wb-events input").first.fill("view")
+    result = train_and_wait(page, 4)
+    assert re.search(r"^sr( \(best on validation\))?\s+0\.\d{3}\s", result, re.M)  # each model's valid score
+    commands = page.locator("#wb-commands").inner_text()
+    assert "prepare_data.py" in commands and "--source retailrocket" in commands and "--events view" in commands
+    shot = (ROOT / "assets" if os.environ.get("RECSYS_SCREENSHOTS") else files["tmp"]) / "app_your_data.png"
+    page.screenshot(path=str(shot), full_page=True)
+    with page.expect_download() as download:
+        page.locator("#wb-zip a").first.click()
+    target = files["tmp"] / "models.zip"
+    download.value.save_as(target)
+    with zipfile.ZipFile(target) as zf:
+        names = set(zf.namelist())
+    assert {"events/sr/model.safetensors", "events/sr/config.json", "events/results.md", "events/commands.sh"} <= names
+    assert "events · " in page.locator("#model input").input_value()
+    status = recommend_a_visitor(page)
+    assert "items" in status
+    assert page.locator("#recs [role=row][data-index]").count() >= 5
+    assert not page.errors
+
+
+def test_generic_csv_with_a_corrected_mapping(page, browser, files, served):
+    status = upload(page, files["shop"])
+    assert "Please choose" in status and "item id" in status
+    assert page.locator("#wb-col-user_id input").input_value() == "customer"
+    choose(page, "Item id", "thing")
+    result = train_and_wait(page, 4)
+    assert "shop" in result
+    assert "shop · " in page.locator("#model input").input_value()
+    recommend_a_visitor(page)
+    first = page.locator("#recs [role=row][data-index]").first.inner_text()
+    assert re.search(r"\bp\d+\b", first)  # the upload's own item ids ("p…")
+    # another visitor of the site never sees this upload's models
+    other = browser.new_page()
+    other.goto(served[0], wait_until="domcontentloaded")
+    other.wait_for_selector("#model input")
+    other.locator("#model input").click()
+    options = other.get_by_role("option").all_inner_texts()
+    other.close()
+    assert options and not any("shop ·" in o or "events ·" in o for o in options)
+
+
+def test_a_bad_file_gets_the_readers_message(page, files):
+    status = upload(page, files["broken"])
+    assert "zip archive" in status and "Traceback" not in status
+
+
+def test_a_bad_mapping_is_refused_before_any_work(page, files):
+    upload(page, files["shop"])
+    choose(page, "Item id", "when")  # the time column again: refused before any work
+    page.locator("#wb-train").click()
+    result = wait_text(page, "#wb-result", "⚠️")
+    assert "two roles" in result
