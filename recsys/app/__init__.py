@@ -10,6 +10,9 @@
     explain.py    a one-line reason per recommended item and the "why these items" panel
     chart.py      the score chart (HTML bars)
     cards.py      the model card and the About text (prose in about.md, the model list from the model classes)
+    detect.py     an uploaded log's first rows and the guess of which column is which
+    workbench.py  uploads in private folders, training them with recsys.prepare + recsys.pipeline, limits, clean-up
+    yourdata.py   the "Your data" tab: the page's fields -> a training request, a run -> what the page shows
 
 Below is what app.py uses.
 """
