@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.bench.common import ROOT, Options, load_avg, percentiles_ms, read_json, run_child, worker_argv
+from tools.bench.common import ROOT, Options, load_avg, machine, percentiles_ms, read_json, run_child, worker_argv
 from tools.bench.servedata import SERVING_SIZES, SERVING_SIZES_QUICK, servable, serving_sessions, synthetic_processed
 
 APP_TARGET_MS = 150.0
@@ -197,7 +197,8 @@ def first_start(opts: Options) -> dict:
             "valid_cases": results.get("protocol", {}).get("max_valid_cases"),
             "built_data": "Generating the synthetic event log" in text, "load_before": load_before,
             "load_after": load_after, "command": "python app.py (fresh: no data/processed, no checkpoints)",
-            "ran": {"command": opts.command, "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}}
+            "ran": {"command": opts.command, "timestamp": datetime.now(UTC).isoformat(timespec="seconds")},
+            "machine": machine()}
 
 
 def longest_silence(lines: list[tuple[float, str]], wall: float) -> float:

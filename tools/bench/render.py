@@ -267,7 +267,9 @@ def _first_start_rows(first: dict) -> list[str]:
                             f"the synthetic data set and fitted {', '.join(first['models'])} (fit times: {fits}), "
                             "evaluating each on validation and test, then served.")]
     ran = first.get("ran") or {}
-    when = f" Ran {ran['timestamp']}: `{ran['command']}`." if ran else ""
+    when = f" Ran {ran['timestamp']}: `{ran['command']}`" if ran else ""
+    box = first.get("machine") or {}
+    when += f" on {box['cpu']}, {box['cores']} cores." if box else "." if ran else ""
     valid = f"{_n(first['valid_cases'])} evenly spaced validation cases" if first.get("valid_cases") else "validation"
     rows = ["", lead + (f"**{_n(first['wall_s'], 1)} s** (target ≤ 180 s), {_n(first['cpu_s'], 1)} s CPU (the app "
                         f"process), load {_load(first['load_before'])} before and {_load(first['load_after'])} "

@@ -117,7 +117,8 @@ def first_start_checks(fs: dict) -> list[dict]:
 
 def first_start_only(opts: Options) -> dict:
     """`--first-start-only`: time the first start again and keep every other number of the last serving run
-    (its rows, checks, timestamp and command; the first start carries its own command and time)."""
+    (its rows, checks, timestamp, command and machine; the first start carries its own command, time and
+    machine)."""
     if opts.quick:
         raise ValueError("--first-start-only times the full first start: not with --quick")
     previous = read_json(results_path(opts.results_dir, "serving", False))
@@ -126,7 +127,7 @@ def first_start_only(opts: Options) -> dict:
                          "run `python scripts/benchmark.py serving` first")
     fs = first_start(opts)
     checks = [c for c in previous.get("checks", []) if c["what"] != FIRST_START_CHECK] + first_start_checks(fs)
-    kept = {k: v for k, v in previous.items() if k not in ("suite", "quick", "machine", "first_start", "checks")}
+    kept = {k: v for k, v in previous.items() if k not in ("suite", "quick", "first_start", "checks")}
     return {**kept, "first_start": fs, "checks": checks}
 
 
