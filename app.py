@@ -38,7 +38,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from recsys import app as logic  # noqa: E402
-from recsys.app import workbench, yourdata  # noqa: E402
+from recsys.app import compare, workbench, yourdata  # noqa: E402
 from recsys.app.detect import ROLES  # noqa: E402
 from recsys.datasets.schema import DataError  # noqa: E402
 
@@ -346,7 +346,7 @@ def _training_view(lines: list[str], scores: dict, total: int) -> str:
 
 
 def _train_fallback(message):
-    return f"⚠️ {message}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return f"⚠️ {message}", *(gr.skip(),) * 6
 
 
 @logic.bounded
@@ -377,7 +377,7 @@ def _train_steps(token, col_session, col_user, col_item, col_time, col_event, co
         worker.join(0.5)
         progress(len(scores) / total, desc=f"{len(scores)}/{total} models trained"
                  + (f" · last: {list(scores)[-1]} {list(scores.values())[-1]:.3f}" if scores else ""))
-        yield _training_view(lines, scores, total), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        yield _training_view(lines, scores, total), *(gr.skip(),) * 6
     if "error" in outcome:
         err = outcome["error"]
         if isinstance(err, workbench.Cancelled):
@@ -393,11 +393,13 @@ def _train_steps(token, col_session, col_user, col_item, col_time, col_event, co
     visitors = SERVICE.visitors_for(keys[0])
     zipped = workbench.download(trained)
     commands = (trained.run.parent / "commands.sh").read_text()
+    choices = yourdata.private_choices(SERVICE, token)
     yield (yourdata.summary(trained, keys),
-           gr.Dropdown(choices=yourdata.private_choices(SERVICE, token), value=keys[0]),
+           gr.Dropdown(choices=choices, value=keys[0]),
            gr.Dropdown(choices=visitors.samples, value=None,
                        info=f"Sample visitors of {trained.name} ({len(visitors):,} test sessions): pick one."),
-           str(zipped), commands)
+           str(zipped), commands, gr.Dropdown(choices=choices, value=keys[:3]),
+           gr.Dropdown(choices=visitors.samples, value=None))
 
 
 def train_upload(*args, **kwargs):
@@ -419,6 +421,46 @@ train_upload.bounded = True
 @logic.bounded
 def stop_training(token=None):
     return ("Stopping at the next step …" if workbench.cancel(token) else "No training is running.")
+
+
+@guarded(3, lambda m: ("", f"⚠️ {m}", gr.skip()))
+@logic.bounded
+def compare_models(models, visitor=None, session="", k=10):
+    """Two or three models side by side on one session: the chosen visitor's while the box holds their session
+    (their next item held out and marked), else the typed one."""
+    target = None
+    if logic.clean_text(visitor, logic.MAX_TOKEN_CHARS):
+        theirs, their_target, _ = logic.load_visitor(SERVICE, visitor, models[0] if models else None)
+        if not session.strip() or session == theirs:
+            session, target = theirs, their_target
+    view, status = compare.compare_view(SERVICE, models, session, k, target)
+    return view, status, session
+
+
+@guarded(3, lambda m: ("", f"⚠️ {m}", gr.skip()))
+@logic.bounded
+def compare_visitor(models, visitor=None, k=10):
+    """A visitor picked in the Compare tab: the models side by side on their session."""
+    return compare_models(models, visitor, "", k)
+
+
+def compare_tab(service: logic.AppService) -> dict:
+    """The "Compare" tab's components."""
+    c = {}
+    keys = [key for _, key in service.choices]
+    c["models"] = gr.Dropdown(service.choices, value=keys[:3], multiselect=True, max_choices=compare.MAX_COMPARED,
+                              label="Models (two or three)", elem_id="cmp-models")
+    with gr.Row(equal_height=False):
+        c["visitor"] = gr.Dropdown(service.visitors.samples, value=None, label="Visitor", elem_id="cmp-visitor",
+                                   info="A sample visitor: their last item is held out and marked where it lands.",
+                                   filterable=False, scale=2)
+        c["k"] = gr.Number(10, label=f"How many items (K, 1–{logic.MAX_K})", precision=0, elem_id="cmp-k", scale=1)
+    c["session"] = gr.Textbox(label="Or type a session (one item per line, oldest first)", lines=3, max_lines=6,
+                              elem_id="cmp-session")
+    c["go"] = gr.Button("Compare", variant="primary", elem_id="cmp-go")
+    c["status"] = gr.Markdown(elem_id="cmp-status")
+    c["view"] = gr.HTML("", elem_id="cmp-view")
+    return c
 
 
 def your_data_tab() -> dict:
@@ -605,6 +647,8 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
                     gr.Markdown(logic.about(service))
             with gr.Tab("Your data", id="your-data-tab"):
                 wb = your_data_tab()
+            with gr.Tab("Compare", id="compare-tab"):
+                cmp = compare_tab(service)
 
         # preprocess=False: the handlers get the values as sent, and logic.bounded is the one gate they pass
         # (gr.Slider's own check raised a message-less TypeError on text, which the caller saw as {"error": null})
@@ -646,8 +690,14 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
         training = wb["train"].click(
             train_upload, [token, *roles, wb["unit"], wb["events"], wb["split"], wb["gap"], wb["test_days"],
                            wb["valid_days"], wb["baselines"], wb["neural"], wb["minutes"]],
-            [wb["result"], model, visitor, wb["zip"], wb["commands"]], api_visibility="private",
+            [wb["result"], model, visitor, wb["zip"], wb["commands"], cmp["models"], cmp["visitor"]],
+            api_visibility="private",
             concurrency_limit=1, concurrency_id="train", **raw)
+        cmp_in = [cmp["models"], cmp["visitor"], cmp["session"], cmp["k"]]
+        cmp_out = [cmp["view"], cmp["status"], cmp["session"]]
+        cmp["go"].click(compare_models, cmp_in, cmp_out, api_visibility="private", js=cut_session_js(2), **raw)
+        cmp["visitor"].input(compare_visitor, [cmp["models"], cmp["visitor"], cmp["k"]], cmp_out,
+                             api_visibility="private", **raw)
         wb["stop"].click(stop_training, [token], [wb["result"]], api_visibility="private", cancels=[training], **raw)
     return check_gated(demo)
 
@@ -687,7 +737,7 @@ def ensure_models(service: logic.AppService) -> bool:
 def launch_options() -> dict:
     """What `demo.launch` takes besides the address: the look, the bound on Gradio's per-session state, the
     request body limit."""
-    return {"css": CSS, "theme": THEME, "state_session_capacity": MAX_SESSIONS,
+    return {"css": CSS + compare.CSS, "theme": THEME, "state_session_capacity": MAX_SESSIONS,
             "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES,
                                                      upload_bytes=int(LIMITS.max_mb * 1e6) + (64 << 10))]}}
 

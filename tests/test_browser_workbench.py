@@ -1,6 +1,7 @@
 """Issue 17's "Your data" tab in a real browser (Debian's chromium driven by Playwright): upload a generated log in
 the RetailRocket layout and a generic CSV, correct a mapping, train the baselines, see the new models recommend to
-the upload's visitors, download the zip, and a bad file's message; another page never lists the upload's models.
+the upload's visitors, download the zip, compare three of them side by side on a visitor, and a bad file's
+message; another page never lists the upload's models.
 
 The app serves the app tests' tiny folders; uploads go to a temporary RECSYS_WORK. With RECSYS_SCREENSHOTS set,
 the RetailRocket test writes assets/app_your_data.png; otherwise the screenshot goes to the temporary folder.
@@ -131,6 +132,17 @@ def test_retailrocket_log_trains_recommends_and_downloads(page, files, served):
     status = recommend_a_visitor(page)
     assert "items" in status
     assert page.locator("#recs [role=row][data-index]").count() >= 5
+    # Compare: the upload's three best models side by side on one of its visitors
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#cmp-visitor input").click()
+    page.get_by_role("option").first.click()
+    status = wait_text(page, "#cmp-status", "models on the same session")
+    assert page.locator("#cmp-view .cmp-col").count() == 3
+    assert page.locator("#cmp-view h4").all_inner_texts()[0].startswith("events · ")
+    assert page.locator("#cmp-view .cmp-landed").count() == 3 and "highlighted" in status
+    assert re.search(r"HR@10 0\.\d{3} \[", page.locator("#cmp-view .cmp-metrics").first.inner_text())
+    if os.environ.get("RECSYS_SCREENSHOTS"):
+        page.screenshot(path=str(ROOT / "assets" / "app_compare.png"), full_page=True)
     assert not page.errors
 
 

@@ -6,11 +6,13 @@ clean-up touching only our folders, and the pipeline's folders loadable, zipped 
 import gzip
 import json
 import os
+import re
 import shlex
 import sys
 import threading
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -305,3 +307,34 @@ def test_the_page_fields_become_a_request(rr_log, limits):
                          ["pop"], None, 1)
     with pytest.raises(DataError, match="session gap must be a number"):
         yourdata.request(limits, token, columns, "ISO dates", "", "temporal", "soon", 1, 1, ["pop"], None, 1)
+
+
+# ------------------------------------------------------------------------------------------------ compare
+
+
+def test_compare_shows_three_models_side_by_side(rr_log, limits, tmp_path):
+    from recsys.app import load_visitor
+    from recsys.app.compare import compare_view
+
+    token = upload(limits, rr_log)
+    request = wb.TrainRequest(columns=read_head(rr_log).guess, timestamp_unit="ms", retailrocket=True,
+                              baselines=("pop", "sr", "vsknn"))
+    trained = wb.train(limits, token, request, log=lambda _: None)
+    service = AppService(checkpoints_dir=str(tmp_path / "none"))
+    keys = wb.register(service, trained)
+    visitors = service.visitors_for(keys[0])
+    vid = next(v for v in visitors.samples if len(visitors.sessions[v]) >= 3)
+    session, target, _ = load_visitor(service, vid, keys[0])
+    view, status = compare_view(service, keys, session, 10, target)
+    assert view.count("class='cmp-col'") == 3
+    for name in ("pop", "sr", "vsknn"):
+        assert f"<h4>events · {name}</h4>" in view
+    assert re.search(r"HR@10 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", view)  # test metrics with their CI
+    assert view.count("Held-out next item") == 3
+    shared = int(re.search(r"\*\*(\d+)\*\* items appear in more than one list", status).group(1))
+    assert view.count("class='cmp-shared'") >= shared > 0
+    assert compare_view(service, keys[:1], session)[1] == "Choose two or three models to compare."
+    # a name from the data is text, never markup
+    service.private[keys[0]] = replace(service.private[keys[0]], title="<img src=x onerror=alert(1)>")
+    view, _ = compare_view(service, keys, session, 5, target)
+    assert "<img" not in view and "&lt;img" in view

@@ -141,6 +141,7 @@ INPUTS = {
                                                     "col_category", "unit", "events", "split", "neural")},
     **{name: ("number", 20) for name in ("gap", "test_days", "valid_days", "minutes")},
     "baselines": ("choices", 20),
+    "models": ("choices", 10),  # the Compare tab's models (catalogue keys)
 }
 
 
