@@ -201,12 +201,14 @@ def recommend_visitor(visitor: str | None, model: str, k: float = logic.DEFAULT_
 
 @guarded(1)
 @logic.bounded
-def suggest_visitors(query: str):
-    """The visitors whose id contains what is typed (or pasted) in the search box; the samples when it is empty."""
-    matches = SERVICE.visitors.search(query, 50)
+def suggest_visitors(query: str, model: str | None = None):
+    """The visitors whose id contains what is typed (or pasted) in the search box; the samples when it is empty.
+    An uploaded log's model searches that upload's visitors."""
+    visitors = SERVICE.visitors_for(model)
+    matches = visitors.search(query, 50)
     text = logic.clean_text(query, logic.MAX_TOKEN_CHARS)
     if not text:
-        info = f"Sample visitors ({len(SERVICE.visitors):,} in all): pick one, or search above."
+        info = f"Sample visitors ({len(visitors):,} in all): pick one, or search above."
     elif not matches:
         info = f"No visitor id contains {text!r}."
     elif len(matches) == 1:
@@ -223,7 +225,8 @@ def pick_searched(query: str, model: str, k: float = logic.DEFAULT_K, category: 
     """Enter in the search box: load that visitor, or the one visitor whose id contains it, or say why not."""
     session, held, *rest = _visitor_outputs(query, model, k, category, exclude_seen)
     vid = logic.clean_text(query, logic.MAX_TOKEN_CHARS)
-    found = vid if vid in SERVICE.visitors.sessions else (SERVICE.visitors.search(vid, 2) if vid else [])
+    visitors = SERVICE.visitors_for(model)
+    found = vid if vid in visitors.sessions else (visitors.search(vid, 2) if vid else [])
     found = found if isinstance(found, str) else (found[0] if len(found) == 1 else None)
     return (gr.Dropdown(value=found) if found else gr.skip()), session, held, *rest
 
@@ -663,7 +666,7 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
         visitor.input(recommend_visitor, [visitor, model, k, category, exclude], [session, held, *rec_out],
                       api_name="recommend_visitor", **raw)
         # change, not input: Gradio's textbox sends "input" for keys only, so a paste would wait for the next key
-        search.change(suggest_visitors, [search], [visitor], show_progress="hidden", api_visibility="private",
+        search.change(suggest_visitors, [search, model], [visitor], show_progress="hidden", api_visibility="private",
                       trigger_mode="always_last", **raw)
         search.submit(pick_searched, [search, model, k, category, exclude], [visitor, session, held, *rec_out],
                       api_visibility="private", **raw)

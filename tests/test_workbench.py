@@ -338,3 +338,18 @@ def test_compare_shows_three_models_side_by_side(rr_log, limits, tmp_path):
     service.private[keys[0]] = replace(service.private[keys[0]], title="<img src=x onerror=alert(1)>")
     view, _ = compare_view(service, keys, session, 5, target)
     assert "<img" not in view and "&lt;img" in view
+
+
+def test_a_neural_model_trains_under_its_time_budget(rr_log, tmp_path):
+    limits = wb.Limits(root=tmp_path / "work", train_minutes=0.05)  # the server's cap: 3 seconds
+    token = upload(limits, rr_log)
+    request = wb.TrainRequest(columns=read_head(rr_log).guess, timestamp_unit="ms", retailrocket=True,
+                              baselines=("pop",), neural="gru4rec", minutes=5)
+    trained = wb.train(limits, token, request, log=lambda _: None)
+    spec = json.loads((trained.run / "gru4rec.params.json").read_text())
+    assert spec == {"model": "gru4rec", "params": {"train": {"max_minutes": 0.05, "val_max_cases": wb.VALID_CASES}}}
+    fit = trained.results["models"]["gru4rec"]["fit"]
+    assert fit["epochs"] >= 1 and trained.results["models"]["gru4rec"]["fit_seconds"] < 60
+    assert trained.results["models"]["gru4rec"]["params"]["train"]["max_minutes"] == 0.05
+    assert load(str(trained.run / "gru4rec")).n_items == load(str(trained.run / "pop")).n_items
+    assert "--params gru4rec.params.json" in (trained.run.parent / "commands.sh").read_text()
