@@ -741,6 +741,8 @@ def launch_options() -> dict:
     """What `demo.launch` takes besides the address: the look, the bound on Gradio's per-session state, the
     request body limit."""
     return {"css": CSS + compare.CSS, "theme": THEME, "state_session_capacity": MAX_SESSIONS,
+            # "Your data": Gradio refuses a larger file in the page before sending it; the zips it serves
+            "max_file_size": int(LIMITS.max_mb * 1e6), "allowed_paths": [str(LIMITS.root)],
             "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES,
                                                      upload_bytes=int(LIMITS.max_mb * 1e6) + (64 << 10))]}}
 

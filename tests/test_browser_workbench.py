@@ -42,19 +42,26 @@ def files(tmp_path_factory) -> dict[str, Path]:
     return {"rr": events, "shop": tmp / "shop.csv", "broken": tmp / "broken.csv", "tmp": tmp}
 
 
+def launch(tmp: Path, **env: str):
+    """app.py over the app tests' tiny folders, uploads under tmp/work, with these environment variables."""
+    env = {"RECSYS_WORK": str(tmp / "work"), **env}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return loadtest.launch_app(build_checkpoints(tmp / "checkpoints"), build_processed(tmp / "data"),
+                                   tmp / "app.log")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app_workbench")
-    saved = os.environ.get("RECSYS_WORK")
-    os.environ["RECSYS_WORK"] = str(tmp / "work")
-    try:
-        proc, url = loadtest.launch_app(build_checkpoints(tmp / "checkpoints"), build_processed(tmp / "data"),
-                                        tmp / "app.log")
-    finally:
-        if saved is None:
-            os.environ.pop("RECSYS_WORK")
-        else:
-            os.environ["RECSYS_WORK"] = saved
+    proc, url = launch(tmp)
     yield url, tmp
     loadtest.stop_app(proc)
 
@@ -178,3 +185,21 @@ def test_a_bad_mapping_is_refused_before_any_work(page, files):
     page.locator("#wb-train").click()
     result = wait_text(page, "#wb-result", "⚠️")
     assert "two roles" in result
+
+
+def test_a_file_over_the_size_limit_is_refused_in_the_page(browser, files, tmp_path):
+    proc, url = launch(tmp_path, RECSYS_UPLOAD_MB="0.02")  # 20 kB; the log is about 85 kB
+    try:
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Your data").click()
+        assert "0.02 MB" in page.locator("#wb-intro").inner_text()
+        page.locator("#wb-file input[type=file]").set_input_files(str(files["rr"]))
+        page.wait_for_function("() => /exceed/i.test(document.body.innerText)")
+        text = page.locator("body").inner_text()
+        page.close()
+    finally:
+        loadtest.stop_app(proc)
+    assert re.search(r'exceed the maximum allowed size of [\d.]+ Kb: "events.csv"', text), text[-2000:]
+    assert not list((tmp_path / "work").glob("*/input/*"))  # nothing was stored
