@@ -305,6 +305,8 @@ def test_the_page_fields_become_a_request(rr_log, limits):
     with pytest.raises(DataError, match="no column 'nope'"):
         yourdata.request(limits, token, {**columns, "item_id": "nope"}, "ISO dates", "", "temporal", 30, 1, 1,
                          ["pop"], None, 1)
+    with pytest.raises(DataError, match="upload an event log first"):
+        yourdata.request(limits, None, columns, "ISO dates", "", "temporal", 30, 1, 1, ["pop"], None, 1)
     with pytest.raises(DataError, match="session gap must be a number"):
         yourdata.request(limits, token, columns, "ISO dates", "", "temporal", "soon", 1, 1, ["pop"], None, 1)
 

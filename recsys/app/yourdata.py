@@ -110,6 +110,8 @@ def number(value, what: str) -> float:
 def request(limits: Limits, token, columns: dict, unit, events, split, gap, test_days, valid_days, baselines,
             neural, minutes) -> TrainRequest:
     """The page's fields -> a checked TrainRequest (DataError says what is wrong)."""
+    if token is None:
+        raise DataError("upload an event log first")
     folder = upload_folder(limits, token)
     stored = next(iter(sorted((folder / "input").glob("events*"))), None)
     if stored is None:
