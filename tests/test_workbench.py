@@ -355,3 +355,21 @@ def test_a_neural_model_trains_under_its_time_budget(rr_log, tmp_path):
     assert trained.results["models"]["gru4rec"]["params"]["train"]["max_minutes"] == 0.05
     assert load(str(trained.run / "gru4rec")).n_items == load(str(trained.run / "pop")).n_items
     assert "--params gru4rec.params.json" in (trained.run.parent / "commands.sh").read_text()
+
+
+@pytest.mark.parametrize("form", ["gz", "parquet", "tsv"])
+def test_compressed_parquet_and_tsv_logs_train(rr_log, tmp_path, limits, form):
+    frame = generic_frame(rr_log)
+    path = tmp_path / f"shop.{'csv.gz' if form == 'gz' else form}"
+    if form == "parquet":
+        frame.to_parquet(path)
+    elif form == "gz":
+        with gzip.open(path, "wt") as f:
+            frame.to_csv(f, index=False)
+    else:
+        frame.to_csv(path, index=False, sep="\t")
+    token = upload(limits, path)
+    trained = wb.train(limits, token, wb.TrainRequest(columns=read_head(path).guess, baselines=("pop",)),
+                       log=lambda _: None)
+    assert trained.name == "shop" and [p.name for p in trained.model_folders()] == ["pop"]
+    assert trained.results["data"]["source"] == "csv"
