@@ -61,7 +61,7 @@ def launch(tmp: Path, **env: str):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app_workbench")
-    proc, url = launch(tmp)
+    proc, url = launch(tmp, RECSYS_UPLOAD_MB="200", RECSYS_TRAIN_MINUTES="10", RECSYS_UPLOAD_EVENTS="5000000")
     yield url, tmp
     loadtest.stop_app(proc)
 
