@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from scipy import stats
 
-from recsys.batch import TOPK_BLOCK, top_k
 from recsys.models.base import Recommender, mask_scores, score_batch
 from recsys.models.blend import progress_lines
 from recsys.sessions import Cases, Sessions, make_cases
+from recsys.topk import TOPK_BLOCK, top_k
 
 KS = (5, 10, 20)
 MISS_RANK = 2**40  # rank given to targets that cannot be recommended at all
@@ -159,7 +159,7 @@ def rank_targets(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def top_items(scores: torch.Tensor, k: int) -> torch.Tensor:
     """(rows, k) indices of each row's k best scores: exactly torch.topk(scores, k).indices, ties included.
 
-    recsys.batch.top_k finds the k + 1 best values of a wide row ~2x faster than torch.topk. Where those k + 1
+    recsys.topk.top_k finds the k + 1 best values of a wide row ~2x faster than torch.topk. Where those k + 1
     values are strictly decreasing, the k best items and their order are the same whoever finds them; a row with
     a tie among them (or a NaN) is ranked by torch.topk itself, so items of equal score come in its order.
     """

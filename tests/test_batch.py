@@ -17,12 +17,13 @@ import torch
 
 import recsys
 from recsys.atomic import OutputFolderError
-from recsys.batch import CSV_HEADER, BatchOptions, Ranker, check_output_file, score_file, top_k
+from recsys.batch import CSV_HEADER, BatchOptions, Ranker, check_output_file, score_file
 from recsys.data import Dataset
 from recsys.datasets.schema import DataError
 from recsys.folder import save_folder
 from recsys.models import REGISTRY, FitOptions
 from recsys.sessions import Sessions
+from recsys.topk import top_k
 from tools.bench.servedata import servable
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -131,7 +131,7 @@ def reference_evaluate(model, sessions, protocol="all", ks=(5, 10, 20), exclude_
     return EvalResult(ranks, topk[:, :kmax] if kmax < ks[-1] else topk, model.n_items, ks, popularity)
 
 
-WIDE = 3_000  # items: wide enough for top_items' block search (recsys.batch.top_k: k * 128 items and up)
+WIDE = 3_000  # items: wide enough for top_items' block search (recsys.topk.top_k: k * 128 items and up)
 
 
 @pytest.fixture(scope="module")
