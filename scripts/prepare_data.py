@@ -101,10 +101,10 @@ def main(argv=None) -> int:
     dropped = data.meta.get("dropped_unknown_items")
     if dropped:
         print(f"dropped (unknown in training): {dropped}")
-    print(describe_truncation(data.meta.get("truncated")))
     catalogue = describe_catalogue(data.meta.get("catalogue"))
     if catalogue:
         print(catalogue)
+    print(describe_truncation(data.meta.get("truncated")))  # last, where the user looks (issue 16)
     return 0
 
 
