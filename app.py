@@ -31,6 +31,8 @@ from pathlib import Path
 
 # read when the queue is made: Gradio keeps this many events' timings for its monitoring page (10,000 by default)
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+if __name__ == "__main__":  # the imports below take ~10 s on a 2-core machine: no silent start
+    print("Starting the recsys app: loading torch, Gradio and the models ...", flush=True)
 
 import gradio as gr  # noqa: E402 - after the setting above
 from starlette.exceptions import HTTPException  # noqa: E402
