@@ -490,7 +490,7 @@ def your_data_tab() -> dict:
         c["unit"] = gr.Radio(list(yourdata.UNITS), value="ISO dates", label="Times are", elem_id="wb-unit")
         c["split"] = gr.Radio(["temporal (last days)", "leave-one-out (per user)"], value="temporal (last days)",
                               label="Split", elem_id="wb-split")
-        c["events"] = gr.Textbox(label="Keep only these event types (RetailRocket layout)", max_lines=1,
+        c["events"] = gr.Textbox(label="Keep only these event types (needs an event type column)", max_lines=1,
                                  placeholder="e.g. view; empty keeps all", elem_id="wb-events")
     with gr.Row():
         c["gap"] = gr.Number(30, label="Session gap (minutes)", elem_id="wb-gap")

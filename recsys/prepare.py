@@ -84,11 +84,23 @@ def _read(name: str, inputs: list[str], options: dict) -> pd.DataFrame | Dataset
 def load_events(source: str, inputs: list[str], *, columns: dict[str, str] | None = None,
                 events_filter: tuple[str, ...] | None = None, timestamp_unit: str | None = None,
                 synthetic: dict | None = None) -> pd.DataFrame:
-    """The canonical events table of a raw source (see recsys.datasets.schema)."""
+    """The canonical events table of a raw source (see recsys.datasets.schema), keeping only the event types of
+    `events_filter` (None: all). Every source filters the same way (the retailrocket reader also checks the names);
+    a filter on a table without event types, or one that keeps nothing, is refused rather than ignored."""
     if source in SOURCES and SOURCES[source].presplit:
         raise DataError(f"--source {source} comes split into train and test: it has no event log to read")
-    return _read(source, inputs, {"columns": columns, "events_filter": events_filter,
-                                  "timestamp_unit": timestamp_unit, "synthetic": synthetic})
+    events = _read(source, inputs, {"columns": columns, "events_filter": events_filter,
+                                    "timestamp_unit": timestamp_unit, "synthetic": synthetic})
+    if not events_filter:
+        return events
+    if "event" not in events.columns or events["event"].isna().all():
+        hint = " (map the event type column with --columns event=COLUMN)" if source == "csv" else ""
+        raise DataError(f"--events {','.join(events_filter)}: the {source} events have no event type{hint}")
+    kept = events[events["event"].isin(events_filter)]
+    if kept.empty:
+        found = sorted(str(e) for e in events["event"].dropna().unique()[:20])
+        raise DataError(f"--events {','.join(events_filter)} keeps no event; the log's event types: {', '.join(found)}")
+    return kept
 
 
 def prepare(source: str, inputs: list[str] | None = None, out: str | Path | None = None,

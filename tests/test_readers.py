@@ -256,3 +256,21 @@ def test_reads_shared_session_rec_sample_as_generic_table():
     df = read_table(path, {"session_id": "SessionId", "item_id": "ItemId", "timestamp": "Time"}, timestamp_unit="s")
     assert len(df) == 13_568 and df["session_id"].nunique() == 3_416
     assert df["timestamp"].min() >= pd.Timestamp("2014-04-07", tz="UTC")
+
+
+def test_every_source_filters_event_types_or_says_why_not(tmp_path):
+    """--events used to be applied by the retailrocket reader only: a csv log kept every event type silently."""
+    from recsys.prepare import load_events
+
+    log = tmp_path / "log.csv"
+    log.write_text("visitor,sku,ts,kind\n" + "".join(
+        f"u{i % 3},i{i % 5},{1_600_000_000 + 60 * i},{'view' if i % 4 else 'cart'}\n" for i in range(40)))
+    columns = {"user_id": "visitor", "item_id": "sku", "timestamp": "ts", "event": "kind"}
+    views = load_events("csv", [str(log)], columns=columns, timestamp_unit="s", events_filter=("view",))
+    assert len(views) == 30 and set(views["event"]) == {"view"}
+    assert len(load_events("csv", [str(log)], columns=columns, timestamp_unit="s")) == 40
+    with pytest.raises(DataError, match="keeps no event; the log's event types: cart, view"):
+        load_events("csv", [str(log)], columns=columns, timestamp_unit="s", events_filter=("purchase",))
+    no_kind = {k: v for k, v in columns.items() if k != "event"}
+    with pytest.raises(DataError, match="have no event type .*--columns event=COLUMN"):
+        load_events("csv", [str(log)], columns=no_kind, timestamp_unit="s", events_filter=("view",))

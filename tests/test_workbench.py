@@ -127,8 +127,9 @@ def test_a_mapping_is_checked_before_anything_runs():
         wb.TrainRequest(columns={"item_id": "i", "timestamp": "t"})
     with pytest.raises(DataError, match="mapped to two roles"):
         wb.TrainRequest(columns={"user_id": "i", "item_id": "i", "timestamp": "t"})
-    with pytest.raises(DataError, match="event filter needs the RetailRocket layout"):
+    with pytest.raises(DataError, match="event filter needs an event type column"):
         wb.TrainRequest(columns={"user_id": "u", "item_id": "i", "timestamp": "t"}, events=("view",))
+    wb.TrainRequest(columns={"user_id": "u", "item_id": "i", "timestamp": "t", "event": "e"}, events=("view",))
     with pytest.raises(DataError, match="leave-one-out needs a user id"):
         wb.TrainRequest(columns={"session_id": "s", "item_id": "i", "timestamp": "t"}, split="loo")
 

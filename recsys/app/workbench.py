@@ -205,7 +205,7 @@ class TrainRequest:
     columns: dict[str, str]  # canonical role -> file column
     timestamp_unit: str | None = None  # None: ISO dates; "s" or "ms": epoch numbers
     retailrocket: bool = False  # the file is in RetailRocket's events.csv layout (its own reader, --events works)
-    events: tuple[str, ...] = ()  # keep only these event types (RetailRocket layout only)
+    events: tuple[str, ...] = ()  # keep only these event types (needs an event type column)
     split: str = "temporal"
     session_gap_minutes: float = 30.0
     test_days: float = 1.0
@@ -234,9 +234,8 @@ class TrainRequest:
             raise DataError("the split is temporal or leave-one-out")
         if self.timestamp_unit not in (None, "s", "ms"):
             raise DataError("the time unit is ISO dates, epoch seconds or epoch milliseconds")
-        if self.events and not self.uses_retailrocket:
-            raise DataError("an event filter needs the RetailRocket layout (timestamp,visitorid,event,itemid,"
-                            "transactionid): prepare's csv source keeps every event; leave the filter empty")
+        if self.events and not self.uses_retailrocket and "event" not in columns:
+            raise DataError("an event filter needs an event type column: map one, or leave the filter empty")
         bad = [m for m in self.models if m not in BASELINES + NEURAL]
         if bad:
             raise DataError(f"unknown model {bad[0]!r}")
