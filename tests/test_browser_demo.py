@@ -99,7 +99,8 @@ def recommend_and_wait(page, needle: str) -> str:
     before = status_text(page)
     page.locator("#recommend").click()
     page.wait_for_function("([n, b]) => { const s = document.querySelector('#status').innerText;"
-                           " return s.includes(n) && s !== b; }", arg=[needle, before])
+                           " return s.includes(n) && s !== b; }", arg=[needle, before],
+                           timeout=120_000)  # a 300,000-character paste on a busy 2-core machine
     return status_text(page)
 
 
@@ -307,7 +308,8 @@ def test_a_300000_character_paste_gets_a_kind_message(page, served):
     page.locator("#session textarea").fill("x" * 300_000 + ", 101")
     status = recommend_and_wait(page, "very long")
     assert "only its last 80,000 characters were read" in status and "from 1 item" in status
-    assert not toasts(page) and not page.errors and "413" not in served[1].read_text()
+    log = served[1].read_text()  # no request refused by the body limit (a log time's milliseconds may read 413)
+    assert not toasts(page) and not page.errors and " 413" not in log and "Request body over" not in log
 
 
 def test_the_footer_is_shown(page):

@@ -293,7 +293,7 @@ def test_deploy_to_the_test_hub_sends_no_link(hub_server, tmp_path):
     root = project(tmp_path / "project")
     (root / "recsys" / "leak.py").symlink_to(out / "secret.env")
     code = (f"import runpy, sys\nsys.path.insert(0, 'scripts')\n"
-            f"sys.argv = ['deploy_space.py', '--repo', 'user/safe-demo', '--root', {str(root)!r}]\n"
+            f"sys.argv = ['deploy_space.py', '--repo', 'user/safe-demo', '--root', {str(root)!r}, '--no-samples']\n"
             "try:\n    runpy.run_path('scripts/deploy_space.py', run_name='__main__')\n"
             "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
             "from huggingface_hub import hf_hub_download\nfrom huggingface_hub.errors import EntryNotFoundError\n"
