@@ -21,7 +21,7 @@ import torch
 from scipy import stats
 
 from recsys.models.base import Recommender, mask_scores, score_batch
-from recsys.models.blend import progress_lines
+from recsys.progress import progress_lines
 from recsys.sessions import Cases, Sessions, make_cases
 from recsys.topk import TOPK_BLOCK, top_k
 

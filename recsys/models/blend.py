@@ -12,9 +12,7 @@ is what Ludewig et al. (2019, "Empirical analysis of session-based recommendatio
 
 import dataclasses
 import itertools
-import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -22,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from recsys.models.base import FitOptions, ModelConfig, Recommender, score_batch
+from recsys.progress import progress_lines
 from recsys.sessions import make_cases
 
 METRICS = ("hr", "mrr", "ndcg")
@@ -78,23 +76,6 @@ def simplex_grid(n: int, step: float) -> np.ndarray:
     steps = round(1 / step)
     rows = [c for c in itertools.product(range(steps + 1), repeat=n) if sum(c) == steps]
     return np.array(rows, dtype=np.float64) / steps
-
-
-def progress_lines(batches: Iterable, total: int, desc: str, enabled: bool) -> Iterator:
-    """`batches` as they are, with progress: a tqdm bar on a terminal; otherwise (a log file, a pipe) one line
-    to stderr after about every tenth of them, so logs stay readable line by line."""
-    if not enabled:
-        yield from batches
-        return
-    if sys.stderr.isatty():
-        yield from tqdm(batches, total=total, desc=desc, leave=False)
-        return
-    start, every = time.perf_counter(), max(1, total // 10)
-    for i, batch in enumerate(batches, 1):
-        yield batch  # resumed once the caller is done with it
-        if i % every == 0 or i == total:
-            print(f"{desc}: batch {i:,}/{total:,} ({time.perf_counter() - start:.0f} s)", file=sys.stderr,
-                  flush=True)
 
 
 class Blend(Recommender):
