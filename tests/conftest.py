@@ -33,3 +33,15 @@ def hub_server():
 
     with HubServer(token="hf_testtoken0123456789abcdef") as server:
         yield server
+
+
+@pytest.fixture
+def one_cpu_thread():
+    """Tiny models on a shared 2-core machine: a second torch thread only spin-waits (10x slower under load).
+    Test modules that train or score ask for it with `pytestmark = pytest.mark.usefixtures("one_cpu_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -46,12 +46,7 @@ def make_data(seed=0) -> Dataset:
     return Dataset(train, valid, test, items, meta={"protocols": {"train": "all", "valid": "all", "test": "all"}})
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(scope="module")

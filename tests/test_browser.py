@@ -6,21 +6,15 @@ Skipped when /usr/bin/chromium or playwright is missing (`apt-get install chromi
 """
 
 import re
-import shutil
-from pathlib import Path
 
 import pytest
+from chromium import ARGS, CHROMIUM, playwright_or_skip
 from test_app_api import launch_app, stop_app
 from test_app_logic import NAMES
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = playwright_or_skip()
 
 
 @pytest.fixture(scope="module")

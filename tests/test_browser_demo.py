@@ -16,10 +16,10 @@ Skipped when /usr/bin/chromium or playwright is missing (`apt-get install chromi
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
+from chromium import ARGS, CHROMIUM, playwright_or_skip
 from test_app_logic import CATEGORY, NAMES, RAW, N, build_checkpoints, build_processed
 
 from recsys.app.visitors import Visitors
@@ -27,14 +27,9 @@ from tools import loadtest
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPEAT = ["101", "102", "103", "104", "102"]  # visitor repeat:3 ends on an item of their session
 
-if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = playwright_or_skip()
 
 
 def build_demo_app(tmp: Path) -> tuple[Path, Path]:

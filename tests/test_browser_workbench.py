@@ -10,11 +10,11 @@ Skipped when /usr/bin/chromium or playwright is missing (`apt-get install chromi
 
 import os
 import re
-import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
+from chromium import ARGS, CHROMIUM, playwright_or_skip
 from test_app_logic import build_checkpoints, build_processed
 from test_workbench import TINY, generic_frame
 
@@ -23,13 +23,8 @@ from tools import loadtest
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = playwright_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -45,13 +45,7 @@ def tiny(key: str, **overrides) -> NeuralRecommender:
 DATA = make_data()
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Tiny models on a shared 2-core machine: a second torch thread only spin-waits (10x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.mark.parametrize("key", NEURAL)

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from recsys.datamodule import PaddedSamples, position_windows
 from recsys.models import REGISTRY, build_model
@@ -15,13 +14,7 @@ from recsys.sessions import Sessions
 from recsys.train import TrainConfig, fit
 from tests.test_neural import DATA, QUIET, make_data, tiny
 
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def test_full_softmax_while_the_catalogue_is_small_sampled_with_logq_above():
