@@ -30,7 +30,7 @@ training recipe"):
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -73,6 +73,7 @@ class Recipe:
     patience: int
     min_context: int = 0
     full_softmax_max_items: int = RULES.full_softmax_max_items  # the rule's bound, for the line
+    rules_changed: tuple = ()  # (field, value) pairs where the rules differ from RULES (a parameter file's "recipe")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -94,7 +95,9 @@ class Recipe:
                 f"over {self.max_epochs} epochs ({self.n_targets:,} targets/epoch); best validation epoch kept, "
                 f"patience {self.patience}" + (f"; windows overlap by {self.min_context} items (a target "
                                                f"reads >= {self.min_context} earlier ones where it has them)"
-                                               if self.min_context else ""))
+                                               if self.min_context else "")
+                + (f"; rules changed: {', '.join(f'{k}={v}' for k, v in self.rules_changed)}"
+                   if self.rules_changed else ""))
 
     def as_dict(self) -> dict:
         return {**asdict(self), "line": self.line(), "source": "recsys.recipe (chosen from the data)"}
@@ -126,8 +129,10 @@ def make_recipe(n_items: int, n_targets: int, n_rows: int, rules: Rules = RULES,
     steps = math.ceil(n_rows / batch)
     warmup = max(1, min(steps, round(rules.warmup_fraction * steps * epochs)))
     patience = max(rules.min_patience, math.ceil(rules.patience_fraction * epochs))
+    changed = tuple((f.name, getattr(rules, f.name)) for f in fields(Rules)
+                    if getattr(rules, f.name) != getattr(RULES, f.name))
     return Recipe(n_items, n_targets, n_rows, n_negatives, batch, rules.lr, warmup, epochs, patience,
-                  min_context, rules.full_softmax_max_items)
+                  min_context, rules.full_softmax_max_items, changed)
 
 
 def choose_recipe(model, data, rules: Rules = RULES) -> Recipe:

@@ -47,7 +47,7 @@ from recsys.models.base import FitOptions, Recommender
 from recsys.models.blend import Blend
 from recsys.models.neural import NeuralRecommender
 from recsys.plots import plot_training_curves
-from recsys.recipe import Recipe, choose_recipe
+from recsys.recipe import RULES, Recipe, choose_recipe
 from recsys.sessions import Sessions, make_cases
 from recsys.trainconfig import METRICS, TrainConfig
 
@@ -146,15 +146,14 @@ class LitRecommender(L.LightningModule):
         row = {"epoch": self.current_epoch + 1, "train_loss": loss_sum / max(count, 1),
                "lr": self.optimizers().param_groups[0]["lr"], "train_seconds": time.perf_counter() - self._started}
         if self.has_valid:
-            scores = None
-            if self.trainer.is_global_zero:  # the other ranks' weights are the same: one evaluation is enough
-                started = time.perf_counter()
-                result = evaluate(self.model, self.valid, self.protocol, max_cases=self.config.val_max_cases)
-                self.model.train()  # evaluate switched it to eval mode
-                scores = {k: v for k, v in result.metrics().items() if k in METRICS}
-                scores["val_seconds"] = time.perf_counter() - started
-            # every rank stops early, lowers the lr and picks the best epoch on rank 0's numbers
-            scores = self.trainer.strategy.broadcast(scores, src=0)
+            # data-parallel: every rank scores its share of the cases (the weights are the same everywhere) and
+            # gets every case's rank back, so every rank has the same metrics, as one process would compute them
+            started = time.perf_counter()
+            result = evaluate(self.model, self.valid, self.protocol, max_cases=self.config.val_max_cases,
+                              shard=self.trainer.world_size > 1)
+            self.model.train()  # evaluate switched it to eval mode
+            scores = {k: v for k, v in result.metrics().items() if k in METRICS}
+            scores["val_seconds"] = time.perf_counter() - started
             row.update(scores)
             for name in METRICS:  # sync_dist: the same numbers everywhere already; it keeps Lightning from warning
                 if name in scores:
@@ -275,7 +274,7 @@ def fit(model: Recommender, data, options: FitOptions = FitOptions(), train_conf
         recipe: Recipe | None = None
         config = train_config or model.train_config
         if config is None:
-            recipe = choose_recipe(model, data)
+            recipe = choose_recipe(model, data, model.recipe_rules or RULES)
             config = recipe.train_config()
             logging.getLogger(__name__).info("%s training recipe: %s", model.name, recipe.line())
         result = _train_neural(model, data, config, options, on_epoch)

@@ -171,3 +171,20 @@ def test_the_context_rule_is_capped_and_only_for_causal_models():
     assert choose_recipe(tiny("sasrec"), DATA, rules).min_context == 25
     assert choose_recipe(tiny("sasrec"), DATA, rules).train_config().min_context == 25
     assert choose_recipe(tiny("lstm-bi"), DATA, rules).min_context == 0  # trained on prefixes: no windows
+
+
+def test_a_parameter_files_recipe_section_changes_the_rules_and_says_so():
+    rules = {"lr": 0.002, "target_visits": 10_000}
+    model = build_model("sasrec", DATA.n_items, {"dim": 32, "n_layers": 1, "recipe": rules})
+    info = fit(model, DATA, QUIET)
+    recipe = info["recipe"]
+    assert recipe["lr"] == 0.002 and info["train_config"]["lr"] == 0.002
+    assert dict(recipe["rules_changed"]) == {"lr": 0.002, "target_visits": 10_000}
+    assert "rules changed: lr=0.002, target_visits=10000" in recipe["line"]
+    assert choose_recipe(tiny("sasrec"), DATA).rules_changed == ()  # the default rules: nothing to say
+    with pytest.raises(ValueError, match="recipe rules for sasrec"):
+        build_model("sasrec", DATA.n_items, {"recipe": {"learning_rate": 0.1}})
+    with pytest.raises(ValueError, match="both"):
+        build_model("sasrec", DATA.n_items, {"recipe": {"lr": 0.1}, "train": {"max_epochs": 1}})
+    with pytest.raises(ValueError, match="does not train in epochs"):
+        build_model("pop", DATA.n_items, {"recipe": {"lr": 0.1}})

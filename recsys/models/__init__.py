@@ -71,10 +71,12 @@ def describe(name: str) -> ModelInfo:
 
 def build_model(name: str, n_items: int, params: dict | None = None):
     """A fresh registry model (`key` or `key@variant`). `params` holds Config fields, and for neural models
-    optionally {"train": {TrainConfig fields}}; unknown names fail loudly."""
+    optionally {"train": {TrainConfig fields}} (replaces the default recipe) or {"recipe": {recsys.recipe.Rules
+    fields}} (the default recipe under changed rules); unknown names fail loudly."""
     cls = model_class(name)
     params = dict(params or {})
     train = params.pop("train", None)
+    rules = params.pop("recipe", None)
     model = cls(strict_replace(cls.Config(), params, f"parameters for {name}"), n_items)
     if train:
         if not cls.trains_in_epochs:
@@ -83,6 +85,16 @@ def build_model(name: str, n_items: int, params: dict | None = None):
         from recsys.trainconfig import TrainConfig
 
         model.train_config = strict_replace(TrainConfig(), train, f"training parameters for {name}")
+    if rules:
+        if not cls.trains_in_epochs:
+            raise ValueError(f"{name} does not train in epochs: recipe rules {sorted(rules)} do not apply")
+        if train:
+            raise ValueError(f"parameters for {name} give both \"train\" and \"recipe\": training settings "
+                             "replace the recipe, so its rules would do nothing; give one of them")
+        from recsys.recipe import Rules
+
+        rules = {k: tuple(v) if isinstance(v, list) else v for k, v in rules.items()}
+        model.recipe_rules = strict_replace(Rules(), rules, f"recipe rules for {name}")
     return model
 
 

@@ -35,6 +35,7 @@ class NeuralRecommender(Recommender):
         super().__init__(config, n_items)
         self.train_config = None  # a recsys.trainconfig.TrainConfig for recsys.train.fit; None: the recipe
         # recsys.recipe chooses from the data
+        self.recipe_rules = None  # recsys.recipe.Rules for that recipe; None: recsys.recipe.RULES
         # category index per item, filled by fit from the data (empty when categories are not used)
         self.register_buffer("item_category", torch.zeros(0, dtype=torch.long))
         self.category_emb: nn.Embedding | None = None
