@@ -11,6 +11,12 @@ mapped afresh and page-faulted every chunk) and stays in cache for the passes th
 after scoring: once to count, per case, the items scoring at least the target (`rank_targets`), once for the top
 items (`top_items`, torch.topk's answer); docs/BENCHMARKS.md, "Evaluator on a real validation split", says
 what each step cost before and after.
+
+Under torch.distributed (Lightning's DDP), `evaluate(..., shard=True)` splits the work: the chunks of cases are dealt
+to the processes in turn, each scores its own, and one integer all-reduce puts every case's rank and top items
+together, so every process returns the whole EvalResult and the metrics and bootstrap CIs come from the same code
+as in one process. A case is scored in the same chunk as in one process, so the result is that process's, bit
+for bit (tests/test_distributed.py).
 """
 
 from collections.abc import Sequence
@@ -198,26 +204,53 @@ def evaluate(
     progress: bool = False,
     max_cases: int | None = None,
     desc: str = "evaluate",
+    shard: bool = False,
 ) -> EvalResult:
     """Rank every case's target among all items. `sessions` are split into cases by `protocol` ("all"/"last").
 
     `max_cases` evaluates an evenly spaced subset (used for quick validation during training only).
     `batch_size` cases are scored at once (None: `chunk_cases` sizes the chunks to the catalogue).
+    `shard`: when torch.distributed is initialized with more than one process, this process scores every
+    world-size-th chunk and the results of all processes are combined (see the module doc); every process of the
+    group must call it with the same arguments. Without a process group it is one process's evaluation.
     """
     cases = sessions if isinstance(sessions, Cases) else make_cases(sessions, protocol)
     ks = tuple(sorted(ks))
     kmax = min(ks[-1], model.n_items - 1)
     n = len(spaced_rows(len(cases), max_cases))
-    ranks = np.empty(n, dtype=np.int64)
+    rank, world = shard_of_process() if shard else (0, 1)
+    ranks = np.zeros(n, dtype=np.int64)
     topk = np.zeros((n, ks[-1]), dtype=np.int64)
     chunk = chunk_cases(model, batch_size)
+    mine = len(range(rank, -(-n // chunk), world))
     # progress: a bar on a terminal, one line per tenth into a log file or pipe (no carriage returns)
-    for rows, prefixes, targets in progress_lines(case_batches(cases, max_cases, chunk), -(-n // chunk), desc,
+    for rows, prefixes, targets in progress_lines(case_batches(cases, max_cases, chunk, (rank, world)), mine, desc,
                                                   progress):
         scores = mask_scores(score_batch(model, prefixes), prefixes, exclude_seen)
         ranks[rows] = rank_targets(scores, targets).numpy()
         topk[rows, :kmax] = top_items(scores, kmax).numpy()
+    if world > 1:
+        ranks, topk = _combine(ranks, topk)
     return EvalResult(ranks, topk[:, :kmax] if kmax < ks[-1] else topk, model.n_items, ks, popularity)
+
+
+def shard_of_process() -> tuple[int, int]:
+    """(this process's rank, the number of processes) in torch.distributed's default group; (0, 1) without one."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _combine(ranks: np.ndarray, topk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every process's ranks and top items in one: each filled only its own cases and left the others 0, so an
+    integer sum over the processes is exact. NCCL reduces device tensors; gloo CPU ones."""
+    dist = torch.distributed
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    packed = torch.from_numpy(np.concatenate([ranks[:, None], topk], axis=1)).to(device)
+    dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+    packed = packed.cpu().numpy()
+    return np.ascontiguousarray(packed[:, 0]), np.ascontiguousarray(packed[:, 1:])
 
 
 def spaced_rows(n_cases: int, max_cases: int | None) -> np.ndarray:
@@ -227,11 +260,14 @@ def spaced_rows(n_cases: int, max_cases: int | None) -> np.ndarray:
     return np.arange(n_cases)
 
 
-def case_batches(cases: Cases, max_cases: int | None = None, batch_size: int = 1024):
-    """Yield (positions in the result, prefixes, target tensor) for `cases` (or an evenly spaced subset)."""
+def case_batches(cases: Cases, max_cases: int | None = None, batch_size: int = 1024,
+                 part: tuple[int, int] = (0, 1)):
+    """Yield (positions in the result, prefixes, target tensor) for `cases` (or an evenly spaced subset).
+    `part` (rank, world): only chunks number rank, rank + world, rank + 2 world, ... (the chunks stay the same)."""
     rows = spaced_rows(len(cases), max_cases)
     targets_all = torch.from_numpy(cases.targets.astype(np.int64))
-    for start in range(0, len(rows), batch_size):
+    rank, world = part
+    for start in range(rank * batch_size, len(rows), world * batch_size):
         chunk = rows[start : start + batch_size]
         yield slice(start, start + len(chunk)), cases.prefixes(chunk), targets_all[chunk]
 

@@ -6,7 +6,9 @@ script. SimilarLengthBatches gives each rank a disjoint half of the batches (the
 from the seed and the epoch), so an epoch takes half the optimiser steps, each averaging the gradients of two
 batches. That is not the single-process trajectory (half the steps at the same learning rate), so the runs are
 compared after training long enough to learn the cycling data set: within 0.05 absolute on metrics in [0, 1].
-Rank 0 validates and broadcasts its metrics, so both ranks stop at the same epoch.
+Validation is sharded: each rank scores every other chunk of the validation cases and the ranks are combined, so both
+ranks compute the same metrics and stop at the same epoch; the sharded evaluation equals one process's exactly
+(test_sharded_evaluation_on_two_processes_equals_one_process).
 """
 
 import json
@@ -60,6 +62,68 @@ if rank == 0:
     save_folder(model, os.path.join(workdir, "model"), data.items)
     json.dump(result, open(os.path.join(workdir, "result.json"), "w"))
 """
+
+
+SHARDED = """
+import json, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+import torch
+torch.set_num_threads(1)
+import torch.distributed as dist
+from test_distributed import eval_cases
+from recsys.evaluate import evaluate
+
+rank, world, store = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=world)
+model, data = eval_cases()
+out = {{}}
+for name, kw in {cases!r}.items():
+    result = evaluate(model, data.valid, "all", shard=True, **kw)
+    out[name] = {{"ranks": result.ranks.tolist(), "topk": result.topk.tolist(), "metrics": result.metrics(),
+                 "ci": result.confidence_intervals(200)}}
+json.dump(out, open(sys.argv[4], "w"))
+dist.destroy_process_group()
+"""
+# chunk sizes giving an odd number of chunks, one chunk (rank 1 scores nothing), a subset, repeats excluded
+SHARD_CASES = {"chunks-7": {"batch_size": 7}, "one-chunk": {"batch_size": 4096}, "default": {},
+               "subset": {"batch_size": 5, "max_cases": 61}, "exclude-seen": {"batch_size": 16, "exclude_seen": True}}
+
+
+def eval_cases():
+    """An untrained GRU4Rec (seeded) and validation sessions over 300 items: the same on every process."""
+    from test_neural import make_data
+
+    from recsys.models import REGISTRY
+
+    data = make_data((50, 120, 10), n_items=300, seed=1)
+    cls = REGISTRY["gru4rec"]
+    model = cls(cls.Config(emb_dim=16, hidden=32), data.n_items)
+    model.initialize(data, seed=0)
+    return model.eval(), data
+
+
+def test_sharded_evaluation_on_two_processes_equals_one_process(tmp_path):
+    """Two gloo processes each score their share of the cases; both get every case's rank and top items, equal
+    to one process's, so the metrics and bootstrap CIs (the same code) are equal too."""
+    script = tmp_path / "shard.py"
+    script.write_text(SHARDED.format(root=str(ROOT), tests=str(ROOT / "tests"), cases=SHARD_CASES))
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), "2", str(tmp_path / "store"),
+                               str(tmp_path / f"rank{r}.json")]) for r in (0, 1)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    shards = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    model, data = eval_cases()
+    for name, kw in SHARD_CASES.items():
+        alone = evaluate(model, data.valid, "all", **kw)
+        assert len(alone.ranks) > 0 and (alone.ranks < alone.n_items).mean() > 0.5, name  # real ranks, few misses
+        for shard in shards:
+            got = shard[name]
+            assert got["ranks"] == alone.ranks.tolist(), name
+            assert got["topk"] == alone.topk.tolist(), name
+            assert got["metrics"] == json.loads(json.dumps(alone.metrics())), name
+            assert got["ci"] == json.loads(json.dumps(alone.confidence_intervals(200))), name
+    # without a process group, shard=True is one process's evaluation
+    alone = evaluate(model, data.valid, "all")
+    assert evaluate(model, data.valid, "all", shard=True).ranks.tolist() == alone.ranks.tolist()
 
 
 def _old_order(lengths, batch_size, pool=50):
