@@ -19,10 +19,14 @@ from pathlib import Path
 
 import optuna
 
+from recsys.atomic import write_text_atomic
 from recsys.config import check_keys
 from recsys.evaluate import evaluate
+from recsys.jsonfile import JSONFileError, read_json
 from recsys.models import REGISTRY, FitOptions
 from recsys.train import fit
+
+MAX_RESULT_BYTES = 64 << 20  # a parameter file with its trial history is a few hundred kB at most
 
 
 def suggest(trial: optuna.Trial, space: dict) -> dict:
@@ -108,10 +112,25 @@ def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial, n_trials: i
             f"{trial.user_attrs.get('seconds', 0):.1f} s {trial.params}")
 
 
-def write_result(result: dict, out: str | Path) -> Path:
+def check_result_path(out: str | Path) -> Path:
+    """Refuse (ValueError) an output that is a link, a folder, or a file that is not a parameter file: the search
+    would replace it. Called before any trial, so a bad --out loses no work."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
+    if out.is_symlink():
+        raise ValueError(f"{out} is a symbolic link; give a plain file path for the parameters")
+    if out.exists():
+        if not out.is_file():
+            raise ValueError(f"{out} exists and is not a file; give a file path for the parameters")
+        try:
+            old = read_json(out, MAX_RESULT_BYTES)
+        except JSONFileError as err:
+            raise ValueError(f"{out} exists and is not a parameter file ({err}); not replaced") from None
+        if not isinstance(old.get("model"), str) or not isinstance(old.get("params"), dict):
+            raise ValueError(f"{out} exists and is not a parameter file (no \"model\" and \"params\"); not replaced")
     return out
+
+
+def write_result(result: dict, out: str | Path) -> Path:
+    out = check_result_path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(out, json.dumps(result, indent=2) + "\n")
