@@ -40,7 +40,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from recsys import app as logic  # noqa: E402
-from recsys.app import compare, workbench, yourdata  # noqa: E402
+from recsys.app import compare, dashboard, workbench, yourdata  # noqa: E402
 from recsys.app.detect import ROLES  # noqa: E402
 from recsys.datasets.schema import DataError  # noqa: E402
 
@@ -298,6 +298,10 @@ def clear_session(model: str, k: float = logic.DEFAULT_K, category: str | None =
 # "Your data": upload a log, train on it with the project's pipeline, take the models home (recsys.app.yourdata)
 
 LIMITS = workbench.Limits.from_env()
+# BrowserState encrypts what it keeps in localStorage with this key, which the page itself receives: it hides
+# nothing from the browser, it only has to stay the same across restarts (a random one per start would lose every
+# browser's upload on a restart). The token it keeps is the secret: 128 random bits, checked where it is used.
+BROWSER_SECRET = "recsys-upload-token-v1"
 ROLE_INPUTS = ("col_session", "col_user", "col_item", "col_time", "col_event", "col_category")
 
 
@@ -350,8 +354,11 @@ def _training_view(lines: list[str], scores: dict, total: int) -> str:
     return f"Training {len(scores)} of {total} models done.\n\n{done}\n\n`{logic.md(lines[-1], 160) if lines else ''}`"
 
 
+TRAIN_OUTPUTS = 8  # result, model, visitor, zip, commands, Compare's models and visitor, the dashboard's data set
+
+
 def _train_fallback(message):
-    return f"⚠️ {message}", *(gr.skip(),) * 6
+    return f"⚠️ {message}", *(gr.skip(),) * (TRAIN_OUTPUTS - 1)
 
 
 @logic.bounded
@@ -382,7 +389,7 @@ def _train_steps(token, col_session, col_user, col_item, col_time, col_event, co
         worker.join(0.5)
         progress(len(scores) / total, desc=f"{len(scores)}/{total} models trained"
                  + (f" · last: {list(scores)[-1]} {list(scores.values())[-1]:.3f}" if scores else ""))
-        yield _training_view(lines, scores, total), *(gr.skip(),) * 6
+        yield _training_view(lines, scores, total), *(gr.skip(),) * (TRAIN_OUTPUTS - 1)
     if "error" in outcome:
         err = outcome["error"]
         if isinstance(err, workbench.Cancelled):
@@ -404,7 +411,8 @@ def _train_steps(token, col_session, col_user, col_item, col_time, col_event, co
            gr.Dropdown(choices=visitors.samples, value=None,
                        info=f"Sample visitors of {trained.name} ({len(visitors):,} test sessions): pick one."),
            str(zipped), commands, gr.Dropdown(choices=choices, value=keys[:3]),
-           gr.Dropdown(choices=visitors.samples, value=None))
+           gr.Dropdown(choices=visitors.samples, value=None),
+           gr.Dropdown(choices=dashboard.choices(SERVICE, token), value=f"{workbench.KEY_PREFIX}{token}/"))
 
 
 def train_upload(*args, **kwargs):
@@ -426,6 +434,60 @@ train_upload.bounded = True
 @logic.bounded
 def stop_training(token=None):
     return ("Stopping at the next step …" if workbench.cancel(token) else "No training is running.")
+
+
+RESTORE_OUTPUTS = 7  # result, zip, commands, model, Compare's models, the dashboard's data set, the token
+
+
+@guarded(RESTORE_OUTPUTS, lambda m: (f"⚠️ {m}", *(gr.skip(),) * (RESTORE_OUTPUTS - 1)))
+@logic.bounded
+def restore_upload(token=None):
+    """On page load: this browser's last upload and its models, while the server keeps them (a reload or a
+    server restart loses nothing before the time limit); a token whose upload is gone is forgotten."""
+    _clean_up()
+    if not token:
+        return (gr.skip(),) * RESTORE_OUTPUTS
+    try:
+        trained = workbench.restore(LIMITS, token)
+    except (DataError, OSError):
+        return ("Your last upload was deleted after its time limit; upload the log again to train on it.",
+                *(gr.skip(),) * (RESTORE_OUTPUTS - 2), None)
+    if trained is None:  # uploaded, never trained: the mapping was not kept
+        return (gr.skip(),) * RESTORE_OUTPUTS
+    prefix = workbench.model_key(token, trained.run, "")
+    keys = [k for k in SERVICE.private if k.startswith(prefix)] or workbench.register(SERVICE, trained)
+    zipped = trained.run.parent / f"{trained.name}-models.zip"
+    zipped = zipped if zipped.is_file() and not zipped.is_symlink() else workbench.download(trained)
+    choices = yourdata.private_choices(SERVICE, token)
+    hours = workbench.expires_in_hours(LIMITS, token)
+    note = (f"**Welcome back.** The {len(keys)} models trained on {logic.md(trained.name, 40)} are in the model "
+            f"selectors (Recommend, Compare, Dashboard) for this browser, until they are deleted in about "
+            f"{hours:.0f} hour{'s' * (round(hours) != 1)}.")
+    return (note, str(zipped), (trained.run.parent / "commands.sh").read_text(), gr.Dropdown(choices=choices),
+            gr.Dropdown(choices=choices), gr.Dropdown(choices=dashboard.choices(SERVICE, token)), gr.skip())
+
+
+DASHBOARD_OUTPUTS = 8  # title, three bar charts, table, curves note, two line charts
+
+
+def _dashboard_outputs(d: dashboard.Dashboard):
+    bars = []
+    for _, label in logic.HEADLINE:
+        frame = d.bars.get(f"test {label}")
+        bars.append(gr.BarPlot(value=frame, sort=[m for m in d.order if frame is not None
+                                                   and m in set(frame["model"])] or None,
+                               visible=frame is not None))
+    curves = len(d.validation) > 0
+    return (d.title, *bars, gr.Dataframe(value=d.table, visible=len(d.table) > 0), d.curves_note,
+            gr.LinePlot(value=d.validation if curves else None, sort=d.epochs or None, visible=curves),
+            gr.LinePlot(value=d.loss if len(d.loss) else None, sort=d.epochs or None, visible=len(d.loss) > 0))
+
+
+@guarded(DASHBOARD_OUTPUTS, lambda m: (f"⚠️ {m}", *(gr.skip(),) * (DASHBOARD_OUTPUTS - 1)))
+@logic.bounded
+def show_dashboard(dataset=None, token=None):
+    """The metrics dashboard of one data set: test scores compared, the results table, training curves."""
+    return _dashboard_outputs(dashboard.build(SERVICE, dataset, token))
 
 
 @guarded(3, lambda m: ("", f"⚠️ {m}", gr.skip()))
@@ -468,14 +530,50 @@ def compare_tab(service: logic.AppService) -> dict:
     return c
 
 
+def dashboard_tab(service: logic.AppService) -> dict:
+    """The "Dashboard" tab's components: Gradio's native plots of recsys.app.dashboard's frames."""
+    c = {}
+    options = dashboard.choices(service)
+    first = dashboard.build(service, options[0][1]) if options else dashboard.Dashboard("No model found.")
+    c["dataset"] = gr.Dropdown(options, value=options[0][1] if options else None, label="Data set",
+                               elem_id="dash-dataset", info="The models trained on one data set (your upload's "
+                                                            "appear here after training).")
+    c["title"] = gr.Markdown(first.title, elem_id="dash-title")
+    c["bars"] = []
+    with gr.Row(equal_height=True):
+        for _, label in logic.HEADLINE:
+            y = f"test {label}"
+            frame = first.bars.get(y)
+            c["bars"].append(gr.BarPlot(frame, x="model", y=y, color="model", tooltip=["model", y, "95% CI"],
+                                        y_lim=[0, None], colors_in_legend=[], x_title="", x_label_angle=-30,
+                                        sort=[m for m in first.order if frame is not None
+                                              and m in set(frame["model"])] or None,
+                                        title=y, height=300, visible=frame is not None, min_width=240,
+                                        elem_id=f"dash-bar-{label.split('@')[0].lower()}"))
+    c["table"] = gr.Dataframe(first.table, label="Validation and test scores, [95% bootstrap CI]", interactive=False,
+                              wrap=True, visible=len(first.table) > 0, elem_id="dash-table",
+                              column_widths=["10%", *["13.5%"] * 6, "9%"])
+    c["curves_note"] = gr.Markdown(first.curves_note, elem_id="dash-curves-note")
+    with gr.Row(equal_height=True):
+        c["validation"] = gr.LinePlot(first.validation if len(first.validation) else None, x="epoch", y="value",
+                                      color="series", title="Validation score after each epoch", height=300,
+                                      sort=first.epochs or None,
+                                      visible=len(first.validation) > 0, elem_id="dash-validation")
+        c["loss"] = gr.LinePlot(first.loss if len(first.loss) else None, x="epoch", y="training loss",
+                                color="model", title="Training loss per epoch", height=300, sort=first.epochs or None,
+                                visible=len(first.loss) > 0, elem_id="dash-loss")
+    return c
+
+
 def your_data_tab() -> dict:
     """The "Your data" tab's components."""
     c = {}
     gr.Markdown("Upload your shop's event log (CSV, TSV, Parquet, or gzip-compressed CSV: one row per event with a "
                 "session or user id, an item id and a time). The app guesses the columns; correct them, then train "
                 "the baselines (and one neural model if you like) with the same pipeline as "
-                "`scripts/train_and_eval.py`. Your upload and its models are private to this page and deleted "
-                "after the time limit.\n\n" + LIMITS.describe(), elem_id="wb-intro")
+                "`scripts/train_and_eval.py`. Your upload and its models are private to this browser (a reload "
+                "or a server restart keeps them) and deleted after the time limit.\n\n" + LIMITS.describe(),
+                elem_id="wb-intro")
     with gr.Row(equal_height=False):
         c["upload"] = gr.File(label="Event log", file_types=[".csv", ".tsv", ".txt", ".gz", ".parquet", ".pq"],
                               elem_id="wb-file", scale=2)
@@ -654,6 +752,8 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
                 wb = your_data_tab()
             with gr.Tab("Compare", id="compare-tab"):
                 cmp = compare_tab(service)
+            with gr.Tab("Dashboard", id="dashboard-tab"):
+                dash = dashboard_tab(service)
 
         # preprocess=False: the handlers get the values as sent, and logic.bounded is the one gate they pass
         # (gr.Slider's own check raised a message-less TypeError on text, which the caller saw as {"error": null})
@@ -687,7 +787,9 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
         gr.api(list_models, api_name="models")  # gr.api never preprocesses
         gr.api(search_visitors, api_name="search_visitors")
         gr.api(append_item, api_name="append_item")
-        token = gr.State(None)  # this page session's upload (recsys.app.workbench): never shared
+        # this browser's upload (recsys.app.workbench): its random token in the browser's localStorage, so a page
+        # reload or a server restart keeps the upload's models until its time limit; never shown to other browsers
+        token = gr.BrowserState(None, storage_key="recsys-upload-token", secret=BROWSER_SECRET)
         roles = wb["roles"]
         wb["upload"].change(inspect_upload, [wb["upload"]], [token, wb["status"], wb["preview"], *roles, wb["unit"],
                                                              wb["events"]], api_visibility="private", **raw)
@@ -695,7 +797,7 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
         training = wb["train"].click(
             train_upload, [token, *roles, wb["unit"], wb["events"], wb["split"], wb["gap"], wb["test_days"],
                            wb["valid_days"], wb["baselines"], wb["neural"], wb["minutes"]],
-            [wb["result"], model, visitor, wb["zip"], wb["commands"], cmp["models"], cmp["visitor"]],
+            [wb["result"], model, visitor, wb["zip"], wb["commands"], cmp["models"], cmp["visitor"], dash["dataset"]],
             api_visibility="private",
             concurrency_limit=1, concurrency_id="train", **raw)
         cmp_in = [cmp["models"], cmp["visitor"], cmp["session"], cmp["k"]]
@@ -704,6 +806,10 @@ def build_demo(service: logic.AppService) -> gr.Blocks:
         cmp["visitor"].input(compare_visitor, [cmp["models"], cmp["visitor"], cmp["k"]], cmp_out,
                              api_visibility="private", **raw)
         wb["stop"].click(stop_training, [token], [wb["result"]], api_visibility="private", cancels=[training], **raw)
+        dash_out = [dash["title"], *dash["bars"], dash["table"], dash["curves_note"], dash["validation"], dash["loss"]]
+        dash["dataset"].change(show_dashboard, [dash["dataset"], token], dash_out, api_visibility="private", **raw)
+        demo.load(restore_upload, [token], [wb["result"], wb["zip"], wb["commands"], model, cmp["models"],
+                                            dash["dataset"], token], api_visibility="private", **raw)
     return check_gated(demo)
 
 

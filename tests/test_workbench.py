@@ -19,10 +19,11 @@ import pandas as pd
 import pytest
 
 from recsys import load, recommend
+from recsys.app import dashboard, yourdata
 from recsys.app import workbench as wb
-from recsys.app import yourdata
 from recsys.app.detect import read_head
 from recsys.app.service import AppService
+from recsys.app.visitors import Visitors
 from recsys.datasets.schema import DataError
 from recsys.datasets.synthetic import generate_retailrocket_log
 
@@ -356,6 +357,29 @@ def test_a_neural_model_trains_under_its_time_budget(rr_log, tmp_path):
     assert trained.results["models"]["gru4rec"]["params"]["train"]["max_minutes"] == 0.05
     assert load(str(trained.run / "gru4rec")).n_items == load(str(trained.run / "pop")).n_items
     assert "--params gru4rec.params.json" in (trained.run.parent / "commands.sh").read_text()
+    # the dashboard of the upload: both models compared, the table with CIs, the neural model's curves
+    service = AppService(checkpoints_dir=str(tmp_path / "none"))
+    wb.register(service, trained)
+    prefix = f"{wb.KEY_PREFIX}{token}/"
+    assert dashboard.choices(service, token) == [("events (your upload, 2 models)", prefix)]
+    board = dashboard.build(service, prefix, token)
+    assert sorted(board.order) == ["gru4rec", "pop"] and set(board.bars) == {"test HR@10", "test MRR@20",
+                                                                            "test NDCG@10"}
+    for frame in board.bars.values():
+        assert list(frame["model"]) == board.order and re.fullmatch(r"0\.\d{3} – [01]\.\d{3}", frame["95% CI"][0])
+    expected = trained.results["models"]["gru4rec"]["test"]["hr@10"]
+    row = board.table[board.table["model"].str.startswith("gru4rec")].iloc[0]
+    assert row["test HR@10"] == f"{expected['value']:.3f} [{expected['ci95'][0]:.3f}, {expected['ci95'][1]:.3f}]"
+    assert row["valid MRR@20"].startswith(f"{trained.scores['gru4rec']:.3f} [")
+    history = json.loads((trained.run / "gru4rec" / "metrics.json").read_text())["history"]
+    assert len(history) == fit["epochs"] >= 1
+    assert set(board.validation["model"]) == {"gru4rec"} == set(board.loss["model"])  # pop has no epochs
+    assert len(board.loss) == len(history) and board.epochs == [str(h["epoch"]) for h in history]
+    assert board.validation.query("metric == 'NDCG@10'")["value"].tolist() == [h["ndcg@10"] for h in history]
+    assert "gru4rec" in board.curves_note
+    # another page's token sees nothing of it
+    other = "0" * 32
+    assert dashboard.choices(service, other) == [] and dashboard.build(service, prefix, other).table.empty
 
 
 @pytest.mark.parametrize("form", ["gz", "parquet", "tsv"])
@@ -374,3 +398,45 @@ def test_compressed_parquet_and_tsv_logs_train(rr_log, tmp_path, limits, form):
                        log=lambda _: None)
     assert trained.name == "shop" and [p.name for p in trained.model_folders()] == ["pop"]
     assert trained.results["data"]["source"] == "csv"
+
+
+def test_the_models_name_their_data_set_after_the_upload(rr_log, limits):
+    token = wb.new_upload(limits, "My shop log (Nov).csv")
+    wb.store_file(limits, token, rr_log)
+    request = wb.TrainRequest(columns=read_head(rr_log).guess, timestamp_unit="ms", baselines=("pop",))
+    trained = wb.train(limits, token, request, log=lambda _: None)
+    assert trained.name == "My-shop-log-Nov" and trained.results["data"]["name"] == trained.name
+    assert trained.results["data"]["source"] == "csv"  # the reader stays recorded
+    assert json.loads((trained.run / "results.json").read_text())["data"]["name"] == trained.name
+    assert json.loads((trained.run / "pop" / "metrics.json").read_text())["data"]["name"] == trained.name
+    assert "on My-shop-log-Nov" in (trained.run / "pop" / "README.md").read_text()
+    from recsys.app.cards import model_card
+
+    service = AppService(checkpoints_dir=str(Path(limits.root) / "none"))
+    keys = wb.register(service, trained)
+    card = model_card(service, keys[0])
+    assert "Trained on **My\\-shop\\-log\\-Nov**" in card and "**csv**" not in card
+
+
+def test_an_upload_is_restored_after_a_restart_until_its_time_limit(rr_log, limits, tmp_path):
+    token = upload(limits, rr_log)
+    assert wb.restore(limits, token) is None  # uploaded, never trained
+    request = wb.TrainRequest(columns=read_head(rr_log).guess, timestamp_unit="ms", baselines=("pop", "sr"))
+    trained = wb.train(limits, token, request, log=lambda _: None)
+    # a new process: an empty service, the same work folder
+    service = AppService(checkpoints_dir=str(tmp_path / "none"))
+    again = wb.restore(limits, token)
+    assert (again.run, again.data, again.name) == (trained.run, trained.data, trained.name)
+    assert set(again.scores) == {"pop", "sr"}  # from results.json (the log line had them to 4 places)
+    assert all(abs(again.scores[m] - trained.scores[m]) < 1e-4 for m in again.scores)
+    keys = wb.register(service, again)
+    assert [service.private[k].title for k in keys][0] == "events · sr"  # best on validation first
+    assert len(service.visitors_for(keys[0])) == len(Visitors.from_processed(trained.data))
+    assert 23.9 < wb.expires_in_hours(limits, token) <= 24
+    with pytest.raises(DataError, match="no longer available"):
+        wb.restore(limits, "f" * 32)
+    with pytest.raises(DataError, match="no longer available"):
+        wb.restore(limits, "../" + token)
+    assert wb.cleanup(limits, now=time.time() + 24 * 3600 + 60) == [token]
+    with pytest.raises(DataError, match="no longer available"):
+        wb.restore(limits, token)

@@ -13,6 +13,8 @@
     detect.py     an uploaded log's first rows and the guess of which column is which
     workbench.py  uploads in private folders, training them with recsys.prepare + recsys.pipeline, limits, clean-up
     yourdata.py   the "Your data" tab: the page's fields -> a training request, a run -> what the page shows
+    compare.py    the "Compare" tab: two or three models' lists side by side on one session
+    dashboard.py  the "Dashboard" tab: a data set's models compared, their results table and training curves
 
 Below is what app.py uses.
 """

@@ -135,7 +135,8 @@ INPUTS = {
     # the "Your data" tab (recsys.app.yourdata): an uploaded file's path is checked where it is read
     "upload": ("file", 0),
     "items_file": ("file", 0),
-    "token": ("server", 0),  # gr.State: the page session's upload token
+    "token": ("text", 40),  # gr.BrowserState: this browser's upload token, sent by the page (checked where used)
+    "dataset": ("text", MAX_KEY_CHARS),  # the dashboard's data set (recsys.app.dashboard.choices)
     "progress": ("server", 0),  # gr.Progress
     **{name: ("text", MAX_TOKEN_CHARS) for name in ("col_session", "col_user", "col_item", "col_time", "col_event",
                                                     "col_category", "unit", "events", "split", "neural")},

@@ -349,6 +349,7 @@ def train(limits: Limits, token: str, request: TrainRequest, log: Callable[[str]
                                       progress=False, assets=None, max_valid_cases=VALID_CASES, log_phases=True),
                       log=watch)
         shutil.rmtree(out / ".work", ignore_errors=True)  # training checkpoints: not part of the result
+        results = name_data_set(out, upload_name(folder), results)
         (staging / "commands.sh").write_text(commands(request, upload_name(folder), bool(items)))
         if cancelled is not None and cancelled.is_set():
             raise Cancelled("training stopped")
@@ -361,6 +362,63 @@ def train(limits: Limits, token: str, request: TrainRequest, log: Callable[[str]
         if old != final and old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
     return Trained(token, upload_name(folder), final / "run", final / "data", results, scores)
+
+
+def name_data_set(run: Path, name: str, results: dict) -> dict:
+    """Name the run's data set after the upload: `"name"` in the "data" block of results.json and of each model's
+    metrics.json, and each model card regenerated from them (as recsys.hub.push does), so the app's model card,
+    the dashboard and the downloaded folders say "my-shop-log" where the reader's name ("csv") was all they had.
+    Returns the results with the name."""
+    from recsys.atomic import write_text_atomic
+    from recsys.card import MODEL_CARD_MARKER, model_card
+    from recsys.jsonfile import read_json
+
+    results = {**results, "data": {**(results.get("data") or {}), "name": name}}
+    write_text_atomic(run / "results.json", json.dumps(results, indent=2))
+    for config_file in sorted(run.glob("*/config.json")):
+        folder = config_file.parent
+        if folder.is_symlink() or not (folder / "metrics.json").is_file():
+            continue
+        metrics = read_json(folder / "metrics.json")
+        metrics["data"] = {**(metrics.get("data") or {}), "name": name}
+        write_text_atomic(folder / "metrics.json", json.dumps(metrics, indent=2))
+        card = folder / "README.md"
+        if card.is_file() and MODEL_CARD_MARKER in card.read_text(encoding="utf-8"):
+            write_text_atomic(card, model_card(folder.name, read_json(config_file), metrics, metrics["data"]))
+    return results
+
+
+def restore(limits: Limits, token) -> Trained | None:
+    """The finished run of an upload still on disk (after a page reload or a server restart), or None when it
+    has none; DataError when the upload itself is gone (removed after its time limit)."""
+    from recsys.jsonfile import JSONFileError, read_json
+
+    folder = upload_folder(limits, token)
+    runs = [p for p in folder.glob("run-*") if p.is_dir() and not p.is_symlink()
+            and (p / "run" / "results.json").is_file() and not (p / "run").is_symlink()]
+    if not runs:
+        return None
+    final = max(runs, key=lambda p: p.stat().st_mtime)
+    try:
+        results = read_json(final / "run" / "results.json")
+    except JSONFileError:
+        return None
+    models = results.get("models") if isinstance(results.get("models"), dict) else {}
+    scores = {}
+    for name, entry in models.items():
+        value = ((entry.get("valid") or {}).get("mrr@20") or {}).get("value") if isinstance(entry, dict) else None
+        if isinstance(value, (int, float)):
+            scores[name] = float(value)
+    return Trained(token, upload_name(folder), final / "run", final / "data", results, scores)
+
+
+def expires_in_hours(limits: Limits, token) -> float:
+    """Hours until the upload is removed (its marker's creation time plus the limit)."""
+    try:
+        created = float(json.loads((upload_folder(limits, token) / MARKER).read_text()).get("created"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return limits.keep_hours
+    return max(0.0, limits.keep_hours - (time.time() - created) / 3600)
 
 
 def model_key(token: str, run: Path, model: str) -> str:

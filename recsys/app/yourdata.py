@@ -110,7 +110,7 @@ def number(value, what: str) -> float:
 def request(limits: Limits, token, columns: dict, unit, events, split, gap, test_days, valid_days, baselines,
             neural, minutes) -> TrainRequest:
     """The page's fields -> a checked TrainRequest (DataError says what is wrong)."""
-    if token is None:
+    if not token:
         raise DataError("upload an event log first")
     folder = upload_folder(limits, token)
     stored = next(iter(sorted((folder / "input").glob("events*"))), None)
@@ -154,5 +154,5 @@ def summary(trained: Trained, keys: list[str]) -> str:
                     f"{entry['test']['hr@10']['value']:.3f} | {entry['test']['mrr@20']['value']:.3f} |")
     return (f"**Trained {len(keys)} models on {md(trained.name, 40)}** ({stats.get('n_items', 0):,} items; "
             f"{(stats.get('test') or {}).get('sessions', 0):,} test sessions, now the sample visitors). They are "
-            "in the model selector of the **Recommend** tab as “" + md(trained.name, 40) + " · model”, for this "
-            "page only.\n\n" + "\n".join(rows))
+            "in the model selectors (**Recommend**, **Compare**, **Dashboard**) as “" + md(trained.name, 40)
+            + " · model”, for this browser only (a reload keeps them until the time limit).\n\n" + "\n".join(rows))
