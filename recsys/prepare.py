@@ -17,6 +17,7 @@ from recsys.datasets import DataError, generate_events, read_diginetica, read_re
 from recsys.datasets.generic import read_item_catalogue
 from recsys.datasets.presplit import read_session_files, read_user_sequences
 from recsys.datasets.synthetic import generate_catalogue
+from recsys.outofcore import choose_engine, prepare_streaming
 from recsys.sessionize import PrepareConfig, build_dataset, truncate_counted
 
 DEFAULT_DATA = Path("data/processed/synthetic")
@@ -113,20 +114,30 @@ def prepare(source: str, inputs: list[str] | None = None, out: str | Path | None
     file's columns of those names) and `items_sep` join readable item attributes onto the item table
     (recsys.data.attach_attributes) for any source; the synthetic source has its own catalogue
     (recsys.datasets.synthetic.generate_catalogue) unless `items` is given. meta["catalogue"] says what matched.
+    option `engine`: "pandas" (in memory), "streaming" (out of core, recsys.outofcore: the same data set from a log
+    larger than memory; `scratch` names the folder for its temporary files) or "auto" (the default: streaming
+    when the log would need more than half the machine's memory in memory; meta["engine"] says when it streamed).
     """
     inputs = [str(p) for p in inputs or []]
     items_file = options.get("items")
     if out is not None:
         check_output(out, "dataset", inputs + ([str(items_file)] if items_file else []))
+    engine = choose_engine(source, inputs, options.get("engine") or "auto")
     if source in SOURCES and SOURCES[source].presplit:
         data = _cut_presplit(_read(source, inputs, options), options.get("max_length") or SOURCES[source].max_length)
     else:
         if config is None:
             config = PrepareConfig(**(SYNTHETIC_SPLIT if source == "synthetic" else {}))
-        events = load_events(source, inputs, columns=options.get("columns"),
-                             events_filter=options.get("events_filter"),
-                             timestamp_unit=options.get("timestamp_unit"), synthetic=options.get("synthetic"))
-        data = build_dataset(events, config, source=source)
+        if engine == "streaming":
+            data = prepare_streaming(source, inputs, config, columns=options.get("columns"),
+                                     events_filter=options.get("events_filter"),
+                                     timestamp_unit=options.get("timestamp_unit"), scratch=options.get("scratch"))
+            data.meta["engine"] = "streaming"
+        else:
+            events = load_events(source, inputs, columns=options.get("columns"),
+                                 events_filter=options.get("events_filter"),
+                                 timestamp_unit=options.get("timestamp_unit"), synthetic=options.get("synthetic"))
+            data = build_dataset(events, config, source=source)
         data.meta["inputs"] = inputs
         if source == "synthetic":
             data.meta["synthetic"] = options.get("synthetic") or {}

@@ -80,9 +80,36 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         parts, counts = _split_loo(item, bounds)
     else:
         parts, counts = _split_temporal(item, bounds, s_start, s_end, config)
+    split_parts = {name: SplitPart(flat, offsets, session_labels.take(pa.array(s_key[rows])), s_start[rows],
+                                   s_end[rows]) for name, (rows, flat, offsets) in parts.items()}
+    del parts
+    return finish_dataset(split_parts, counts, item_ids, cat,
+                          lambda vocab_raw: _item_times(item, ts, vocab_raw, n_raw_items), config, source, n_raw,
+                          int(len(item)))
+
+
+@dataclass(frozen=True)
+class SplitPart:
+    """One split before indexing: its sessions' raw item codes (flat, with offsets), labels and start/end times
+    (int64 microseconds), sessions in their final order. Built in memory by `build_dataset`, out of core by
+    recsys.outofcore; `finish_dataset` makes the same Dataset from either."""
+
+    flat: np.ndarray
+    offsets: np.ndarray
+    labels: pa.Array
+    start: np.ndarray
+    end: np.ndarray
+
+
+def finish_dataset(parts: dict[str, SplitPart], counts: dict, item_ids, cat: np.ndarray, item_times,
+                   config: PrepareConfig, source: str, n_raw: int, n_after_filter: int) -> Dataset:
+    """Index the splits: the vocabulary, unknown items dropped from valid/test, sessions cut to max_length, the item
+    table and meta. `item_ids`/`cat` label the raw item codes; `item_times(vocab_raw)` gives the first and last
+    time (int64 microseconds) each vocabulary item was seen in the filtered events."""
     # Vocabulary: items that occur in training, ordered by first appearance in training. Leave-one-out keeps
     # every item of the users' sequences (the standard SASRec protocol ranks the whole catalogue).
-    _, vocab_items, _ = parts["test" if config.split == "loo" else "train"]
+    vocab_items = parts["test" if config.split == "loo" else "train"].flat
+    n_raw_items = len(item_ids)
     vocab_raw, first = np.unique(vocab_items, return_index=True)
     vocab_raw = vocab_raw[np.argsort(first, kind="stable")]
     remap = np.zeros(n_raw_items, dtype=np.int32)
@@ -91,24 +118,23 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         {"train": "all", "valid": "all", "test": "all"}
     splits, info, dropped, cut = {}, {}, {}, {"max_length": config.max_length}
     for name in SPLITS:
-        sess_rows, flat, offsets = parts[name]
-        mapped = remap[flat]
+        part = parts[name]
+        mapped = remap[part.flat]
         unknown = mapped == 0
         dropped[name] = int(unknown.sum())
-        seqs = Sessions(mapped, offsets)
+        seqs = Sessions(mapped, part.offsets)
         if unknown.any():  # drop test items never seen in training, then too-short sessions
-            seqs = Sessions(mapped[~unknown], _recount(offsets, ~unknown))
+            seqs = Sessions(mapped[~unknown], _recount(part.offsets, ~unknown))
         keep = seqs.lengths >= 2
         dropped[f"{name}_sessions"] = int((~keep).sum())
         splits[name], cut[name] = truncate_counted(seqs.select(keep), config.max_length,
                                                    None if name == "train" else protocols[name])
-        rows = np.asarray(sess_rows)[keep]
         info[name] = pd.DataFrame({
-            "session_id": pd.array(session_labels.take(s_key[rows]), dtype="string"),
-            "start": pd.to_datetime(s_start[rows], unit="us", utc=True),
-            "end": pd.to_datetime(s_end[rows], unit="us", utc=True)})
+            "session_id": pd.array(part.labels.filter(pa.array(keep)), dtype="string"),
+            "start": pd.to_datetime(part.start[keep], unit="us", utc=True),
+            "end": pd.to_datetime(part.end[keep], unit="us", utc=True)})
     pop = np.bincount(splits["train"].items, minlength=len(vocab_raw) + 1)[1:]
-    first_seen, last_seen = _item_times(item, ts, vocab_raw, n_raw_items)
+    first_seen, last_seen = item_times(vocab_raw)
     items = pd.DataFrame({
         "item_id": pd.array(np.asarray(item_ids, dtype=object)[vocab_raw].astype(str), dtype="string"),
         "category_id": pd.array(cat[vocab_raw], dtype="string"),
@@ -116,7 +142,7 @@ def build_dataset(events: pd.DataFrame, config: PrepareConfig = PrepareConfig(),
         "first_seen": pd.to_datetime(first_seen, unit="us", utc=True),
         "last_seen": pd.to_datetime(last_seen, unit="us", utc=True)})
     meta = {"source": source, "config": asdict(config), "protocols": protocols, "raw_events": n_raw,
-            "events_after_filter": int(len(item)), "dropped_unknown_items": dropped, "split_counts": counts,
+            "events_after_filter": n_after_filter, "dropped_unknown_items": dropped, "split_counts": counts,
             "truncated": cut}
     return Dataset(splits["train"], splits["valid"], splits["test"], items, meta, info)
 

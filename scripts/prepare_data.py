@@ -5,6 +5,9 @@
         item_properties_part2.csv category_tree.csv --events view --out data/processed/retailrocket
     python scripts/prepare_data.py --source sessions --input train_sessions.txt test_pairs.tsv --out DIR
 
+A log larger than memory (retailrocket or csv source, CSV or Parquet) is prepared out of core with the same result:
+    --engine streaming [--scratch DIR]   (--engine auto, the default, streams when the log needs it)
+
 Any source takes a catalogue of readable item attributes, joined on the raw item id:
     --items products.csv --item-columns item_id=sku,name=title,category=category_path,price=price
 """
@@ -76,6 +79,11 @@ def main(argv=None) -> int:
     p.add_argument("--valid-days", type=float)
     p.add_argument("--n-events", type=int, help="synthetic: number of events (default 150,000)")
     p.add_argument("--seed", type=int, help="synthetic: seed")
+    p.add_argument("--engine", choices=("auto", "pandas", "streaming"), default="auto",
+                   help="pandas: in memory; streaming: out of core with polars (retailrocket and csv sources, temporal "
+                   "split), the same result; auto (default): streaming when the log would fill half the memory")
+    p.add_argument("--scratch", help="--engine streaming: folder for its temporary bucket files (default: the "
+                   "system's temporary folder); removed afterwards")
     args = p.parse_args(argv)
     opts = {k: getattr(args, k) for k in ("split", "session_gap_minutes", "collapse_repeats", "min_item_support",
                                           "min_session_length", "max_session_length", "iqr_outliers",
@@ -88,7 +96,8 @@ def main(argv=None) -> int:
                        columns=parse_columns(args.columns), timestamp_unit=args.timestamp_unit,
                        events_filter=tuple(args.events.split(",")) if args.events else None, synthetic=synthetic,
                        max_length=args.max_length, items=args.items,
-                       item_columns=parse_columns(args.item_columns, "--item-columns", "item_id=sku,name=title"))
+                       item_columns=parse_columns(args.item_columns, "--item-columns", "item_id=sku,name=title"),
+                       engine=args.engine, scratch=args.scratch)
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -96,6 +105,8 @@ def main(argv=None) -> int:
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     stats = data.stats()
+    if data.meta.get("engine") == "streaming":
+        print("prepared out of core (--engine streaming)")
     print(f"wrote {args.out}: {stats['n_items']:,} items; " + ", ".join(
         f"{s} {stats[s]['sessions']:,} sessions / {stats[s]['events']:,} events" for s in ("train", "valid", "test")))
     dropped = data.meta.get("dropped_unknown_items")
