@@ -116,6 +116,19 @@ def recipe_section(recipe: Recipe) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.rules_changed}
 
 
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+HELD_CHECKS = {"lr": (lambda v: _number(v) and v > 0, "a positive number"),
+               "dropout": (lambda v: _number(v) and 0 <= v < 1, "a number from 0 to below 1"),
+               "dim": (_whole, "a positive whole number"), "n_negatives": (_whole, "a positive whole number")}
+
+
 def _check(name: str, data, budget_minutes: float, metric: str, fixed: dict, max_epochs, min_epochs,
            max_trials) -> type:
     if name not in REGISTRY:
@@ -135,6 +148,9 @@ def _check(name: str, data, budget_minutes: float, metric: str, fixed: dict, max
             raise ValueError(f"{label} must be a positive whole number, not {value!r}")
     check_keys(cls.Config, {k: v for k, v in fixed.items() if k not in SEARCHED},
                f"fixed fields for {name} (besides {', '.join(SEARCHED)})")
+    for key, (ok, what) in HELD_CHECKS.items():
+        if key in fixed and not ok(fixed[key]):
+            raise ValueError(f"fixed {key} must be {what}, not {fixed[key]!r}")
     if len(data.valid) == 0:
         raise ValueError("the data set has no validation sessions to tune on")
     return cls

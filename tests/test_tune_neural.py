@@ -166,6 +166,9 @@ def test_the_script_writes_a_file_train_and_eval_trains_from(tmp_path, monkeypat
     (["--model", "sasrec", "--budget-minutes", "1", "--fixed", "[1]"], "must be a JSON object"),
     (["--model", "sasrec", "--budget-minutes", "1", "--fixed", '{"k": 3}'], "unknown fixed fields for sasrec"),
     (["--model", "nope", "--budget-minutes", "1"], "unknown model"),
+    (["--model", "gru4rec", "--budget-minutes", "1", "--fixed", '{"dim": "big"}'], "fixed dim must be a positive"),
+    (["--model", "lstm", "--budget-minutes", "1", "--fixed", '{"dropout": 1.5}'], "fixed dropout must be"),
+    (["--model", "sasrec", "--budget-minutes", "1", "--fixed", '{"dim": 48, "n_heads": 5}'], "divisible"),
 ])
 def test_bad_input_is_refused_with_one_clear_line(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(SCRIPTS))
