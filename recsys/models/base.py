@@ -270,10 +270,18 @@ def mask_scores(scores: torch.Tensor, sessions: Sequence[np.ndarray], exclude_se
     return scores
 
 
+def eval_mode(model: nn.Module) -> None:
+    """Put `model` in eval mode unless every module of it already is. `nn.Module.eval` sets each submodule's flag
+    through `nn.Module.__setattr__`: ~0.15 ms a call for SASRec, a fifth of a one-session `recommend` at the
+    floor; reading the flags costs a tenth of that."""
+    if any(module.training for module in model.modules()):
+        model.eval()
+
+
 @torch.no_grad()
 def score_batch(model: Recommender, sessions: Sequence[np.ndarray]) -> torch.Tensor:
     """Eval-mode float32 scores on the CPU, checked for shape."""
-    model.eval()
+    eval_mode(model)
     scores = model.score(sessions).float()
     if scores.shape != (len(sessions), model.n_items):
         raise RuntimeError(f"{type(model).__name__}.score returned {tuple(scores.shape)}, "
@@ -303,6 +311,20 @@ def item_indices(session) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+def top_unmasked(scores: torch.Tensor, k: int):
+    """torch.topk of each row, k cut to the fewest items any row has above -inf (never pad the answer with masked
+    items: padding, or seen items under exclude_seen; NaN counts as masked). When every one of the k best scores
+    is above -inf, every row has k such items and that first topk is the answer: the count (a pass over every
+    score, ~0.1 ms at 40k items) runs only when it is not."""
+    top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+    if bool((top.values > -torch.inf).all()):
+        return top
+    k = min(k, int((scores > -torch.inf).sum(dim=1).min()))
+    if k == 0:
+        raise ValueError("no item left to recommend after excluding the session's items")
+    return torch.topk(scores, k, dim=1)
+
+
 def recommend(model: Recommender, history, k: int = 10, exclude_seen: bool = False, *,
               with_floor: bool = False) -> tuple[np.ndarray, ...]:
     """Top-k item indices and scores for one session (1-D) or a batch of sessions (list of 1-D).
@@ -320,11 +342,7 @@ def recommend(model: Recommender, history, k: int = 10, exclude_seen: bool = Fal
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     scores = mask_scores(score_batch(model, batch), batch, exclude_seen)
-    # never pad the answer with masked items (padding, or seen items under exclude_seen)
-    k = min(int(k), int((scores > -torch.inf).sum(dim=1).min()))
-    if k == 0:
-        raise ValueError("no item left to recommend after excluding the session's items")
-    top = torch.topk(scores, k, dim=1)
+    top = top_unmasked(scores, int(k))
     ids, vals = top.indices.numpy(), top.values.numpy()
     out = (ids[0], vals[0]) if single else (ids, vals)
     if not with_floor:

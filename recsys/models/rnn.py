@@ -111,6 +111,19 @@ class RNNRec(NeuralRecommender):
         out, _ = self.rnn(self.embed(x))  # (B, T, H); positions past a row's length are ignored
         return self.hidden_drop(out)
 
+    def session_state(self, seq):
+        """`final_state` of one unpadded session: no packing (a bidirectional encoder's packed and plain runs
+        agree when nothing is padded), no dropout modules (the identity in eval mode), no gather of the last
+        position."""
+        e = self.item_emb(seq)
+        if self.category_emb is not None:
+            e = torch.cat([e, self.embed_categories(seq)], dim=-1)
+        out, h = self.rnn(e[None])
+        if not self.config.bidirectional:
+            return out[:, -1]
+        h = h[0] if isinstance(h, tuple) else h
+        return torch.cat([h[-2], h[-1]], dim=-1)
+
     def final_state(self, x, lengths):
         if not self.config.bidirectional:
             return super().final_state(x, lengths)

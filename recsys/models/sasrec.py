@@ -70,6 +70,14 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble heads
         return self.resid_drop(self.proj(y)), weights
 
+    def infer(self, x, mask):
+        """`forward` in eval mode (no dropout, no weights) through the functional calls: the same operations."""
+        B, T, C = x.shape
+        qkv = F.linear(x, self.qkv.weight, self.qkv.bias).split(C, 2)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in qkv)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return F.linear(y.transpose(1, 2).reshape(B, T, C), self.proj.weight, self.proj.bias)
+
 
 class Block(nn.Module):
     def __init__(self, c: SASRecConfig):
@@ -83,6 +91,18 @@ class Block(nn.Module):
         a, weights = self.attn(self.ln1(x), mask, need_weights)
         x = x + a
         return x + self.ffn(self.ln2(x)), weights
+
+    def infer(self, x, mask):
+        """`forward` in eval mode (no dropout, no weights) through the functional calls: the same operations
+        without a module call each (a tenth of a millisecond per session at serving's sizes)."""
+        x = x + self.attn.infer(_layer_norm(self.ln1, x), mask)
+        up, act, down = self.ffn[0], self.ffn[1], self.ffn[2]
+        h = F.gelu(F.linear(_layer_norm(self.ln2, x), up.weight, up.bias), approximate=act.approximate)
+        return x + F.linear(h, down.weight, down.bias)
+
+
+def _layer_norm(ln: nn.LayerNorm, x):
+    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
 
 class SASRec(NeuralRecommender):
@@ -136,6 +156,19 @@ class SASRec(NeuralRecommender):
 
     def sequence_states(self, x, lengths):
         return self._forward(x, lengths)[0]
+
+    def session_state(self, seq):
+        """`_forward`'s state after the last item of one unpadded session: positions 0..T-1, a causal mask with
+        no padded key, the final LayerNorm on the last position only (it normalises each position alone)."""
+        T = len(seq)
+        h = self.item_emb(seq) + self.pos_emb.weight[:T]
+        if self.category_emb is not None:
+            h = h + self.embed_categories(seq)
+        h = h[None]  # (1, T, C); dropout is the identity in eval mode
+        mask = torch.ones(T, T, dtype=torch.bool, device=seq.device).tril_()
+        for block in self.blocks:
+            h = block.infer(h, mask)
+        return _layer_norm(self.ln_f, h[:, -1])
 
     @torch.no_grad()
     def explain(self, session: np.ndarray, top: int = 5) -> dict:
