@@ -1,4 +1,5 @@
-"""Hyperparameter search on the validation split (never test), with Optuna's seeded TPE sampler.
+"""Hyperparameter search on the validation split (never test), with Optuna's seeded TPE sampler: the baselines.
+Neural models are searched under a time budget by recsys.tune_neural (scripts/tune.py --budget-minutes).
 
 Each model declares its search space next to its code, as a class attribute naming Config fields:
 
@@ -51,7 +52,8 @@ def search_space(name: str) -> dict:
     cls = REGISTRY[name]
     space = getattr(cls, "search_space", None)
     if not space:
-        raise ValueError(f"{cls.__name__} declares no search_space to tune")
+        hint = " (a neural model: recsys.tune_neural searches it under a time budget)" if cls.trains_in_epochs else ""
+        raise ValueError(f"{cls.__name__} declares no search_space to tune{hint}")
     check_keys(cls.Config, space, f"fields in {cls.__name__}.search_space")
     return space
 

@@ -8,8 +8,9 @@ What it searches, around the default recipe (recsys.recipe) and the model's Conf
 - `dim`: half, the same or twice the embedding size (SASRec's `dim`; an RNN's `emb_dim`, its `hidden` scaled alike);
 - `n_negatives`: a quarter, the same or four times the recipe's shared negatives, only where the recipe
   chooses the sampled softmax (a catalogue above `Rules.full_softmax_max_items`).
-Everything else is the recipe's: each trial trains with `make_recipe` under the rules with its lr and negatives,
-so batch, warm-up, cosine schedule, epoch budget and patience are what a default run would use.
+Everything else is the recipe's: each trial trains with `choose_recipe` under the rules with its lr and
+negatives (and `max_epochs`), so batch, warm-up, cosine schedule, epoch budget and patience are what a default
+run under those rules uses. Values are kept to 3 significant digits, so the file says exactly what was trained.
 
 How (successive halving over epochs, Optuna's SuccessiveHalvingPruner, reduction factor 3): every trial is
 given the full epoch budget, and after `min_epochs`, 3x and 9x as many epochs it continues only if its best
@@ -22,9 +23,10 @@ Budget: wall clock, as the user sets it. No trial starts once less time is left 
 running trial is cut at the deadline (TrainConfig.max_minutes: the best validated epoch so far is kept and
 counts). A trial that diverges counts as failed and the search goes on.
 
-Selection: the trial with the best validation `metric` (the epoch the training itself selected) among those not
-pruned. The test split is never read. The result's "params" are Config fields plus {"train": TrainConfig fields},
-what `scripts/train_and_eval.py --params FILE` reads.
+Selection: the trial with the best validation NDCG@10 (the metric and the epoch the training itself selects)
+among those not pruned; the test split is never read. The result's "params" are Config fields plus
+{"recipe": the Rules fields that differ from the defaults}, what `scripts/train_and_eval.py --params FILE` reads:
+it trains with the default recipe under those rules, and the model card's recipe line names them.
 """
 
 import dataclasses
