@@ -225,7 +225,7 @@ class _State:
 def _bucket_frame(folder: Path, b: int) -> pl.DataFrame | None:
     where = folder / f"bucket={b}"
     files = sorted(where.glob("*.parquet")) if where.is_dir() else []
-    return pl.read_parquet(files).sort("row") if files else None
+    return pl.read_parquet(files) if files else None
 
 
 class _Bad:
@@ -235,7 +235,7 @@ class _Bad:
         self.scan, self.row, self.message, self.column = scan, None, "", ""
 
     def check(self, frame: pl.DataFrame, mask: pl.Expr, message: str, canonical: str, show: str | None = None):
-        hit = frame.filter(mask).select("row", *([show] if show else [])).head(1)
+        hit = frame.filter(mask).select("row", *([show] if show else [])).top_k(1, by="row", reverse=True)
         if len(hit) and (self.row is None or hit["row"][0] < self.row):
             self.row = int(hit["row"][0])
             self.message = f"{message}: {hit[show][0]!r}" if show else message
@@ -282,7 +282,6 @@ def _sessionize(scan: _Scan, work: Path, buckets: int, config: PrepareConfig, ev
                       "event", show="event")
         if bad.row is not None:
             continue  # only the first bad row is reported; no use building sessions
-        frame = frame.unique(subset=["sid", "user", "item", "ts", "event", "cat"], keep="first", maintain_order=True)
         if events_filter:
             frame = frame.filter(pl.col("event").is_in(events_filter))
             if frame.is_empty():
@@ -290,9 +289,10 @@ def _sessionize(scan: _Scan, work: Path, buckets: int, config: PrepareConfig, ev
         native = frame["sid"].is_not_null()
         kinds["native"] += int(native.sum())
         kinds["visitor"] += len(frame) - int(native.sum())
-        _sessions_of_bucket(frame, code_of, gap, config, work / f"b{b}", state)
+        frame = _sorted_unique(frame, code_of)
+        _sessions_of_bucket(frame, gap, config, work / f"b{b}", state)
         if has_cat:
-            best_cat = _latest_categories(frame.join(code_of, on="item", how="left", maintain_order="left"), best_cat)
+            best_cat = _latest_categories(frame, best_cat)
         state.buckets.append(b)
     bad.raise_first()
     shutil.rmtree(rows)
@@ -311,15 +311,33 @@ def _sessionize(scan: _Scan, work: Path, buckets: int, config: PrepareConfig, ev
     return state
 
 
-def _sessions_of_bucket(frame: pl.DataFrame, code_of: pl.DataFrame, gap: int, config: PrepareConfig, out: Path,
-                        state: _State) -> None:
-    """Cut one bucket's rows into sessions as recsys.sessionize._sessionize does and write its arrays: per event
-    its session (local number), item code and time, sorted by session then time; per session its order key
-    (first file row of its session id or visitor, its number among the visitor's sessions) and label."""
+def _sorted_unique(frame: pl.DataFrame, code_of: pl.DataFrame) -> pl.DataFrame:
+    """One bucket's rows with their item code and `first` (the first file row of their session id, or of their
+    visitor without one), sorted by (first, time, row), exact duplicates dropped (the first in the file kept).
+
+    Equal rows share `first` and the time, so after the sort they sit in one run of equal (first, time); only rows
+    in such runs (few: times are in milliseconds or finer) are compared in full."""
+    group = "sid" if frame["sid"][0] is not None else "user"
+    frame = (frame.join(code_of, on="item", how="left").with_columns(first=pl.col("row").min().over(group))
+             .sort(["first", "ts", "row"]))
+    first, ts = frame["first"].to_numpy(), frame["ts"].to_numpy()
+    same = (first[1:] == first[:-1]) & (ts[1:] == ts[:-1])
+    tied = np.flatnonzero(np.r_[same, False] | np.r_[False, same])
+    if len(tied):
+        rows = frame[tied].select(pl.struct("first", "ts", "item", "event", "cat", "sid", "user").is_first_distinct())
+        drop = tied[~rows.to_series().to_numpy()]
+        if len(drop):
+            keep = np.ones(len(frame), dtype=bool)
+            keep[drop] = False
+            frame = frame.filter(pl.Series(keep))
+    return frame
+
+
+def _sessions_of_bucket(frame: pl.DataFrame, gap: int, config: PrepareConfig, out: Path, state: _State) -> None:
+    """Cut one bucket's rows (`_sorted_unique`) into sessions as recsys.sessionize._sessionize does and write its
+    arrays: per event its session (local number), item code and time, sorted by session then time; per session its
+    order key (first file row of its session id or visitor, its number among the visitor's sessions) and label."""
     native = frame["sid"][0] is not None
-    group = "sid" if native else "user"
-    frame = frame.join(code_of, on="item", how="left", maintain_order="left")
-    frame = frame.with_columns(first=pl.col("row").min().over(group)).sort(["first", "ts", "row"], maintain_order=True)
     first = frame["first"].to_numpy()
     ts = frame["ts"].to_numpy()
     item = frame["code"].to_numpy().astype(np.int32)
