@@ -447,7 +447,8 @@ def _split(work: Path, state: _State, config: PrepareConfig) -> tuple[dict[str, 
     """Pass 4: every surviving session's start, end and order key; the temporal split of
     recsys.sessionize._split_temporal; each split's sessions ordered by start time (ties: the in-memory order) and
     their raw item codes gathered into one flat array."""
-    table = []  # per bucket: (bucket, local session, start, end, first row, number, length, offset in alive)
+    names = ("bucket", "local", "start", "end", "first_row", "number", "length", "offset")
+    table = {name: [] for name in names}  # per session; the order key and sizes in the narrowest types that hold them
     for b in state.buckets:
         alive = np.load(work / f"b{b}" / "alive.npy")
         if len(alive) == 0:
@@ -456,14 +457,20 @@ def _split(work: Path, state: _State, config: PrepareConfig) -> tuple[dict[str, 
         starts = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])
         local = session[starts].astype(np.int64)
         key = _load(work, b, "key")[:, local]
-        table.append((np.full(len(starts), b, dtype=np.int32), local, ts[starts], np.maximum.reduceat(ts, starts),
-                      key[0], key[1], np.diff(np.r_[starts, len(session)]), starts.astype(np.int64)))
+        for name, values in zip(names, (np.full(len(starts), b, dtype=np.int16), local.astype(np.int32),
+                                        ts[starts], np.maximum.reduceat(ts, starts), key[0],
+                                        key[1].astype(np.int32), np.diff(np.r_[starts, len(session)]).astype(np.int32),
+                                        starts.astype(np.int64)), strict=True):
+            table[name].append(values)
         per_item = pl.DataFrame({"i": item, "t": ts}).group_by("i").agg(lo=pl.col("t").min(), hi=pl.col("t").max())
         idx = per_item["i"].to_numpy()
         state.first_seen[idx] = np.minimum(state.first_seen[idx], per_item["lo"].to_numpy())
         state.last_seen[idx] = np.maximum(state.last_seen[idx], per_item["hi"].to_numpy())
-    bucket, local, s_start, s_end, first_row, number, length, offset = (np.concatenate(c) for c in zip(*table))
-    del table
+        del session, ts, item, alive
+    columns = {}
+    for name in names:  # one column at a time, so the per-bucket pieces and the whole never all coexist
+        columns[name] = np.concatenate(table.pop(name))
+    bucket, local, s_start, s_end, first_row, number, length, offset = (columns.pop(n) for n in names)
     t_max = s_end.max()
     test_cut = t_max - int(config.test_days * US_PER_DAY)
     valid_cut = test_cut - int(config.valid_days * US_PER_DAY)
