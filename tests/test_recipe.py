@@ -182,6 +182,9 @@ def test_a_parameter_files_recipe_section_changes_the_rules_and_says_so():
     assert dict(recipe["rules_changed"]) == {"lr": 0.002, "target_visits": 10_000}
     assert "rules changed: lr=0.002, target_visits=10000" in recipe["line"]
     assert choose_recipe(tiny("sasrec"), DATA).rules_changed == ()  # the default rules: nothing to say
+    refit = model.refit_params({"dim": 32, "n_layers": 1, "recipe": rules}, info)  # train + valid: what it used
+    assert "recipe" not in refit and refit["train"]["lr"] == 0.002
+    assert build_model("sasrec", DATA.n_items, refit).train_config.lr == 0.002
     with pytest.raises(ValueError, match="recipe rules for sasrec"):
         build_model("sasrec", DATA.n_items, {"recipe": {"learning_rate": 0.1}})
     with pytest.raises(ValueError, match="both"):

@@ -168,7 +168,8 @@ class NeuralRecommender(Recommender):
             return None
         lrs = [row["lr"] for row in fit_info["history"][:best]]
         used = {k: v for k, v in (fit_info.get("train_config") or {}).items() if k != "epoch_lrs"}
-        return {**params, "train": {**used, **params.get("train", {}), "epoch_lrs": lrs, "max_epochs": best}}
+        kept = {k: v for k, v in params.items() if k != "recipe"}  # the recipe's rules are in "train" now
+        return {**kept, "train": {**used, **params.get("train", {}), "epoch_lrs": lrs, "max_epochs": best}}
 
     def initialize(self, data, seed: int | None = None) -> None:
         """Start afresh on `data`, as training does: the category input sized to its categories, new weights
