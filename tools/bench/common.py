@@ -37,6 +37,7 @@ class Options:
     work_dir: Path = WORK_DIR
     shared_data: Path = field(default_factory=shared_data_dir)
     models: tuple[str, ...] | None = None  # serving / accuracy filter
+    items: tuple[int, ...] | None = None  # serving: catalogue sizes (`--items`); None: the suite's own
     datasets: tuple[str, ...] | None = None  # accuracy filter
     max_epochs: int | None = None  # accuracy: neural models
     time_budget_min: float | None = None  # accuracy: per data set, models not started within it are skipped
@@ -134,7 +135,8 @@ def run_child(argv: list[str], timeout: float | None = None, env: dict | None = 
         start = time.perf_counter()
         with open(out_path, "w") as out, open(err_path, "w") as err:
             proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=err,
-                                    env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+                                    env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (
+                                        str(ROOT), os.environ.get("PYTHONPATH")))), **(env or {})})
 
             def kill():
                 killed.set()
