@@ -31,7 +31,9 @@ def test_the_epoch_budget_shrinks_as_the_data_grows_within_its_range():
     epochs = [make_recipe(1000, n, n // 10).max_epochs for n in (1_000, 50_000, 100_000, 400_000, 10**8)]
     assert epochs == sorted(epochs, reverse=True) and epochs[1] > epochs[3]
     assert epochs[0] == RULES.epoch_range[1] and epochs[-1] == RULES.epoch_range[0]
-    assert make_recipe(1000, 100_000, 2_000).max_epochs == round(RULES.target_visits / 100_000)
+    # the larger of the two budgets: targets (many short rows) or rows (long sequences: ML-1M's windows)
+    assert make_recipe(1000, 100_000, 100_000).max_epochs == round(RULES.target_visits / 100_000)  # 40 > 20
+    assert make_recipe(1000, 1_000_000, 40_000).max_epochs == round(RULES.row_visits / 40_000)  # 50 > 4
     # patience is a share of the budget, so a long budget is not cut short on an early plateau
     recipe = make_recipe(1000, 50_000, 5_000)
     assert recipe.patience == max(RULES.min_patience, math.ceil(RULES.patience_fraction * recipe.max_epochs))
@@ -191,3 +193,10 @@ def test_a_parameter_files_recipe_section_changes_the_rules_and_says_so():
         build_model("sasrec", DATA.n_items, {"recipe": {"lr": 0.1}, "train": {"max_epochs": 1}})
     with pytest.raises(ValueError, match="does not train in epochs"):
         build_model("pop", DATA.n_items, {"recipe": {"lr": 0.1}})
+
+
+def test_the_learning_rate_is_the_models_own_unless_the_rules_give_one():
+    assert choose_recipe(tiny("sasrec"), DATA).lr == REGISTRY["sasrec"].recipe_lr == 1e-3
+    assert choose_recipe(tiny("gru4rec"), DATA).lr == choose_recipe(tiny("lstm"), DATA).lr == 3e-3
+    assert choose_recipe(tiny("gru4rec"), DATA, Rules(lr=5e-4)).lr == 5e-4
+    assert REGISTRY["gru4rec"].Config().cosine_scale == 16.0  # scaled-cosine logits by default (see rnn.py)

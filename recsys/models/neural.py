@@ -30,6 +30,7 @@ class NeuralRecommender(Recommender):
     returns_logits = True
     uses = "the whole session, in order"
     pad_side: ClassVar[str] = "left"  # "left": sessions right-aligned (last item in the last column)
+    recipe_lr: ClassVar[float] = 1e-3  # the default recipe's learning rate (recsys.recipe.Rules.lr None)
 
     def __init__(self, config, n_items: int):
         super().__init__(config, n_items)
