@@ -426,7 +426,7 @@ def render_train(r: dict) -> str:
 # accuracy
 
 
-def _fit_note(e: dict) -> str:
+def _fit_note(e: dict, model: str = "") -> str:
     """How one model's row was fitted: parameters, fit time and epochs, refit, a hybrid's weights."""
     fit, epochs = e["fit"], e["fit"].get("epochs")
     refit = ""
@@ -441,7 +441,11 @@ def _fit_note(e: dict) -> str:
         chosen = fit.get("selection", {}).get("metric")
         refit = f"; weights {parts}" + (f" (chosen by validation {chosen.upper()})" if chosen else "") + refit
     where = e.get("params_file") or "default parameters"
+    if e.get("params_file") is None and model.endswith("@default"):
+        where = "the default recipe (no parameter file)"
     took = f"fit {e['fit_seconds']:.0f} s" + (f", {epochs} epochs" if epochs else "")
+    if e.get("device"):  # a run made elsewhere than the 2-core machine
+        took += f" on {e['device']}"
     return f"this project, {where}; {took}{refit}; ran {str(e.get('timestamp', ''))[:10]}"
 
 
@@ -450,7 +454,7 @@ def _our_accuracy_rows(model: str, e: dict, scaled: bool) -> list[str]:
     if e.get("skipped"):
         return [f"| **ours: {model}** | " + " | ".join("–" for _ in metrics) + f" | {e['skipped']} |"]
     label = f"**ours: {model}**" + (" (misses counted)" if scaled else "")
-    rows = [f"| {label} | " + " | ".join(_pct(e["test_scaled"].get(m)) for m in metrics) + f" | {_fit_note(e)} |"]
+    rows = [f"| {label} | " + " | ".join(_pct(e["test_scaled"].get(m)) for m in metrics) + f" | {_fit_note(e, model)} |"]
     if scaled:
         rows.append(f"| ours: {model} (kept cases only) | "
                     + " | ".join(_pct(e["test_raw"].get(m), ci=False) for m in metrics) + " | raw |")
