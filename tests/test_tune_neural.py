@@ -28,7 +28,7 @@ TINY = {"dim": 16, "n_layers": 1}  # SASRec small enough for a test
 N_ITEMS = 12
 
 
-def cycle_data(test_direction: int = 1, seed: int = 0) -> Dataset:
+def cycle_data(test_direction: int = 1, seed: int = 0, n_train: int = 150) -> Dataset:
     """Sessions walking 1 -> 2 -> ... -> 12 -> 1 in train and validation; the test split walks the same way, or
     backwards (test_direction -1: what training teaches is then wrong on test)."""
     rng = np.random.default_rng(seed)
@@ -38,7 +38,7 @@ def cycle_data(test_direction: int = 1, seed: int = 0) -> Dataset:
         return Sessions.from_lists([(s + step * np.arange(k)) % N_ITEMS + 1 for s, k in zip(starts, lengths,
                                                                                               strict=True)])
 
-    train, valid, test = split(150, 1), split(40, 1), split(40, test_direction)
+    train, valid, test = split(n_train, 1), split(40, 1), split(40, test_direction)
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(1, N_ITEMS + 1)],
                           "category_id": [f"c{i % 3}" for i in range(N_ITEMS)],
                           "popularity": np.bincount(train.items, minlength=N_ITEMS + 1)[1:]})
@@ -53,7 +53,7 @@ def load_script():
 
 
 def test_the_search_stops_at_its_budget_and_cuts_a_running_trial():
-    data = cycle_data()
+    data = cycle_data(n_train=3000)  # epochs long enough that early stopping (patience 100) cannot end it first
     data.test = Untouchable()
     budget = 0.1  # 6 s; a 400-epoch trial takes far longer, so the deadline cuts the first one
     started = time.monotonic()
