@@ -4,13 +4,49 @@
     model = recsys.load("checkpoints/sasrec")            # a model folder, or a Hub repo id
     ids, scores = recsys.recommend(model, model.vocab.encode(["123", "456"]), k=10)
     model.vocab.decode(ids)
+
+The names below are imported on first use (PEP 562), so `import recsys` costs nothing and serving code (batch
+scoring, the JSON API) never pays for what only training and evaluation need (the evaluator's scipy.stats, the
+data preparation's polars paths): ~1 s of a batch command's start-up.
 """
 
-from recsys.data import Dataset, ItemVocab
-from recsys.evaluate import evaluate, paired_test
-from recsys.models import REGISTRY, FitOptions, Recommender, recommend
-from recsys.sessionize import PrepareConfig, build_dataset
-from recsys.sessions import Sessions, make_cases
+import importlib
+import sys
+import types
+
+_LAZY = {  # public name -> the module that defines it
+    "Dataset": "recsys.data", "ItemVocab": "recsys.data",
+    "evaluate": "recsys.evaluate", "paired_test": "recsys.evaluate",
+    "REGISTRY": "recsys.models", "FitOptions": "recsys.models", "Recommender": "recsys.models",
+    "recommend": "recsys.models",
+    "PrepareConfig": "recsys.sessionize", "build_dataset": "recsys.sessionize",
+    "Sessions": "recsys.sessions", "make_cases": "recsys.sessions",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'recsys' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """`recsys.evaluate` is the function, as it was when this file imported it eagerly: importing the submodule
+    recsys.evaluate (which sets the attribute to the module) must not replace it."""
+
+    def __setattr__(self, name, value):
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def load(path_or_repo: str, revision: str | None = None):
@@ -18,6 +54,7 @@ def load(path_or_repo: str, revision: str | None = None):
     from pathlib import Path
 
     from recsys.folder import ModelFolderError, load_folder
+    from recsys.models import REGISTRY
 
     text = str(path_or_repo)
     if Path(text).expanduser().exists():

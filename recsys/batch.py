@@ -70,7 +70,7 @@ EXAMPLES = 10  # unknown ids and fallback sessions named in the report
 class BatchOptions:
     k: int = 20
     exclude_seen: bool = False  # as recsys.recommend: repeats allowed by default
-    batch_size: int = 256  # sessions per score_batch call: (batch_size, n_items) float32 scores at a time
+    batch_size: int = 128  # sessions per score_batch call: (batch_size, n_items) float32 scores at a time
     chunk_rows: int = 8192  # rows read from a sessions table at a time
     max_items: int = 200  # most recent items of a session kept (recsys.app's MAX_SESSION_ITEMS)
     workers: int = 1  # processes scoring batches (forked; 1: in this process)
@@ -111,6 +111,7 @@ class Ranker:
     def __init__(self, model, max_items: int = BatchOptions.max_items):
         self.model, self.max_items = model, max_items
         self.item_ids = np.asarray(model.vocab.item_ids, dtype=object)
+        self.item_array = pa.array(model.vocab.item_ids, pa.string())  # index - 1 -> raw id, for Arrow's take
         self.index = {item: i + 1 for i, item in enumerate(model.vocab.item_ids)}
         pop = np.asarray(model.item_info.get("popularity") or [], dtype=np.float64)
         if len(pop) != len(self.item_ids):
@@ -122,6 +123,11 @@ class Ranker:
         """Raw ids -> item indices, 0 for an id the model does not know."""
         get = self.index.get
         return np.fromiter((get(i, 0) for i in ids), dtype=np.int64, count=len(ids))
+
+    def encode_array(self, ids: pa.Array) -> np.ndarray:
+        """`encode` for an Arrow string array: one hash look-up in Arrow per id, no Python string per id."""
+        at = pc.index_in(ids, value_set=self.item_array)  # position in the vocabulary, null when unknown
+        return pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
 
     def top(self, sessions: list[np.ndarray], k: int, exclude_seen: bool) -> tuple[np.ndarray, np.ndarray]:
         """(B, k') item indices and scores of sessions of known indices, through score_batch and mask_scores as
@@ -347,8 +353,22 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
+@dataclass
+class _Pending:
+    """A chunk whose known sessions are being scored: what `finish` needs to turn their top-k into rows."""
+
+    session_ids: pa.Array
+    rows: np.ndarray  # the chunk's rows scored by the model, in the order of `results`
+    cold: np.ndarray  # the rows that fall back to popularity
+    results: object  # an iterable of (ids, scores) per batch, or a pool's AsyncResult of that list
+
+
 class ChunkScorer:
-    """Scores Chunks: known sessions in batches (in `workers` processes when > 1), the rest by popularity."""
+    """Scores Chunks: known sessions in batches (in `workers` processes when > 1), the rest by popularity.
+
+    `submit(chunk)` reads the chunk (ids -> indices, the counts of the report) and starts scoring it; `finish`
+    waits for its scores and returns its rows. With workers the next chunk is submitted before the last one is
+    finished, so the workers keep scoring while this process reads, encodes and writes."""
 
     def __init__(self, model, opts: BatchOptions):
         self.opts = opts
@@ -369,20 +389,23 @@ class ChunkScorer:
             self.pool = None
 
     def score(self, chunk: Chunk, report: Report) -> pa.Table:
+        return self.finish(self.submit(chunk, report), report)
+
+    def submit(self, chunk: Chunk, report: Report) -> _Pending:
         opts, ranker = self.opts, self.ranker
         n = len(chunk.session_ids)
-        raw = chunk.items.to_pylist()
-        indices = ranker.encode(raw)
+        indices = ranker.encode_array(chunk.items)
         lengths = np.diff(chunk.offsets)
         report.sessions += n
-        report.items += len(raw)
+        report.items += len(indices)
         report.empty += int((lengths == 0).sum())
         unknown = indices == 0
         if unknown.any():
             report.unknown_items += int(unknown.sum())
             room = EXAMPLES - len(report.unknown_examples)
-            for i in np.flatnonzero(unknown)[: 50 * room] if room > 0 else ():
-                text = raw[i] if len(raw[i]) <= MAX_ID_CHARS else raw[i][:MAX_ID_CHARS] + "…"
+            at = np.flatnonzero(unknown)[: 50 * room] if room > 0 else []
+            for text in chunk.items.take(pa.array(at, pa.int64())).to_pylist() if len(at) else ():
+                text = text if len(text) <= MAX_ID_CHARS else text[:MAX_ID_CHARS] + "…"
                 if text not in report.unknown_examples and len(report.unknown_examples) < EXAMPLES:
                     report.unknown_examples.append(text)
             known_count = np.r_[0, np.cumsum(~unknown)]
@@ -395,13 +418,16 @@ class ChunkScorer:
         report.cut += int(over.sum())
         begin = np.maximum(offsets[:-1], offsets[1:] - opts.max_items)
         rows = np.flatnonzero(known_len > 0)
+        # shortest first: a batch of sessions of about one length pads little (a sequence model runs over the
+        # longest session of its batch); the rows go back to input order in `finish`
+        rows = rows[np.argsort(np.minimum(known_len[rows], opts.max_items), kind="stable")]
         cold = np.flatnonzero(known_len == 0)
         report.personalised += len(rows)
         report.fallback += len(cold)
         if len(cold) and len(report.fallback_examples) < EXAMPLES:
             report.fallback_examples += chunk.session_ids.take(
                 pa.array(cold[: EXAMPLES - len(report.fallback_examples)])).to_pylist()
-        # known sessions, cut to their most recent max_items, in batches
+        # known sessions, cut to their most recent max_items, in batches: (flat indices, offsets) each
         jobs = []
         for lo in range(0, len(rows), opts.batch_size):
             part = rows[lo:lo + opts.batch_size]
@@ -409,8 +435,14 @@ class ChunkScorer:
             sizes = ends - starts
             flat = indices[np.repeat(starts - np.r_[0, np.cumsum(sizes)[:-1]], sizes) + np.arange(sizes.sum())]
             jobs.append((flat, np.r_[0, np.cumsum(sizes)].astype(np.int64)))
-        results = (self.pool.imap(_score, jobs) if self.pool is not None else
+        results = (self.pool.map_async(_score, jobs, chunksize=1) if self.pool is not None else
                    (ranker.top(np.split(flat, offs[1:-1]), opts.k, opts.exclude_seen) for flat, offs in jobs))
+        return _Pending(chunk.session_ids, rows, cold, results)
+
+    def finish(self, pending: _Pending, report: Report) -> pa.Table:
+        opts, ranker = self.opts, self.ranker
+        rows, cold = pending.rows, pending.cold
+        results = pending.results.get() if self.pool is not None else pending.results
         ids_parts, score_parts = [], []
         for ids, vals in results:
             ids_parts.append(ids)
@@ -422,24 +454,22 @@ class ChunkScorer:
         # popularity for the rest
         pop_ids, pop_scores = ranker.fallback(opts.k)
         all_rows = np.r_[rows, cold]
-        all_ids = np.concatenate([ids, np.tile(pop_ids, (len(cold), 1))]) if len(pop_ids) == width else None
-        if all_ids is None:  # popularity lists fewer items than the model's width (a catalogue below k)
+        if len(pop_ids) < width:  # popularity lists fewer items than the model's width (a catalogue below k)
             pad = width - len(pop_ids)
             pop_ids, pop_scores = np.r_[pop_ids, np.zeros(pad, np.int64)], np.r_[pop_scores, np.full(pad, -np.inf)]
-            all_ids = np.concatenate([ids, np.tile(pop_ids, (len(cold), 1))])
-        all_vals = np.concatenate([vals, np.tile(pop_scores, (len(cold), 1))])
+        all_ids = np.concatenate([ids, np.tile(pop_ids[:width], (len(cold), 1))])
+        all_vals = np.concatenate([vals, np.tile(pop_scores[:width], (len(cold), 1))])
         fallback = np.r_[np.zeros(len(rows), bool), np.ones(len(cold), bool)]
         order = np.argsort(all_rows, kind="stable")  # input order
         all_rows, all_ids, all_vals, fallback = all_rows[order], all_ids[order], all_vals[order], fallback[order]
         valid = all_ids > 0
-        row_of = np.repeat(all_rows, valid.sum(axis=1))
-        rank = (np.cumsum(valid, axis=1)[valid]).astype(np.int32)
+        per_row = valid.sum(axis=1)
         table = pa.table({
-            "session_id": chunk.session_ids.take(pa.array(row_of, pa.int64())),
-            "rank": pa.array(rank, pa.int32()),
-            "item_id": pa.array(ranker.item_ids[all_ids[valid] - 1].tolist(), pa.string()),
+            "session_id": pending.session_ids.take(pa.array(np.repeat(all_rows, per_row), pa.int64())),
+            "rank": pa.array(np.cumsum(valid, axis=1)[valid].astype(np.int32), pa.int32()),
+            "item_id": ranker.item_array.take(pa.array(all_ids[valid] - 1, pa.int64())),
             "score": pa.array(all_vals[valid], pa.float64()),
-            "fallback": pa.array(np.repeat(fallback, valid.sum(axis=1)), pa.bool_())})
+            "fallback": pa.array(np.repeat(fallback, per_row), pa.bool_())})
         report.rows += table.num_rows
         return table
 
@@ -549,11 +579,17 @@ def score_file(model, inp, out, opts: BatchOptions = BatchOptions(),
     try:
         writer = _Writer(out, {"k": opts.k, "exclude_seen": opts.exclude_seen,
                                "model": str(getattr(model, "folder", "") or type(model).__name__)})
+        pending = None
         for chunk in chunks:
-            writer.write(scorer.score(chunk, report))
+            submitted = scorer.submit(chunk, report)  # with workers: scored while the last chunk is written
+            if pending is not None:
+                writer.write(scorer.finish(pending, report))
+            pending = submitted
             if progress and time.perf_counter() - last >= every_s:
                 progress(_progress_line(report, total, started))
                 last = time.perf_counter()
+        if pending is not None:
+            writer.write(scorer.finish(pending, report))
         writer.commit()
     except BaseException:
         if writer is not None:

@@ -273,12 +273,27 @@ def _read_header(weights: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]
     return shapes
 
 
+class _NoInit(torch.overrides.TorchFunctionMode):
+    """Skip weight initialisation (torch.nn.init, in-place random fills) while building the meta-device skeleton:
+    a meta tensor holds no values, and torch initialises a meta tensor through its Python reference code, whose
+    first call imports torch._dynamo (~1.5 s of a batch command's start-up)."""
+
+    RANDOM = {torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.bernoulli_, torch.Tensor.exponential_,
+              torch.Tensor.random_, torch.Tensor.log_normal_, torch.Tensor.cauchy_, torch.Tensor.geometric_}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.RANDOM or getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
 def _build(cls, model_config, n_items: int, shapes: dict, file_bytes: int, name: str):
     """The model, built only after a shapes-only copy on the meta device agrees with the weights file."""
     ints = {f.name: v for f in dataclasses.fields(model_config) if type(v := getattr(model_config, f.name)) is int}
     sizes = ", ".join(f"{k}={v}" for k, v in {"n_items": n_items, **ints}.items())
     try:
-        with torch.device("meta"):  # shapes only: nothing is allocated, however large
+        with torch.device("meta"), _NoInit():  # shapes only: nothing is allocated, however large
             skeleton = cls(model_config, n_items)
     except (TypeError, ValueError, KeyError, OverflowError, ZeroDivisionError, RuntimeError) as err:
         huge = [k for k, v in ints.items() if v > file_bytes]
