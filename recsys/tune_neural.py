@@ -242,6 +242,7 @@ def tune_neural(name: str, data, budget_minutes: float, metric: str = MONITOR, s
         if epoch_seconds and deadline - time.monotonic() < first_rung * statistics.median(epoch_seconds):
             study.stop()
 
+    searched = {k: v for k, v in space.as_dict().items() if k not in held}
     optuna.logging.set_verbosity(logging.WARNING)
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=REDUCTION)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
@@ -252,7 +253,7 @@ def tune_neural(name: str, data, budget_minutes: float, metric: str = MONITOR, s
         say(f"tuning {name} for {budget_minutes:g} min on validation {metric}: {epochs} epochs a trial, "
             + (f"pruned unless in the top 1/{REDUCTION} after {', '.join(map(str, rungs))} epochs" if rungs else
                "no pruning (the first rung is the whole budget)")
-            + f"; space {space.as_dict()}{f', fixed {held}' if held else ''}")
+            + f"; space {searched}{f', fixed {held}' if held else ''}")
     study.optimize(objective, timeout=budget_minutes * 60, callbacks=[after_trial], catch=(TrainingDiverged,))
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
@@ -272,7 +273,7 @@ def tune_neural(name: str, data, budget_minutes: float, metric: str = MONITOR, s
         "search": {"chosen": point, "trial": best.number + 1, "recipe": chosen.line(),
                    "line": search_line(name, metric, best, len(_finished(study)), budget_minutes, point),
                    "budget_minutes": budget_minutes, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
-                   "epochs_per_trial": epochs, "rungs": _rungs(first_rung, epochs), "space": space.as_dict(),
+                   "epochs_per_trial": epochs, "rungs": _rungs(first_rung, epochs), "space": searched,
                    "fixed": fixed, "seed": seed, "scheme": f"successive halving (Optuna SuccessiveHalvingPruner, "
                    f"reduction factor {REDUCTION}) + TPE; selection on validation only"},
     }
