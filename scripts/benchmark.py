@@ -3,6 +3,7 @@
     python scripts/benchmark.py data        # prepare_data on RetailRocket- and YooChoose-size synthetic logs
     python scripts/benchmark.py eval        # 60,000 prefixes x 43,000 items through recsys.evaluate
     python scripts/benchmark.py serving     # recommend() latency per registry model at 10k / 40k / 1M items, app
+    python scripts/benchmark.py serving --items 40k,1M --models sasrec,gru4rec --no-app   # some sizes and models
     python scripts/benchmark.py batch       # 60,858 Diginetica prefixes through scripts/recommend.py (GRU4Rec, V-SKNN)
     python scripts/benchmark.py train       # ml-100k epochs of SASRec / GRU4Rec, beside RecBole 1.2.1
     python scripts/benchmark.py accuracy --models pop,spop --datasets beauty   # beside the ANCHORS rows
@@ -21,10 +22,18 @@ import _path  # noqa: F401
 
 from tools import bench
 from tools.bench.report import write_report
+from tools.bench.servedata import parse_items
 
 
 def _names(text: str) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in text.split(",") if x.strip()) or None
+
+
+def _items(text: str) -> tuple[int, ...]:
+    try:
+        return parse_items(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,6 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="accuracy: minutes per data set; later models are skipped")
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="accuracy: do not refit baselines on train + valid")
+    p.add_argument("--items", type=_items, action="append",
+                   help="serving: catalogue sizes instead of 10k, 40k and 1M (40000, 40k, 1M; repeat the option or "
+                        "separate sizes with commas)")
     p.add_argument("--no-app", dest="app", action="store_false", help="serving: skip the gradio_client round trip")
     p.add_argument("--first-start-only", action="store_true",
                    help="serving: time only the app's first start (fresh machine), keep the last run's other rows")
@@ -53,7 +65,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--peers", action="store_true", help="train: start the RecBole runs in the background (nohup)")
     p.add_argument("--peers-only", action="store_true", help="train: keep our last numbers, refresh RecBole's")
     p.add_argument("--repeats", type=int, help="data: preparation runs per size")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.items = tuple(n for group in args.items for n in group) if args.items else None
+    return args
 
 
 def main(argv=None) -> int:

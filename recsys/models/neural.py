@@ -113,7 +113,9 @@ class NeuralRecommender(Recommender):
         if len(sessions) == 1 and len(sessions[0]) and not self.training and not torch.is_grad_enabled():
             # one session served (recsys.recommend, the app): no padding, so no padded batch to build
             seq = np.ascontiguousarray(sessions[0][-self.config.max_len:], dtype=np.int64)
-            return self.logits(self.session_state(torch.from_numpy(seq).to(self.device)))
+            with torch.inference_mode():  # ~5% less per operation; the state is only read after this
+                h = self.session_state(torch.from_numpy(seq).to(self.device))
+            return self.logits(h)  # a normal tensor, which callers may write (mask_scores does)
         x, lengths = pad_sessions(sessions, self.config.max_len, self.pad_side)
         return self.logits(self.final_state(x.to(self.device), lengths.to(self.device)))
 

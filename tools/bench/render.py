@@ -63,6 +63,28 @@ def _is_per_model(c: dict) -> bool:
     return c["what"].startswith("recommend() p")
 
 
+def _is_floor(c: dict) -> bool:
+    return c["what"].startswith("recommend() / floor")
+
+
+def _floor_row(suite: str, floor: list[dict]) -> str:
+    """One line for every neural model's recommend() / floor checks: which miss the target, at which size."""
+    models = list(dict.fromkeys(c["what"].split(", ")[1] for c in floor))
+    sizes = list(dict.fromkeys(c["what"].split(", ")[2].split()[0] for c in floor))
+    missed = {}
+    for c in floor:
+        if c["met"] is False:
+            missed.setdefault(c["what"].split(", ")[1], []).append(
+                f"{c['measured']:.2f}x at {c['what'].split(', ')[2].split()[0]}")
+    target = floor[0]["target"]
+    return (f"| {suite} | recommend() for one session against its floor (one d-dim product with the item table + "
+            f"top-20, same run), each neural model at {' and '.join(sizes)} items | p50 ≤ {target:g}x the floor's | "
+            f"met by {len(models) - len(missed)} of {len(models)} models | "
+            f"{'**met**' if not missed else '**not met** by ' + ', '.join(missed)} | "
+            + "; ".join(f"{m}: {', '.join(v)}" for m, v in missed.items())
+            + " (1 torch thread; the serving section has each ratio) |")
+
+
 def _per_model_row(suite: str, per_model: list[dict]) -> str:
     """One line for every model's recommend() checks: which models miss p50 <= 5 ms or p99 <= 20 ms."""
     models = list(dict.fromkeys(c["what"].split(", ")[1] for c in per_model))
@@ -94,7 +116,10 @@ def render_summary(results: dict) -> str:
         per_model = [c for c in checks if _is_per_model(c)]
         if per_model:
             rows.append(_per_model_row(suite, per_model))
-        rows += [_check_row(suite, c) for c in checks if not _is_per_model(c)]
+        floor = [c for c in checks if _is_floor(c)]
+        if floor:
+            rows.append(_floor_row(suite, floor))
+        rows += [_check_row(suite, c) for c in checks if not _is_per_model(c) and not _is_floor(c)]
     if len(rows) == 2:
         return "## Targets\n\nNo full-size results yet.\n"
     return ("## Targets\n\nEach line from the latest full-size run of its suite (wall times on the shared "
@@ -212,6 +237,32 @@ def _latency_rows(r: dict) -> list[str]:
     return rows
 
 
+def _floor_rows(r: dict) -> list[str]:
+    """Each neural model's p50 beside its floor's, per catalogue size, with the ratio (marked at the target's
+    sizes)."""
+    sizes = r["sizes"]
+    labels = [lab for lab, s in sizes.items() if any("floor" in e for e in s["models"].values())]
+    if not labels:
+        return []
+    models = list(dict.fromkeys(m for lab in labels for m, e in sizes[lab]["models"].items() if "floor" in e))
+    marked = set(r.get("floor_sizes", ("40k", "1M"))) if not r.get("quick") else set()
+    target = r.get("floor_target", 1.5)
+    rows = ["", f"**Against the floor** ({r.get('floor', 'one product with the item table, then the top 20')}). "
+                f"p50 of {r['n_single']} calls each, ms; ✓ / ✗: recommend() within {target:g}x its floor / not.", "",
+            _row(["model", "d", *(f"{lab} recommend / floor ms" for lab in labels),
+                  *(f"{lab} ratio" for lab in labels)]), "|---|---|" + "---|" * (2 * len(labels))]
+    for m in models:
+        entries = [sizes[lab]["models"].get(m, {}) for lab in labels]
+        dim = next(e["floor"]["dim"] for e in entries if "floor" in e)
+        ms = [f"{_n(e['single']['p50_ms'], 2)} / {_n(e['floor']['p50_ms'], 2)}" if "floor" in e else "–"
+              for e in entries]
+        ratios = [f"{e['floor_ratio']:.2f}x" + ("" if lab not in marked else " ✓" if e["floor_ratio"] <= target
+                                                 else " ✗") if "floor" in e else "–"
+                  for lab, e in zip(labels, entries)]
+        rows.append(_row([m, str(dim), *ms, *ratios]))
+    return rows
+
+
 def _thread_rows(sizes: dict) -> list[str]:
     """One torch thread against torch's default, at the marked size (the table appears when any size has both)."""
     measured = [(lab, m, e) for lab, s in sizes.items() for m, e in s["models"].items()
@@ -292,7 +343,8 @@ def render_serving(r: dict) -> str:
              f"calls per model. Weights: {r['weights']}.", "",
              "Catalogue sizes (items actually in the fitted vocabulary): " + ", ".join(
                  f"{lab} = {_n(s['n_items'])} (batch {s['batch_size']})" for lab, s in sizes.items()) + ".", ""]
-    lines = [*intro, *_latency_rows(r), *_thread_rows(sizes), *_fit_rows(sizes), *_app_rows(r.get("app") or {}),
+    lines = [*intro, *_latency_rows(r), *_floor_rows(r), *_thread_rows(sizes), *_fit_rows(sizes),
+             *_app_rows(r.get("app") or {}),
              *_first_start_rows(r.get("first_start") or {})]
     return "\n".join(lines) + "\n"
 

@@ -9,6 +9,41 @@ from tools.bench.common import Options, plain_items, run_child, worker_argv
 
 SERVING_SIZES = {"10k": 10_000, "40k": 40_000, "1M": 1_000_000}
 SERVING_SIZES_QUICK = {"1k": 1_000}
+ITEMS_RANGE = (100, 5_000_000)  # catalogue sizes `--items` takes: a model of 5M items already needs ~3 GiB
+
+
+def size_label(n: int) -> str:
+    """40000 -> "40k", 1000000 -> "1M", 2500 -> "2500": the column name of a catalogue size."""
+    if n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def parse_items(text: str) -> tuple[int, ...]:
+    """`--items` text: catalogue sizes separated by commas, each a whole number with an optional k or M
+    ("40k,1M", "40000"). Raises ValueError with a one-line reason."""
+    sizes = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        scale = {"k": 1_000, "m": 1_000_000}.get(part[-1].lower(), 1)
+        digits = part[:-1] if scale > 1 else part
+        if not digits.isdigit() or not digits.isascii():
+            raise ValueError(f"--items takes whole numbers such as 40000, 40k or 1M, got {part!r}")
+        n = int(digits) * scale
+        if not ITEMS_RANGE[0] <= n <= ITEMS_RANGE[1]:
+            raise ValueError(f"--items {part}: a catalogue of {ITEMS_RANGE[0]:,} to {ITEMS_RANGE[1]:,} items")
+        sizes.append(n)
+    if not sizes:
+        raise ValueError("--items names no catalogue size")
+    return tuple(sizes)
+
+
+def serving_sizes(items: tuple[int, ...] | None, quick: bool) -> dict[str, int]:
+    """label -> catalogue size for a serving run: `--items` in ascending order, else the suite's sizes."""
+    if not items:
+        return dict(SERVING_SIZES_QUICK if quick else SERVING_SIZES)
+    return {size_label(n): n for n in sorted(set(items))}
 
 
 def synthetic_processed(opts: Options, n_items: int) -> Path:

@@ -1,5 +1,7 @@
-"""Suite "serving": recommend() latency per registry model at 10k / 40k / 1M items, then the app round trip and
-first start (tools/bench/app_timing.py) on data and models from tools/bench/servedata.py."""
+"""Suite "serving": recommend() latency per registry model at 10k / 40k / 1M items (or the sizes of `--items`), each
+neural model beside its floor (one product of a query with its item table, plus the top 20) timed in the same
+loop, then the app round trip and first start (tools/bench/app_timing.py) on data and models from
+tools/bench/servedata.py."""
 
 import gc
 import time
@@ -20,11 +22,14 @@ from tools.bench.common import (
     run_child,
     worker_argv,
 )
-from tools.bench.servedata import SERVING_SIZES, SERVING_SIZES_QUICK, servable, serving_sessions, synthetic_processed
+from tools.bench.servedata import servable, serving_sessions, serving_sizes, synthetic_processed
 
 SERVING_SINGLE = 200  # single-session calls per model (after 5 warm-up calls)
 SERVING_THREADS = 1  # torch intra-op threads while timing: 2 threads on 2 busy cores make one call 10-20x slower
 SERVING_TARGETS = {"p50_ms": 5.0, "p99_ms": 20.0}  # at 40k
+FLOOR_TARGET = 1.5  # a neural model's recommend() p50 within this multiple of its floor's p50 ...
+FLOOR_SIZES = ("40k", "1M")  # ... at these catalogue sizes
+SERVING_K = 20  # recommend(model, session, k=SERVING_K) and the floor's top-k
 CHILD_TIMEOUT_1M_S = 300  # per model at 1M items: load, fit and the timed calls
 
 
@@ -33,10 +38,10 @@ def suite_serving(opts: Options) -> dict:
 
     if opts.first_start_only:
         return first_start_only(opts)
-    sizes = SERVING_SIZES_QUICK if opts.quick else SERVING_SIZES
+    sizes = serving_sizes(opts.items, opts.quick)
     models = list(opts.models or REGISTRY)
-    # `--models` measures those models again and keeps the other rows (and, with --no-app, the app's) as they were
-    previous = read_json(results_path(opts.results_dir, "serving", opts.quick)) if opts.models else {}
+    # `--models` measures those models again and keeps the other rows as they were; `--no-app` keeps the app's
+    previous = read_json(results_path(opts.results_dir, "serving", opts.quick)) if opts.models or not opts.app else {}
     n_single = 10 if opts.quick else SERVING_SINGLE
     results, checks = {}, []
     for label, n in sizes.items():
@@ -62,12 +67,16 @@ def suite_serving(opts: Options) -> dict:
             n_real = child["result"]["n_items"]
         for m, e in entries.items():
             msg = e.get("skipped") or (f"p50 {e['single']['p50_ms']:.2f} ms, p99 {e['single']['p99_ms']:.2f} ms, "
-                                       f"batch {e['batch']['sessions_per_s']:.0f} sessions/s")
+                                       f"batch {e['batch']['sessions_per_s']:.0f} sessions/s" + (
+                                           f"; floor p50 {e['floor']['p50_ms']:.2f} ms, {e['floor_ratio']:.2f}x"
+                                           if "floor" in e else ""))
             print(f"[serving] {label} {m}: {msg}", flush=True)
             if opts.models:  # a run of some models only: its rows are merged into the last full run's
                 e["run"] = {"command": opts.command, "date": datetime.now(UTC).date().isoformat()}
         kept = {} if not opts.models else previous.get("sizes", {}).get(label, {}).get("models", {})
         results[label] = {"n_items": n_real, "batch_size": base["batch_size"], "models": {**kept, **entries}}
+        if label in FLOOR_SIZES and not opts.quick:
+            checks += floor_checks(label, results[label]["models"])
         if label == "40k":
             for m, e in results[label]["models"].items():
                 if "single" in e:
@@ -79,10 +88,12 @@ def suite_serving(opts: Options) -> dict:
                                         SERVING_TARGETS["p99_ms"], "ms", note=note))
     out = {"sizes": results, "checks": checks, "n_single": n_single,
            # the run whose other rows this one kept (a run of some models merges into it)
-           "merged_into": previous.get("merged_into") or ({k: previous[k] for k in ("timestamp", "command")}
-                                                           if previous.get("timestamp") else None),
+           "merged_into": None if not opts.models else previous.get("merged_into") or (
+               {k: previous[k] for k in ("timestamp", "command")} if previous.get("timestamp") else None),
            "session_lengths": "5-20 items (test sessions of the synthetic data cut to a random length)",
-           "call": "recsys.models.base.recommend(model, session, k=20) (repeats allowed, the library default)",
+           "call": f"recsys.models.base.recommend(model, session, k={SERVING_K}) (repeats allowed, the library "
+                   "default)",
+           "floor": FLOOR_WHAT, "floor_target": FLOOR_TARGET, "floor_sizes": list(FLOOR_SIZES),
            "threads": f"torch.set_num_threads({SERVING_THREADS}) for the timed calls; 'default threads' column: "
                       "torch's default on this machine (2), 50 calls",
            "weights": "neural models: random initial weights (REGISTRY[name](Config(), n_items)), not trained; "
@@ -101,6 +112,20 @@ def suite_serving(opts: Options) -> dict:
     else:
         out["app"] = out["first_start"] = {"skipped": "not requested (--no-app)"}
     return out
+
+
+FLOOR_WHAT = (f"one product of a random query of the model's dimension d with the (d, n_items) table its scores come "
+              f"from (NeuralRecommender.serving_table), then torch.topk of {SERVING_K}: what serving one session "
+              "cannot do without, its encoding aside; timed right after each recommend() call of the single-session "
+              "loop, at the same thread count")
+
+
+def floor_checks(label: str, models: dict) -> list[dict]:
+    """One check per neural model measured beside its floor at this size: recommend() p50 / floor p50."""
+    return [check(f"recommend() / floor, {m}, {label} items", e["floor_ratio"], FLOOR_TARGET, "x",
+                  note=f"{e['single']['p50_ms']:.2f} / {e['floor']['p50_ms']:.2f} ms p50; CPU "
+                       f"{e['single']['cpu_ms_per_call']:.2f} / {e['floor']['cpu_ms_per_call']:.2f} ms per call")
+            for m, e in models.items() if "floor" in e]
 
 
 FIRST_START_CHECK = "first start on a fresh machine (python app.py until it serves)"
@@ -159,22 +184,33 @@ def worker_serving(params: dict) -> dict:
                 entry["fit"] = t.as_dict()
             model.eval()
             entry["model_rss_mib"] = round(rss_mib() - rss_before, 1)
+            floor, dim = floor_call(model) if cls.trains_in_epochs else (None, None)
             for s in sessions[:5]:  # warm-up
-                recommend(model, s, k=20)
-            times = []
-            cpu = time.process_time()
+                recommend(model, s, k=SERVING_K)
+                if floor:
+                    floor()
+            times, floor_times, cpu, floor_cpu = [], [], 0.0, 0.0
             load_before = load_avg()
-            for s in sessions:
-                t0 = time.perf_counter()
-                recommend(model, s, k=20)
-                times.append(time.perf_counter() - t0)
-            entry["single"] = {**percentiles_ms(times), "cpu_ms_per_call": round(
-                1000 * (time.process_time() - cpu) / len(sessions), 3), "load_before": load_before,
-                "load_after": load_avg()}
-            recommend(model, batch[:8], k=20)
+            for s in sessions:  # each call timed alone; the floor right after it, under the same conditions
+                c0, t0 = time.process_time(), time.perf_counter()
+                recommend(model, s, k=SERVING_K)
+                t1, c1 = time.perf_counter(), time.process_time()
+                times.append(t1 - t0)
+                cpu += c1 - c0
+                if floor:
+                    floor()
+                    floor_times.append(time.perf_counter() - t1)
+                    floor_cpu += time.process_time() - c1
+            entry["single"] = {**percentiles_ms(times), "cpu_ms_per_call": round(1000 * cpu / len(sessions), 3),
+                               "load_before": load_before, "load_after": load_avg()}
+            if floor:
+                entry["floor"] = {**percentiles_ms(floor_times), "dim": dim,
+                                  "cpu_ms_per_call": round(1000 * floor_cpu / len(sessions), 3)}
+                entry["floor_ratio"] = round(entry["single"]["p50_ms"] / entry["floor"]["p50_ms"], 3)
+            recommend(model, batch[:8], k=SERVING_K)
             with Timer() as t:
                 for _ in range(params["n_batches"]):
-                    recommend(model, batch, k=20)
+                    recommend(model, batch, k=SERVING_K)
             entry["batch"] = {"batch_size": len(batch), "batches": params["n_batches"],
                               "sessions_per_s": round(len(batch) * params["n_batches"] / t.wall, 1),
                               "cpu_s": round(t.cpu, 3), "wall_s": round(t.wall, 3), "load_after": t.load_after}
@@ -183,7 +219,7 @@ def worker_serving(params: dict) -> dict:
                 times = []
                 for s in sessions[: params["n_default_threads"]]:
                     t0 = time.perf_counter()
-                    recommend(model, s, k=20)
+                    recommend(model, s, k=SERVING_K)
                     times.append(time.perf_counter() - t0)
                 torch.set_num_threads(params["threads"])
                 entry["single_default_threads"] = {**percentiles_ms(times), "threads": default_threads}
@@ -193,3 +229,17 @@ def worker_serving(params: dict) -> dict:
         model = None
     return {"n_items": data.n_items - 1, "models": out, "torch_threads": params["threads"],
             "default_threads": default_threads}
+
+
+def floor_call(model):
+    """The floor of a neural model's one-session recommend() (see FLOOR_WHAT): a call, and the dimension d."""
+    import torch
+
+    table, _ = model.serving_table()  # the model's own table: the same memory recommend() reads
+    query = torch.randn(1, table.shape[0], generator=torch.Generator().manual_seed(0))
+
+    @torch.no_grad()
+    def call():
+        return torch.topk(query @ table, SERVING_K, dim=1)
+
+    return call, int(table.shape[0])
