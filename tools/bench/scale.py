@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 SCALE_DIR = Path("/tmp/recsys-scale")
 
@@ -40,7 +42,7 @@ cls = REGISTRY["gru4rec"]
 torch.manual_seed(0)
 model = cls(cls.Config(emb_dim=64, hidden=100), n_items).eval()
 times = {{}}
-for mode in ("rank0", "sharded", "rank0", "sharded"):
+for mode in ("rank0", "sharded") * {repeats}:
     dist.barrier()
     started, cpu = time.perf_counter(), time.process_time()
     if mode == "sharded":
@@ -50,7 +52,10 @@ for mode in ("rank0", "sharded", "rank0", "sharded"):
         metrics = [result.metrics() if rank == 0 else None]
         dist.broadcast_object_list(metrics, src=0)
     dist.barrier()
-    times.setdefault(mode, []).append((time.perf_counter() - started, time.process_time() - cpu))
+    wall = torch.tensor([time.perf_counter() - started, time.process_time() - cpu], dtype=torch.float64)
+    walls = [torch.zeros(2, dtype=torch.float64) for _ in range(world)]
+    dist.all_gather(walls, wall)  # rank 0 keeps (wall, CPU) of both ranks
+    times.setdefault(mode, []).append([w.tolist() for w in walls])
     if rank == 0:
         times.setdefault(mode + "_mrr20", result.metrics()["mrr@20"])
 if rank == 0:
@@ -65,11 +70,14 @@ def _usage() -> dict:
             "peak_rss_mib_children": round(child.ru_maxrss / 1024)}
 
 
-def bench_eval(n_items: int, n_sessions: int) -> dict:
+def bench_eval(n_items: int, n_sessions: int, repeats: int = 3) -> dict:
+    """Evaluation of `n_sessions` random sessions over `n_items` by 2 gloo processes: rank 0 alone (the other waits,
+    as before sharding) and sharded, alternated `repeats` times; the median wall (rank 0, barrier to barrier) and
+    each rank's CPU seconds."""
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="recsys-scale-eval-") as tmp:
         script = Path(tmp) / "worker.py"
-        script.write_text(EVAL_WORKER.format(root=str(ROOT)))
+        script.write_text(EVAL_WORKER.format(root=str(ROOT), repeats=repeats))
         out = Path(tmp) / "result.json"
         started = time.perf_counter()
         procs = [subprocess.Popen([sys.executable, str(script), str(r), str(Path(tmp) / "store"), str(n_items),
@@ -78,11 +86,13 @@ def bench_eval(n_items: int, n_sessions: int) -> dict:
             raise SystemExit("the evaluation workers failed")
         result = json.loads(out.read_text())
     times = result["times"]
-    best = {mode: min(t[0] for t in times[mode]) for mode in ("rank0", "sharded")}
+    median = {mode: float(np.median([run[0][0] for run in times[mode]])) for mode in ("rank0", "sharded")}
+    cpu = {mode: [round(float(np.median([run[r][1] for run in times[mode]])), 2) for r in (0, 1)]
+           for mode in ("rank0", "sharded")}
     return {"suite": "scale-eval", "items": n_items, "sessions": n_sessions, "cases": result["cases"],
             "model": "gru4rec emb 64 hidden 100, 1 torch thread per process, 2 gloo processes",
-            "rank0_only_wall_s": round(best["rank0"], 2), "sharded_wall_s": round(best["sharded"], 2),
-            "ratio": round(best["sharded"] / best["rank0"], 3), "runs": times,
+            "rank0_only_wall_s": round(median["rank0"], 2), "sharded_wall_s": round(median["sharded"], 2),
+            "ratio": round(median["sharded"] / median["rank0"], 3), "cpu_s_per_rank": cpu, "runs": times,
             "same_mrr20": times["rank0_mrr20"] == times["sharded_mrr20"],
             "total_wall_s": round(time.perf_counter() - started, 1), **_usage(),
             "load_before": [round(x, 2) for x in load], "load_after": [round(x, 2) for x in os.getloadavg()]}
@@ -92,14 +102,42 @@ RR_FILES = ("events", "item_properties_part1", "item_properties_part2", "categor
 CSV_COLUMNS = "user_id=visitorid,item_id=itemid,timestamp=timestamp,event=event"
 
 
-def _timed(argv: list[str], cwd: Path = ROOT) -> dict:
-    """Run argv under /usr/bin/time -v: wall, user and system seconds, peak RSS; the load average around it."""
+def _rss_mib(pid: int) -> float:
+    """Resident memory of `pid` and its children (the command under /usr/bin/time), MiB; 0 once gone."""
+    total = 0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    except OSError:
+        return 0
+    return total + sum(_rss_mib(int(c)) for c in children)
+
+
+def _timed(argv: list[str], cwd: Path = ROOT, limit_mib: float | None = None) -> dict:
+    """Run argv under /usr/bin/time -v: wall, user and system seconds, peak RSS; the load average around it.
+    `limit_mib`: killed (and reported as failed) when its resident memory passes this, to spare the machine."""
     load = os.getloadavg()
-    proc = subprocess.run(["/usr/bin/time", "-v", *argv], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *argv], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    over = None
+    if limit_mib is not None:
+        while proc.poll() is None:
+            rss = _rss_mib(proc.pid)
+            if rss > limit_mib:
+                over = rss
+                for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+                    os.kill(int(child), 9)
+                break
+            time.sleep(0.5)
+    stdout, stderr = proc.communicate()
+    if over is not None:
+        raise SystemExit(f"{' '.join(argv)} passed {limit_mib:.0f} MiB ({over:.0f} MiB) and was stopped")
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(argv)} failed:\n{stderr[-3000:]}")
     stats = {}
-    for line in proc.stderr.splitlines():
+    for line in stderr.splitlines():
         name, _, value = line.strip().rpartition(": ")
         stats[name] = value
     h, m, sec = (["0"] * 2 + stats["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":"))[-3:]
@@ -107,7 +145,7 @@ def _timed(argv: list[str], cwd: Path = ROOT) -> dict:
             "user_s": float(stats["User time (seconds)"]), "sys_s": float(stats["System time (seconds)"]),
             "peak_rss_mib": round(int(stats["Maximum resident set size (kbytes)"]) / 1024),
             "load_before": [round(x, 2) for x in load], "load_after": [round(x, 2) for x in os.getloadavg()],
-            "stdout_tail": proc.stdout.strip().splitlines()[-3:]}
+            "stdout_tail": stdout.strip().splitlines()[-3:]}
 
 
 def generate(n_events: int, folder: Path, parquet: bool) -> dict:
@@ -134,42 +172,49 @@ def generate(n_events: int, folder: Path, parquet: bool) -> dict:
     return out
 
 
-def bench_prepare(n_events: int, formats: list[str], engines: list[str], keep: bool) -> dict:
+def bench_prepare(n_events: int, formats: list[str], engines: list[str], keep: bool,
+                  limit_mib: float | None = None) -> dict:
     folder = SCALE_DIR / f"log-{n_events}"
     log = generate(n_events, folder, "parquet" in formats)
     runs = []
-    for fmt in formats:
-        if fmt == "csv":
-            args = ["--source", "retailrocket", "--input", *(str(folder / f"{n}.csv") for n in RR_FILES)]
-        else:
-            args = ["--source", "csv", "--input", str(folder / "events.parquet"), "--columns", CSV_COLUMNS,
-                    "--timestamp-unit", "ms"]
-        for engine in engines:
-            out = SCALE_DIR / f"processed-{n_events}-{fmt}-{engine}"
-            shutil.rmtree(out, ignore_errors=True)
-            command = [sys.executable, "scripts/prepare_data.py", *args, "--out", str(out), "--engine", engine,
-                       "--scratch", str(SCALE_DIR)]
-            run = {"format": fmt, "engine": engine, **_timed(command)}
-            run["command"] = "python scripts/prepare_data.py " + " ".join(
-                a.replace(str(folder) + "/", "") for a in args) + f" --out DIR --engine {engine}"
-            meta = json.loads((out / "meta.json").read_text())
-            run["stats"] = meta["stats"]
-            runs.append(run)
-            print(json.dumps(run), flush=True)
-        same = [r for r in runs if r["format"] == fmt]
-        if len(same) == 2:  # the two engines' folders hold the same data set
-            from recsys.data import Dataset
-            a, b = (Dataset.load(SCALE_DIR / f"processed-{n_events}-{fmt}-{e}") for e in engines)
-            import numpy as np
-            same[1]["same_as_" + engines[0]] = bool(
-                all(np.array_equal(a.split(s).items, b.split(s).items) and np.array_equal(
-                    a.split(s).offsets, b.split(s).offsets) and a.info[s].equals(b.info[s])
-                    for s in ("train", "valid", "test")) and a.items.equals(b.items))
-            del a, b
-        for engine in engines:
-            shutil.rmtree(SCALE_DIR / f"processed-{n_events}-{fmt}-{engine}", ignore_errors=True)
-    if not keep:
-        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        for fmt in formats:
+            if fmt == "csv":
+                args = ["--source", "retailrocket", "--input", *(str(folder / f"{n}.csv") for n in RR_FILES)]
+            else:
+                args = ["--source", "csv", "--input", str(folder / "events.parquet"), "--columns", CSV_COLUMNS,
+                        "--timestamp-unit", "ms"]
+            for engine in engines:
+                out = SCALE_DIR / f"processed-{n_events}-{fmt}-{engine}"
+                shutil.rmtree(out, ignore_errors=True)
+                command = [sys.executable, "scripts/prepare_data.py", *args, "--out", str(out), "--engine", engine,
+                           "--scratch", str(SCALE_DIR)]
+                run = {"format": fmt, "engine": engine, **_timed(command, limit_mib=limit_mib)}
+                run["command"] = "python scripts/prepare_data.py " + " ".join(
+                    a.replace(str(folder) + "/", "") for a in args) + f" --out DIR --engine {engine}"
+                meta = json.loads((out / "meta.json").read_text())
+                run["stats"] = meta["stats"]
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+            same = [r for r in runs if r["format"] == fmt]
+            if len(same) == 2:  # the two engines' folders hold the same data set
+                from recsys.data import Dataset
+                a, b = (Dataset.load(SCALE_DIR / f"processed-{n_events}-{fmt}-{e}") for e in engines)
+                same[1]["same_as_" + engines[0]] = bool(
+                    all(np.array_equal(a.split(s).items, b.split(s).items) and np.array_equal(
+                        a.split(s).offsets, b.split(s).offsets) and a.info[s].equals(b.info[s])
+                        for s in ("train", "valid", "test")) and a.items.equals(b.items))
+                del a, b
+            for engine in engines:
+                shutil.rmtree(SCALE_DIR / f"processed-{n_events}-{fmt}-{engine}", ignore_errors=True)
+    finally:  # never leave a processed folder (or, unless --keep, the log) behind
+        for fmt in formats:
+            for engine in engines:
+                shutil.rmtree(SCALE_DIR / f"processed-{n_events}-{fmt}-{engine}", ignore_errors=True)
+        for scratch in SCALE_DIR.glob("recsys-outofcore-*"):  # a streaming run stopped by --limit-mib
+            shutil.rmtree(scratch, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
     return {"suite": "scale-prepare", "events": n_events, "log": log, "runs": runs}
 
 
@@ -242,11 +287,13 @@ def main(argv=None) -> int:
     e = sub.add_parser("eval")
     e.add_argument("--items", type=int, default=40_000)
     e.add_argument("--sessions", type=int, default=8_000)
+    e.add_argument("--repeats", type=int, default=3)
     r = sub.add_parser("prepare")
     r.add_argument("--events", type=int, default=33_003_944)
     r.add_argument("--formats", default="csv,parquet")
     r.add_argument("--engines", default="pandas,streaming")
     r.add_argument("--keep", action="store_true", help=f"keep the generated log under {SCALE_DIR}")
+    r.add_argument("--limit-mib", type=float, help="stop a preparation whose memory passes this")
     c = sub.add_parser("catalogue")
     c.add_argument("--items", type=int, default=1_000_000)
     c.add_argument("--train", type=int, default=20_000, help="training sessions")
@@ -255,9 +302,10 @@ def main(argv=None) -> int:
     if args.what == "catalogue":
         print(json.dumps(bench_catalogue(args.items, args.train, args.negatives), indent=1))
     elif args.what == "eval":
-        print(json.dumps(bench_eval(args.items, args.sessions), indent=1))
+        print(json.dumps(bench_eval(args.items, args.sessions, args.repeats), indent=1))
     else:
-        print(json.dumps(bench_prepare(args.events, args.formats.split(","), args.engines.split(","), args.keep),
+        print(json.dumps(bench_prepare(args.events, args.formats.split(","), args.engines.split(","), args.keep,
+                                       args.limit_mib),
                          indent=1))
     return 0
 
