@@ -88,7 +88,7 @@ def make_space(config, recipe: Recipe, rules: Rules = RULES) -> Space:
     if recipe.n_negatives:
         n = rules.sampled_negatives
         negatives = tuple(sorted({max(1, min(k, recipe.n_items)) for k in (n // 4, n, n * 4)}))
-    return Space(lr=(min(recipe.lr / 3, recipe.lr), max(recipe.lr * 3, recipe.lr)),
+    return Space(lr=(_round(min(recipe.lr / 3, recipe.lr)), _round(max(recipe.lr * 3, recipe.lr))),
                  dropout=(min(0.05, drop), max(0.5, drop)), dims=dims, negatives=negatives)
 
 
@@ -221,6 +221,9 @@ def tune_neural(name: str, data, budget_minutes: float, metric: str = MONITOR, s
             trial.report(best, row["epoch"])
             if row["epoch"] < train.max_epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after {row['epoch']} epochs")
+            if (progress or log) and row["epoch"] in rungs:  # a sign of life within a long trial
+                say(f"trial {trial.number + 1}: {row['epoch']}/{train.max_epochs} epochs, best {metric} {best:.4f}, "
+                    f"goes on; {max(0.0, deadline - now) / 60:.1f} min left")
 
         info = fit(model, data, FitOptions(seed=seed, progress=False), train, on_epoch=on_epoch)
         trial.set_user_attr("seconds", round(time.monotonic() - wall, 2))
@@ -243,13 +246,13 @@ def tune_neural(name: str, data, budget_minutes: float, metric: str = MONITOR, s
             study.stop()
 
     searched = {k: v for k, v in space.as_dict().items() if k not in held}
+    rungs = _rungs(first_rung, epochs)
     optuna.logging.set_verbosity(logging.WARNING)
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=REDUCTION)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     for point in (defaults, *try_first):
         study.enqueue_trial({k: v for k, v in point.items() if k in defaults and k not in held}, skip_if_exists=True)
     if progress or log:
-        rungs = _rungs(first_rung, epochs)
         say(f"tuning {name} for {budget_minutes:g} min on validation {metric}: {epochs} epochs a trial, "
             + (f"pruned unless in the top 1/{REDUCTION} after {', '.join(map(str, rungs))} epochs" if rungs else
                "no pruning (the first rung is the whole budget)")
@@ -273,7 +276,7 @@ def tune_neural(name: str, data, budget_minutes: float, metric: str = MONITOR, s
         "search": {"chosen": point, "trial": best.number + 1, "recipe": chosen.line(),
                    "line": search_line(name, metric, best, len(_finished(study)), budget_minutes, point),
                    "budget_minutes": budget_minutes, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
-                   "epochs_per_trial": epochs, "rungs": _rungs(first_rung, epochs), "space": searched,
+                   "epochs_per_trial": epochs, "rungs": rungs, "space": searched,
                    "fixed": fixed, "seed": seed, "scheme": f"successive halving (Optuna SuccessiveHalvingPruner, "
                    f"reduction factor {REDUCTION}) + TPE; selection on validation only"},
     }

@@ -71,9 +71,13 @@ def test_successive_halving_prunes_a_poor_setting_at_the_first_rung():
     data.test = Untouchable()
     with warnings.catch_warnings():  # lr 1e-6 lies outside the space: Optuna warns and tries it anyway
         warnings.simplefilter("ignore")
+        lines = []
         result = tune_neural("sasrec", data, 1.0, fixed=TINY, max_epochs=9, min_epochs=3, max_trials=4,
-                             try_first=({"lr": 1e-6},))
+                             try_first=({"lr": 1e-6},), log=lines.append)
     first, hopeless = result["history"][:2]
+    finished = [line for line in lines if line.startswith("trial ") and "goes on" not in line]
+    assert [line.split(":")[0] for line in finished] == ["trial 1", "trial 2", "trial 3", "trial 4"]
+    assert "pruned after 3/9 epochs" in finished[1] and "lr 1e-06" in finished[1]  # progress: a line a trial
     assert first["params"]["lr"] == choose_recipe(REGISTRY["sasrec"](REGISTRY["sasrec"].Config(**TINY),
                                                                      data.n_items), data).lr  # the defaults first
     assert first["state"] in ("complete", "early-stopped") and first["epochs"] > 3
