@@ -475,32 +475,42 @@ def _split(work: Path, state: _State, config: PrepareConfig) -> tuple[dict[str, 
     test_cut = t_max - int(config.test_days * US_PER_DAY)
     valid_cut = test_cut - int(config.valid_days * US_PER_DAY)
     which = np.where(s_end > test_cut, 2, np.where(s_end > valid_cut, 1, 0))
-    parts, counts = {}, {}
+    orders = {}  # each split's sessions: by start time, then as the in-memory path orders them
     for code, name in enumerate(("train", "valid", "test")):
         rows = np.flatnonzero(which == code)
-        rows = rows[np.lexsort((number[rows], first_row[rows], s_start[rows]))]
+        orders[name] = rows[np.lexsort((number[rows], first_row[rows], s_start[rows]))]
+    del which, first_row, number
+    parts, counts = {}, {}
+    for name in ("train", "valid", "test"):
+        rows = orders.pop(name)
         counts[name] = len(rows)
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(length[rows], out=offsets[1:])
         flat = np.empty(offsets[-1], dtype=np.int32)
-        label_chunks, label_rows = [], []
-        for b in np.unique(bucket[rows]):
-            mine = np.flatnonzero(bucket[rows] == b)  # positions in this split's order
+        by_bucket = np.argsort(bucket[rows], kind="stable")  # positions in this split's order, bucket by bucket
+        buckets, firsts = np.unique(bucket[rows][by_bucket], return_index=True)
+        label_chunks = []
+        for b, lo, hi in zip(buckets, firsts, np.r_[firsts[1:], len(rows)], strict=True):
+            mine = by_bucket[lo:hi]
             sel = rows[mine]
             lens = length[sel]
             within = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
             src = np.load(work / f"b{b}" / "alive.npy")[np.repeat(offset[sel], lens) + within]
             flat[np.repeat(offsets[mine], lens) + within] = _load(work, b, "item")[src]
             names = pl.read_parquet(work / f"b{b}" / "labels.parquet")["label"].to_arrow()
-            label_chunks.append(names.take(pa.array(local[sel])))
-            label_rows.append(mine)
+            label_chunks.append(names.take(pa.array(local[sel])).cast(pa.large_string()))
+            del mine, sel, lens, within, src, names
         if label_chunks:
-            where = np.concatenate(label_rows)
-            merged = pa.concat_arrays([c.cast(pa.large_string()) for c in label_chunks])
-            labels = merged.take(pa.array(np.argsort(where, kind="stable")))
+            merged = pa.concat_arrays(label_chunks)
+            del label_chunks
+            inverse = np.empty(len(rows), dtype=np.int64)
+            inverse[by_bucket] = np.arange(len(rows))
+            labels = merged.take(pa.array(inverse))
+            del merged, inverse
         else:
             labels = pa.array([], pa.large_string())
         parts[name] = SplitPart(flat, offsets, labels, s_start[rows], s_end[rows])
+        del rows, by_bucket
     if counts["train"] == 0 or counts["test"] == 0:
         raise DataError(f"temporal split left an empty split {counts}; adjust test_days/valid_days")
     return parts, counts
