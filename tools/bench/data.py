@@ -1,4 +1,6 @@
-"""Suite "data": preparation time and peak memory on RetailRocket- and YooChoose-size synthetic logs."""
+"""Suite "data": preparation time and peak memory on RetailRocket- and YooChoose-size synthetic logs, in memory
+and out of core (--engine streaming, issue 19: the same data set; `python -m tools.bench.scale prepare` measures
+ten times YooChoose)."""
 
 import functools
 import json
@@ -83,7 +85,21 @@ def suite_data(opts: Options) -> dict:
                          Path(p).name for p in inputs) + " --out DIR",
                      "runs": runs, "best_prepare_wall_s": best["prepare_wall_s"],
                      "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+        # the same log out of core (issue 19): the same data set, its memory and time beside the in-memory run's
+        child = run_child(worker_argv("prepare", {"inputs": inputs, "out": str(processed) + "-streaming",
+                                                  "engine": "streaming", "same_as": str(processed)}))
+        if child.get("error"):
+            raise RuntimeError(f"preparing the {name} log out of core failed: {child['error']}")
+        streamed = {**child, **child.pop("result")}
+        out[name]["streaming"] = {**streamed, "command": out[name]["command"] + " --engine streaming"}
+        print(f"[data] {name} --engine streaming: read+build+save {streamed['main_wall_s']:.1f} s wall / "
+              f"{streamed['main_cpu_s']:.1f} s CPU, peak {streamed['main_rss_peak_mib']:.0f} MiB, "
+              f"same data set: {streamed['same']}, load {streamed['load_before']}", flush=True)
+        checks.append(check(f"prepare {name} log out of core (--engine streaming): the same data set", 
+                            int(streamed["same"]), 1, "", le=False))
         if not opts.quick:
+            checks.append(check(f"prepare {name} log out of core, peak memory", streamed["main_rss_peak_mib"],
+                                out[name]["peak_rss_mib"], "MiB", note="target: below the in-memory run's"))
             checks.append(check(f"prepare {name} log ({params['n_events']:,} events): read + build + save",
                                 best["prepare_wall_s"], DATA_TARGETS[name], "s",
                                 note=f"{best['prepare_cpu_s']:.1f} s CPU; load {best['load_before'][0]}"))
@@ -125,9 +141,21 @@ def worker_prepare(params: dict) -> dict:
     recsys.prepare.load_events = timed("read", recsys.prepare.load_events)
     recsys.prepare.build_dataset = timed("build", recsys.prepare.build_dataset)
     recsys.data.Dataset.save = timed("save", recsys.data.Dataset.save)
-    rc = prepare_data.main(["--source", "retailrocket", "--input", *params["inputs"], "--out", params["out"]])
+    engine = ["--engine", params["engine"]] if params.get("engine") else []
+    wall, cpu = time.perf_counter(), time.process_time()
+    rc = prepare_data.main(["--source", "retailrocket", "--input", *params["inputs"], "--out", params["out"], *engine])
     if rc != 0:
         raise RuntimeError(f"prepare_data exited with {rc}")
     meta = json.loads((Path(params["out"]) / "meta.json").read_text())
-    return {"imports_s": round(imported, 3), "phases": phases, "raw_events": meta.get("raw_events"),
-            "events_after_filter": meta.get("events_after_filter"), "stats": meta.get("stats")}
+    out = {"imports_s": round(imported, 3), "phases": phases, "raw_events": meta.get("raw_events"),
+           "events_after_filter": meta.get("events_after_filter"), "stats": meta.get("stats"),
+           "main_wall_s": round(time.perf_counter() - wall, 3), "main_cpu_s": round(time.process_time() - cpu, 3),
+           "main_rss_peak_mib": rss_mib("VmHWM")}  # before the comparison below
+    if params.get("same_as"):  # the folder the in-memory run wrote: the same sessions, items, labels and splits
+        import numpy as np
+
+        a, b = recsys.data.Dataset.load(params["same_as"]), recsys.data.Dataset.load(params["out"])
+        out["same"] = bool(all(np.array_equal(a.split(n).items, b.split(n).items) and np.array_equal(
+            a.split(n).offsets, b.split(n).offsets) and a.info[n].equals(b.info[n]) for n in recsys.data.SPLITS)
+            and a.items.equals(b.items))
+    return out
