@@ -25,8 +25,9 @@ counts). A trial that diverges counts as failed and the search goes on.
 
 Selection: the trial with the best validation NDCG@10 (the metric and the epoch the training itself selects)
 among those not pruned; the test split is never read. The result's "params" are Config fields plus
-{"recipe": the Rules fields that differ from the defaults}, what `scripts/train_and_eval.py --params FILE` reads:
-it trains with the default recipe under those rules, and the model card's recipe line names them.
+{"recipe": every Rules field of the chosen trial}, what `scripts/train_and_eval.py --params FILE` reads: it trains
+with the recipe under those rules (so a later change of the default rules does not change it), and the model
+card's recipe line names those that differ from the defaults.
 """
 
 import dataclasses
@@ -113,9 +114,10 @@ def trial_rules(rules: Rules, point: dict, max_epochs: int | None) -> Rules:
                                epoch_range=(max_epochs, max_epochs) if max_epochs else rules.epoch_range)
 
 
-def recipe_section(recipe: Recipe) -> dict:
-    """A parameter file's {"recipe": {...}}: the Rules fields that differ from the defaults (JSON-ready)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.rules_changed}
+def recipe_section(rules: Rules) -> dict:
+    """A parameter file's {"recipe": {...}}: every Rules field the trial trained under (JSON-ready), so that a later
+    change of the default rules does not change what the file trains (the card lists those off the defaults)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(rules).items()}
 
 
 def _number(v) -> bool:
@@ -264,11 +266,12 @@ def tune_neural(name: str, data, budget_minutes: float, metric: str = MONITOR, s
     best = max(done, key=lambda t: t.value)
     point = best.user_attrs["point"]
     params = model_params(config, base, point)
-    chosen = choose_recipe(cls(cls.Config(**params), data.n_items), data, trial_rules(rules, point, max_epochs))
+    chosen_rules = trial_rules(rules, point, max_epochs)
+    chosen = choose_recipe(cls(cls.Config(**params), data.n_items), data, chosen_rules)
     wall, cpu = time.monotonic() - started_wall, time.process_time() - started_cpu
     return {
         "model": name,
-        "params": {**params, **({"recipe": recipe_section(chosen)} if chosen.rules_changed else {})},
+        "params": {**params, "recipe": recipe_section(chosen_rules)},
         "metric": metric,
         "value": best.value,
         "trials": len(done),

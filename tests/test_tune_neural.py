@@ -121,6 +121,10 @@ def test_sampled_softmax_searches_the_negatives_and_the_file_keeps_the_rules():
     section = result["params"]["recipe"]
     assert section["full_softmax_max_items"] == 5 and section["epoch_range"] == [3, 3]
     model = build_model("gru4rec", data.n_items, result["params"])
+    point = result["search"]["chosen"]  # the file holds every rule, so a later default change does not move it
+    assert model.recipe_rules == Rules(full_softmax_max_items=5, sampled_negatives=point["n_negatives"],
+                                       lr=point["lr"], epoch_range=(3, 3))
+    assert set(section) == {f.name for f in dataclasses.fields(Rules)}
     chosen = choose_recipe(model, data, model.recipe_rules)
     assert chosen.n_negatives == result["search"]["chosen"]["n_negatives"]
     assert chosen.lr == result["search"]["chosen"]["lr"]
