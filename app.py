@@ -464,7 +464,8 @@ def restore_upload(token=None):
             f"selectors (Recommend, Compare, Dashboard) for this browser, until they are deleted in about "
             f"{hours:.0f} hour{'s' * (round(hours) != 1)}.")
     return (note, str(zipped), (trained.run.parent / "commands.sh").read_text(), gr.Dropdown(choices=choices),
-            gr.Dropdown(choices=choices), gr.Dropdown(choices=dashboard.choices(SERVICE, token)), gr.skip())
+            gr.Dropdown(choices=choices),
+            gr.Dropdown(choices=dashboard.choices(SERVICE, token), value=f"{workbench.KEY_PREFIX}{token}/"), gr.skip())
 
 
 DASHBOARD_OUTPUTS = 8  # title, three bar charts, table, curves note, two line charts
@@ -556,7 +557,8 @@ def dashboard_tab(service: logic.AppService) -> dict:
     c["curves_note"] = gr.Markdown(first.curves_note, elem_id="dash-curves-note")
     with gr.Row(equal_height=True):
         c["validation"] = gr.LinePlot(first.validation if len(first.validation) else None, x="epoch", y="value",
-                                      color="series", title="Validation score after each epoch", height=300,
+                                      y_title="validation score", color="series",
+                                      title="Validation score after each epoch", height=300,
                                       sort=first.epochs or None,
                                       visible=len(first.validation) > 0, elem_id="dash-validation")
         c["loss"] = gr.LinePlot(first.loss if len(first.loss) else None, x="epoch", y="training loss",

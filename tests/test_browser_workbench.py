@@ -56,7 +56,7 @@ def launch(tmp: Path, **env: str):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app_workbench")
-    proc, url = launch(tmp, RECSYS_UPLOAD_MB="200", RECSYS_TRAIN_MINUTES="10", RECSYS_UPLOAD_EVENTS="5000000")
+    proc, url = launch(tmp, RECSYS_UPLOAD_MB="256", RECSYS_TRAIN_MINUTES="10", RECSYS_UPLOAD_EVENTS="5000000")
     yield url, tmp
     loadtest.stop_app(proc)
 
@@ -110,12 +110,22 @@ def recommend_a_visitor(page) -> str:
     return wait_text(page, "#status", "Visitor")
 
 
+def dashboard_of(page, name: str, n_models: int) -> str:
+    """The Dashboard tab once it shows the upload's data set; its table's text."""
+    page.get_by_role("tab", name="Dashboard").click()
+    wait_text(page, "#dash-title", f"{n_models} models")
+    assert f"{name} (your upload, {n_models} models)" in page.locator("#dash-dataset input").input_value()
+    for metric in ("hr", "mrr", "ndcg"):  # Gradio's native plots, drawn in the page
+        page.locator(f"#dash-bar-{metric} canvas, #dash-bar-{metric} svg").first.wait_for()
+    return page.locator("#dash-table").inner_text()
+
+
 def test_retailrocket_log_trains_recommends_and_downloads(page, files, served):
     status = upload(page, files["rr"])
     assert "RetailRocket" in status and "epoch milliseconds" in status
     assert "visitorid" in page.locator("#wb-preview").inner_text()
     assert page.locator("#wb-col-item_id input").input_value() == "itemid"
-    assert "200 MB" in page.locator("#wb-intro").inner_text()  # the limits are stated
+    assert "256 MB" in page.locator("#wb-intro").inner_text()  # the limits are stated
     page.locator("#wb-events textarea, #wb-events input").first.fill("view")
     result = train_and_wait(page, 4)
     assert re.search(r"^sr( \(best on validation\))?\s+0\.\d{3}\s", result, re.M)  # each model's valid score
@@ -130,6 +140,11 @@ def test_retailrocket_log_trains_recommends_and_downloads(page, files, served):
     with zipfile.ZipFile(target) as zf:
         names = set(zf.namelist())
     assert {"events/sr/model.safetensors", "events/sr/config.json", "events/results.md", "events/commands.sh"} <= names
+    table = dashboard_of(page, "events", 4)
+    assert len(re.findall(r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]", table)) == 4 * 6  # valid and test, with CIs
+    assert all(name in table for name in ("pop", "spop", "sr", "vsknn"))
+    assert "No training curves" in page.locator("#dash-curves-note").inner_text()
+    assert not page.locator("#dash-validation").is_visible()
     assert "events · " in page.locator("#model input").input_value()
     status = recommend_a_visitor(page)
     assert "items" in status
@@ -153,12 +168,34 @@ def test_generic_csv_with_a_corrected_mapping(page, browser, files, served):
     assert "Please choose" in status and "item id" in status
     assert page.locator("#wb-col-user_id input").input_value() == "customer"
     choose(page, "Item id", "thing")
-    result = train_and_wait(page, 4)
+    choose(page, "Neural model", "gru4rec")
+    page.locator("#wb-minutes input").fill("0.15")  # about 9 seconds
+    result = train_and_wait(page, 5)
     assert "shop" in result
     assert "shop · " in page.locator("#model input").input_value()
     recommend_a_visitor(page)
     first = page.locator("#recs [role=row][data-index]").first.inner_text()
     assert re.search(r"\bp\d+\b", first)  # the upload's own item ids ("p…")
+    # the dashboard: the upload's five models, and GRU4Rec's curves drawn in the page
+    table = dashboard_of(page, "shop", 5)
+    assert "gru4rec" in table and "gru4rec" in page.locator("#dash-curves-note").inner_text()
+    page.locator("#dash-validation canvas, #dash-validation svg").first.wait_for()
+    page.locator("#dash-loss canvas, #dash-loss svg").first.wait_for()
+    if os.environ.get("RECSYS_SCREENSHOTS"):
+        page.wait_for_timeout(1500)  # the plots' own rendering
+        page.screenshot(path=str(ROOT / "assets" / "app_dashboard.png"), full_page=True)
+    # the model card names the upload, not the reader
+    page.get_by_role("tab", name="Recommend").click()
+    page.locator("#about-model").get_by_text("About this model:").first.click()
+    assert "Trained on shop." in wait_text(page, "#card", "Trained on")
+    # a reload keeps this browser's upload and its models
+    page.reload(wait_until="domcontentloaded")
+    page.get_by_role("tab", name="Your data").click()
+    assert "5 models trained on shop" in wait_text(page, "#wb-result", "Welcome back")
+    page.get_by_role("tab", name="Recommend").click()
+    page.locator("#model input").click()
+    assert any("shop · gru4rec" in o for o in page.get_by_role("option").all_inner_texts())
+    page.keyboard.press("Escape")
     # another visitor of the site never sees this upload's models
     other = browser.new_page()
     other.goto(served[0], wait_until="domcontentloaded")
@@ -198,3 +235,34 @@ def test_a_file_over_the_size_limit_is_refused_in_the_page(browser, files, tmp_p
         loadtest.stop_app(proc)
     assert re.search(r'exceed the maximum allowed size of [\d.]+ Kb: "events.csv"', text), text[-2000:]
     assert not list((tmp_path / "work").glob("*/input/*"))  # nothing was stored
+
+
+def test_an_upload_survives_a_server_restart(browser, files, tmp_path, monkeypatch):
+    proc, url = launch(tmp_path)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(url, wait_until="domcontentloaded")
+        upload(page, files["rr"])
+        train_and_wait(page, 4)
+    finally:
+        loadtest.stop_app(proc)
+    monkeypatch.setattr(loadtest, "free_port", lambda: port)  # the same address: the browser's storage is per site
+    proc, url = launch(tmp_path)
+    try:
+        page.reload(wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Your data").click()
+        assert "4 models trained on events" in wait_text(page, "#wb-result", "Welcome back")
+        table = dashboard_of(page, "events", 4)
+        assert "vsknn" in table
+        page.get_by_role("tab", name="Recommend").click()  # a restored model serves
+        page.locator("#model input").click()
+        page.get_by_role("option", name=re.compile(r"^events · sr")).first.click()
+        page.locator("#about-model").get_by_text("About this model:").first.click()
+        assert "Trained on events." in wait_text(page, "#card", "Trained on events")
+        wait_text(page, "#status", "Cold start")
+        page.locator("#recs [role=row][data-index]").nth(4).wait_for()
+    finally:
+        page.close()
+        loadtest.stop_app(proc)

@@ -11,9 +11,12 @@ them. A training fills a temporary `.tmp-*` folder inside the upload's and renam
 step succeeded, so a failed or cancelled run leaves nothing. `cleanup` removes upload folders older than the
 time limit, and only real folders named by a token and holding our marker: never a link, never anything else.
 
-Limits (environment variables, stated in the page): file size `RECSYS_UPLOAD_MB` (default 200), events
-`RECSYS_UPLOAD_EVENTS` (5,000,000), training minutes `RECSYS_TRAIN_MINUTES` (10), hours an upload is kept
-`RECSYS_UPLOAD_HOURS` (24), and the work root `RECSYS_WORK` (default: <temp dir>/recsys-uploads).
+Limits (environment variables, stated in the page): file size `RECSYS_UPLOAD_MB` (default 256: a 5 M-event CSV
+with ISO dates and text ids runs about 41 bytes an event, 205 MB, and the events limit, not the bytes, is what
+bounds the work; docs/BENCHMARKS.md), events `RECSYS_UPLOAD_EVENTS` (5,000,000), training minutes
+`RECSYS_TRAIN_MINUTES` (10), hours an upload is kept `RECSYS_UPLOAD_HOURS` (24), and the work root `RECSYS_WORK`
+(default: <temp dir>/recsys-uploads). The upload's token is kept in the browser (app.py, gr.BrowserState) and
+`restore` finds its run again after a reload or a server restart, until the time limit.
 """
 
 import json
@@ -54,7 +57,7 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    max_mb: float = 200.0
+    max_mb: float = 256.0
     max_events: int = 5_000_000
     train_minutes: float = 10.0
     keep_hours: float = 24.0
