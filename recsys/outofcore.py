@@ -447,7 +447,7 @@ def _split(work: Path, state: _State, config: PrepareConfig) -> tuple[dict[str, 
     """Pass 4: every surviving session's start, end and order key; the temporal split of
     recsys.sessionize._split_temporal; each split's sessions ordered by start time (ties: the in-memory order) and
     their raw item codes gathered into one flat array."""
-    names = ("bucket", "local", "start", "end", "first_row", "number", "length", "offset")
+    names = ("bucket", "local", "start", "end", "first_row", "number", "length")
     table = {name: [] for name in names}  # per session; the order key and sizes in the narrowest types that hold them
     for b in state.buckets:
         alive = np.load(work / f"b{b}" / "alive.npy")
@@ -459,8 +459,8 @@ def _split(work: Path, state: _State, config: PrepareConfig) -> tuple[dict[str, 
         key = _load(work, b, "key")[:, local]
         for name, values in zip(names, (np.full(len(starts), b, dtype=np.int16), local.astype(np.int32),
                                         ts[starts], np.maximum.reduceat(ts, starts), key[0],
-                                        key[1].astype(np.int32), np.diff(np.r_[starts, len(session)]).astype(np.int32),
-                                        starts.astype(np.int64)), strict=True):
+                                        key[1].astype(np.int32), np.diff(np.r_[starts, len(session)]).astype(np.int32)),
+                                strict=True):
             table[name].append(values)
         per_item = pl.DataFrame({"i": item, "t": ts}).group_by("i").agg(lo=pl.col("t").min(), hi=pl.col("t").max())
         idx = per_item["i"].to_numpy()
@@ -470,7 +470,7 @@ def _split(work: Path, state: _State, config: PrepareConfig) -> tuple[dict[str, 
     columns = {}
     for name in names:  # one column at a time, so the per-bucket pieces and the whole never all coexist
         columns[name] = np.concatenate(table.pop(name))
-    bucket, local, s_start, s_end, first_row, number, length, offset = (columns.pop(n) for n in names)
+    bucket, local, s_start, s_end, first_row, number, length = (columns.pop(n) for n in names)
     t_max = s_end.max()
     test_cut = t_max - int(config.test_days * US_PER_DAY)
     valid_cut = test_cut - int(config.valid_days * US_PER_DAY)
@@ -480,6 +480,8 @@ def _split(work: Path, state: _State, config: PrepareConfig) -> tuple[dict[str, 
         rows = np.flatnonzero(which == code)
         orders[name] = rows[np.lexsort((number[rows], first_row[rows], s_start[rows]))]
     del which, first_row, number
+    times = {name: (s_start[rows], s_end[rows]) for name, rows in orders.items()}
+    del s_start, s_end
     parts, counts = {}, {}
     for name in ("train", "valid", "test"):
         rows = orders.pop(name)
@@ -495,7 +497,13 @@ def _split(work: Path, state: _State, config: PrepareConfig) -> tuple[dict[str, 
             sel = rows[mine]
             lens = length[sel]
             within = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-            src = np.load(work / f"b{b}" / "alive.npy")[np.repeat(offset[sel], lens) + within]
+            alive = np.load(work / f"b{b}" / "alive.npy")
+            session = _load(work, b, "session")[alive]
+            starts = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])
+            start_of = np.zeros(int(session[-1]) + 1, dtype=np.int64)  # a bucket's session -> its first alive event
+            start_of[session[starts]] = starts
+            src = alive[np.repeat(start_of[local[sel]], lens) + within]
+            del session, starts, start_of, alive
             flat[np.repeat(offsets[mine], lens) + within] = _load(work, b, "item")[src]
             names = pl.read_parquet(work / f"b{b}" / "labels.parquet")["label"].to_arrow()
             label_chunks.append(names.take(pa.array(local[sel])).cast(pa.large_string()))
@@ -509,7 +517,7 @@ def _split(work: Path, state: _State, config: PrepareConfig) -> tuple[dict[str, 
             del merged, inverse
         else:
             labels = pa.array([], pa.large_string())
-        parts[name] = SplitPart(flat, offsets, labels, s_start[rows], s_end[rows])
+        parts[name] = SplitPart(flat, offsets, labels, *times.pop(name))
         del rows, by_bucket
     if counts["train"] == 0 or counts["test"] == 0:
         raise DataError(f"temporal split left an empty split {counts}; adjust test_days/valid_days")
