@@ -440,3 +440,26 @@ def test_an_upload_is_restored_after_a_restart_until_its_time_limit(rr_log, limi
     assert wb.cleanup(limits, now=time.time() + 24 * 3600 + 60) == [token]
     with pytest.raises(DataError, match="no longer available"):
         wb.restore(limits, token)
+
+
+def test_the_dashboard_of_the_apps_own_models(tmp_path):
+    from tools.loadtest import build_demo_checkpoints
+
+    root = build_demo_checkpoints(tmp_path / "checkpoints")  # placeholder metrics: no "data" block, no history
+    metrics = json.loads((root / "spop" / "metrics.json").read_text())
+    metrics["data"] = {"source": "csv", "name": "<b>shop</b>"}  # a name from a folder is text, never markup
+    (root / "spop" / "metrics.json").write_text(json.dumps(metrics))
+    service = AppService.from_env({"RECSYS_CHECKPOINTS": str(root), "RECSYS_DATA": str(tmp_path / "none")})
+    assert dashboard.choices(service) == [("(data set not recorded) (2 models)", "data:(data set not recorded)"),
+                                          ("<b>shop</b> (1 model)", "data:<b>shop</b>")]
+    board = dashboard.build(service, "data:(data set not recorded)")
+    assert board.order == ["itemknn", "pop"]  # best on validation MRR@20 first
+    assert board.table["model"].tolist() == ["itemknn ★", "pop"]
+    assert board.table["valid HR@10"].tolist() == ["0.400", "0.200"]  # bare numbers: no CI recorded
+    assert board.table["test HR@10"].tolist() == ["0.400 [0.350, 0.450]", "0.200 [0.150, 0.250]"]
+    assert board.bars["test MRR@20"]["95% CI"].tolist() == ["not recorded"] * 2
+    assert board.validation.empty and board.loss.empty and "No training curves" in board.curves_note
+    shop = dashboard.build(service, "data:<b>shop</b>")
+    assert shop.order == ["spop"] and "<b>" not in shop.title and "&lt;b&gt;" in shop.title
+    assert dashboard.build(service, "data:nothing").table.empty
+    assert dashboard.build(service, f"{wb.KEY_PREFIX}{'a' * 32}/").table.empty  # no token: no upload
