@@ -321,15 +321,18 @@ def _clean_up() -> None:
 @guarded(11, lambda m: (gr.skip(), f"⚠️ {m}", *(gr.skip(),) * 9))
 @logic.bounded
 def inspect_upload(upload):
-    """An uploaded event log: stored in a new private folder; its first rows and the guessed columns."""
+    """An uploaded event log: stored in a new private folder; its first rows and the guessed columns. The token
+    changes only when a file was read: a cleared or refused file leaves the browser's last upload (and its
+    trained models) where they were."""
     _clean_up()
     if upload is None:
-        return (None, "Upload an event log to start.", None, *(gr.Dropdown(choices=[], value=None),) * 6,
+        return (gr.skip(), "Upload an event log to start.", None, *(gr.Dropdown(choices=[], value=None),) * 6,
                 gr.skip(), gr.skip())
     try:
         found = yourdata.inspect(LIMITS, upload)
     except (DataError, OSError) as err:
-        return (None, f"⚠️ {_scrub(err)}", None, *(gr.Dropdown(choices=[], value=None),) * 6, gr.skip(), gr.skip())
+        return (gr.skip(), f"⚠️ {_scrub(err)}", None, *(gr.Dropdown(choices=[], value=None),) * 6, gr.skip(),
+                gr.skip())
     choices = [yourdata.NONE, *found.columns]
     dropdowns = [gr.Dropdown(choices=choices, value=found.guess.get(role, yourdata.NONE)) for role in ROLES]
     seen = ", ".join(found.events[:8])
