@@ -20,10 +20,11 @@ value longer than `BLOCK_BYTES` is refused (Arrow has read that one row whole by
 its size once). An events table is held whole, as prepare_data holds it, and then scored in chunks.
 
 Every session goes through the path `recsys.recommend` uses: `score_batch` and `mask_scores` of recsys.models.base
-on `batch_size` sessions at a time, then the top k of each row (`top_k`: torch.topk's answer, found faster; an item
-masked out is never listed, so a row may hold fewer than k items, as recommend gives). Item ids the model does not
-know are skipped and counted; a session left with no known item (an empty one too) gets the popularity fallback: the
-items seen most in training (items.json "popularity"), score = that count, `fallback` true. Sessions longer than
+on `batch_size` sessions at a time (a chunk's sessions shortest first, so that a sequence model's batch pads little;
+the rows are written in input order), then the top k of each row (`top_k`: torch.topk's answer, found faster; an
+item masked out is never listed, so a row may hold fewer than k items, as recommend gives). Item ids the model does
+not know are skipped and counted; a session left with no known item (an empty one too) gets the popularity fallback:
+the items seen most in training (items.json "popularity"), score = that count, `fallback` true. Sessions longer than
 `max_items` are cut to their most recent items (counted). `workers` > 1 scores batches in that many forked processes
 (Linux), each at one torch thread.
 

@@ -223,3 +223,66 @@ def test_python_app_py_serves_the_readme_example_and_the_ui(folders, tmp_path):
         assert [n for n, _ in load["rss_mb"]] == [0, 30, 60]
     finally:
         loadtest.stop_app(proc)
+
+
+def test_the_api_load_tests_client_keeps_its_connection_and_reads_whole_answers():
+    """tools.loadtest._Connection: one connection while the server keeps it, a new one after `Connection: close`,
+    bodies read by Content-Length (split across writes too), and an answer it cannot frame is an error."""
+    import asyncio
+
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", b"HTTP/1.1 404 Not Found\r\ncontent-length: 10\r\n"
+               b"Connection: close\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+               b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]
+    connections, bodies = [], []
+
+    async def serve(reader, writer):
+        connections.append(writer)
+        while answers:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+            bodies.append(await reader.readexactly(length))
+            answer = answers.pop(0)
+            writer.write(answer)
+            await writer.drain()
+            if b"chunked" not in answer:
+                writer.write(b'{"a": ')  # the body in two writes
+                await writer.drain()
+                writer.write(b'"b"}')
+            if b"close" in answer:
+                writer.close()
+                return
+
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connection = loadtest._Connection("127.0.0.1", port)
+        got = [await connection.post("/v1/recommend", b'{"n": %d}' % i) for i in range(3)]
+        with pytest.raises(RuntimeError, match="Content-Length only"):
+            await connection.post("/v1/recommend", b"{}")
+        await connection.close()
+        server.close()
+        return got
+
+    got = asyncio.run(main())
+    assert [s for s, _ in got] == [200, 404, 200] and all(json.loads(b) == {"a": "b"} for _, b in got)
+    assert bodies == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}', b"{}"]
+    assert len(connections) == 2  # kept alive, then a new connection after "Connection: close"
+
+
+def test_a_fast_loaded_model_answers_on_the_event_loop_and_a_slow_one_in_the_thread_pool(client, monkeypatch):
+    import recsys.api
+
+    hops = []
+    real = recsys.api.run_in_threadpool
+
+    async def counted(func, *args):
+        hops.append(args[0].model)
+        return await real(func, *args)
+
+    monkeypatch.setattr(recsys.api, "run_in_threadpool", counted)
+    monkeypatch.setattr(recsys.api, "INLINE_SECONDS", 1.0)  # fast: whatever the machine's load makes of it
+    first, again = post(client, model="spop", items=["101"], k=3), post(client, model="spop", items=["101"], k=3)
+    assert first.json() == again.json() and first.json()["fallback"] == "none"
+    assert hops == ["spop"]  # the first answer (the model loads, its cost unknown) only
+    monkeypatch.setattr(recsys.api, "INLINE_SECONDS", 0.0)  # every model now counts as slow
+    assert post(client, model="spop", items=["101"], k=3).json() == first.json() and hops == ["spop", "spop"]
