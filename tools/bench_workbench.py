@@ -15,6 +15,12 @@ while the server is idle, then again while chromium (Debian's, through playwrigh
 "Your data" tab and trains the default baselines in that same server process. p50 / p95 / p99 per phase.
 
     flock /tmp/recsys-heavy.lock .venv/bin/python -m tools.bench_workbench latency --events 1000000
+
+`sizes`: bytes an event of a generated log as a CSV, plain and gzip-compressed (level 6), in RetailRocket's layout
+and as a shop would export it (the generic layout of tests/test_workbench.py: ISO times, text ids), to set the
+file size limit beside the events limit.
+
+    .venv/bin/python -m tools.bench_workbench sizes --events 100000
 """
 
 import argparse
@@ -95,6 +101,22 @@ def bench_upload(args, tmp: Path) -> dict:
             "total_wall_seconds": round(sum(v[0] for v in phases.values()), 2),
             "peak_rss_mb": peak_rss_mb(), "items": stats["n_items"],
             "train_sessions": stats["train"]["sessions"], "load_average": os.getloadavg()}
+
+
+def bench_sizes(args, tmp: Path) -> dict:
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_workbench import generic_frame
+
+    log = generate(tmp / "raw", args.events)
+    n = len(pd.read_csv(log, usecols=["itemid"]))
+    generic = generic_frame(log).to_csv(index=False).encode()
+    out = {}
+    for layout, raw in (("retailrocket", log.read_bytes()), ("generic", generic)):
+        out[layout] = {"csv_bytes_per_event": round(len(raw) / n, 2),
+                       "gzip_bytes_per_event": round(len(gzip.compress(raw, 6)) / n, 2)}
+    return {"events": n, **out}
 
 
 def _percentiles(values: list[float]) -> dict:
@@ -181,7 +203,7 @@ def bench_latency(args, tmp: Path) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", nargs="?", choices=("upload", "latency"), default="upload")
+    p.add_argument("mode", nargs="?", choices=("upload", "latency", "sizes"), default="upload")
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--gzip", action="store_true", help="upload: the log gzip-compressed")
     p.add_argument("--seconds", type=float, default=30.0, help="latency: how long the idle phase lasts")
@@ -190,7 +212,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-workbench-"))
     try:
-        report = bench_upload(args, tmp) if args.mode == "upload" else bench_latency(args, tmp)
+        report = {"upload": bench_upload, "latency": bench_latency, "sizes": bench_sizes}[args.mode](args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(report, indent=2))
