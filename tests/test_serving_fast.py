@@ -49,7 +49,8 @@ def reference_recommend(model, session: np.ndarray, k: int, exclude_seen: bool):
 
 VARIANTS = [(key, {}) for key in NEURAL] + [
     ("sasrec", {"cosine_scale": 10.0}), ("sasrec", {"use_categories": True}), ("sasrec", {"n_layers": 0}),
-    ("gru4rec", {"n_layers": 2, "tied": False}), ("gru4rec", {"cosine_scale": 5.0}),
+    ("gru4rec", {"n_layers": 2, "tied": False}), ("gru4rec", {"cosine_scale": 0.0}),  # dot products + bias
+    ("lstm", {"cosine_scale": 0.0, "tied": False}),
     ("lstm-bi", {"n_layers": 2}), ("lstm-cat", {"bidirectional": True}),
 ]
 
