@@ -27,6 +27,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 # read when the queue is made: Gradio keeps this many events' timings for its monitoring page (10,000 by default)
@@ -313,7 +314,17 @@ def _scrub(err, token=None) -> str:
     return logic.md(text.replace(str(LIMITS.root) + "/", ""), 500)
 
 
+_CLEANED = {"at": float("-inf")}
+_CLEAN_LOCK = threading.Lock()
+CLEAN_EVERY_SECONDS = 60.0  # every page load and upload asks; the work folder is read at most this often
+
+
 def _clean_up() -> None:
+    """Delete the uploads past their time limit and forget their models (at most once a minute)."""
+    with _CLEAN_LOCK:
+        if time.monotonic() - _CLEANED["at"] < CLEAN_EVERY_SECONDS:
+            return
+        _CLEANED["at"] = time.monotonic()
     for token in workbench.cleanup(LIMITS):
         SERVICE.forget_private(f"{workbench.KEY_PREFIX}{token}/")
 
@@ -451,6 +462,8 @@ def restore_upload(token=None):
     if not token:
         return (gr.skip(),) * RESTORE_OUTPUTS
     try:
+        if workbench.expires_in_hours(LIMITS, token) <= 0:  # past its limit, not yet removed (see _clean_up)
+            raise DataError("expired")
         trained = workbench.restore(LIMITS, token)
     except (DataError, OSError):
         return ("Your last upload was deleted after its time limit; upload the log again to train on it.",
