@@ -165,3 +165,18 @@ def test_build_dataset_is_unchanged_by_the_shared_tail():
         PrepareConfig(), test_days=3, valid_days=3))
     assert data.items["popularity"].sum() == len(data.train.items)
     assert list(data.info["train"].columns) == ["session_id", "start", "end"]
+
+
+def test_truncation_by_mask_equals_sessions_truncate():
+    """truncate_counted cuts by a mask over the sessions that are over (less memory); the cut is Sessions.truncate's."""
+    from recsys.sessionize import truncate_counted
+    from recsys.sessions import Sessions
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        seqs = Sessions.from_lists([rng.integers(1, 100, rng.integers(1, 30)) for _ in range(rng.integers(1, 50))])
+        keep = int(rng.integers(1, 20))
+        cut, counts = truncate_counted(seqs, keep, "all")
+        expected = seqs.truncate(keep)
+        assert np.array_equal(cut.items, expected.items) and np.array_equal(cut.offsets, expected.offsets)
+        assert counts["events"] == len(seqs.items) - len(expected.items)
