@@ -92,10 +92,15 @@ def test_floor_table_and_summary_line():
          "sizes": sizes, "n_single": 200, "call": "recommend", "session_lengths": "5-20", "weights": "random",
          "floor": "one product", "floor_target": FLOOR_TARGET, "floor_sizes": ["40k", "1M"], "checks": checks,
          "app": {"skipped": "not requested"}}
+    sizes["40k"]["models"]["pop"]["single_default_threads"] = {"p50_ms": 20.0, "threads": 2}
+    sizes["40k"]["models"]["sasrec"]["single_default_threads"] = {"p50_ms": 0.9, "threads": 1}  # OMP_NUM_THREADS=1
     text = render_serving(r)
+    assert "| 40k | pop | 0.20 | 20.00 (2 threads) | 100.0x |" in text and "| 40k | sasrec | 0.90 |" not in text
+    assert "Not compared: sasrec (measured where torch's default was one thread" in text
     assert "| sasrec | 64 | 0.90 / 0.60 | 30.00 / 29.00 | 1.50x ✓ | 1.03x ✓ |" in text
     assert "| lstm | 64 | 1.20 / 0.60 | – | 2.00x ✗ | – |" in text
-    assert "| pop |" in text.split("Against the floor")[0] and "| pop |" not in text.split("Against the floor")[1]
+    floor_table = text.split("Against the floor")[1].split("One torch thread")[0]
+    assert "| pop |" in text.split("Against the floor")[0] and "| pop |" not in floor_table
     summary = render_summary({"serving": r})
     assert "met by 1 of 2 models | **not met** by lstm | lstm: 2.00x at 40k" in summary
     assert summary.count("recommend() / floor") == 0  # one line for them all, not one per check

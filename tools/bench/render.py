@@ -267,6 +267,10 @@ def _thread_rows(sizes: dict) -> list[str]:
     """One torch thread against torch's default, at the marked size (the table appears when any size has both)."""
     measured = [(lab, m, e) for lab, s in sizes.items() for m, e in s["models"].items()
                 if "single_default_threads" in e]
+    # a run under OMP_NUM_THREADS=1 makes torch's default one thread too: nothing to compare
+    same = sorted({m for lab, m, e in measured
+                   if lab == SERVING_MARKED and e["single_default_threads"]["threads"] == 1})
+    measured = [(lab, m, e) for lab, m, e in measured if e["single_default_threads"]["threads"] != 1]
     if not measured:
         return []
     rows = ["", "One torch thread against torch's default thread count (p50 of 50 calls, same sessions):", "",
@@ -277,6 +281,9 @@ def _thread_rows(sizes: dict) -> list[str]:
             one, dflt = e["single"]["p50_ms"], e["single_default_threads"]
             rows.append(f"| {lab} | {m} | {_n(one, 2)} | {_n(dflt['p50_ms'], 2)} ({dflt['threads']} threads) | "
                         f"{dflt['p50_ms'] / one:.1f}x |")
+    if same:
+        rows += ["", f"Not compared: {', '.join(same)} (measured where torch's default was one thread, "
+                     "OMP_NUM_THREADS=1)."]
     return rows
 
 
