@@ -513,7 +513,8 @@ def _our_accuracy_rows(model: str, e: dict, scaled: bool) -> list[str]:
     if e.get("skipped"):
         return [f"| **ours: {model}** | " + " | ".join("–" for _ in metrics) + f" | {e['skipped']} |"]
     label = f"**ours: {model}**" + (" (misses counted)" if scaled else "")
-    rows = [f"| {label} | " + " | ".join(_pct(e["test_scaled"].get(m)) for m in metrics) + f" | {_fit_note(e, model)} |"]
+    rows = [f"| {label} | " + " | ".join(_pct(e["test_scaled"].get(m)) for m in metrics)
+            + f" | {_fit_note(e, model)} |"]
     if scaled:
         rows.append(f"| ours: {model} (kept cases only) | "
                     + " | ".join(_pct(e["test_raw"].get(m), ci=False) for m in metrics) + " | raw |")
