@@ -71,7 +71,10 @@ EXAMPLES = 10  # unknown ids and fallback sessions named in the report
 class BatchOptions:
     k: int = 20
     exclude_seen: bool = False  # as recsys.recommend: repeats allowed by default
-    batch_size: int = 128  # sessions per score_batch call: (batch_size, n_items) float32 scores at a time
+    # sessions per score_batch call: (batch_size, n_items) float32 scores at a time. 64 x 43,000 items (11 MB) took
+    # 17 % less CPU than 128 and 256; at 256 the 44 MB matrix is over glibc's mmap threshold and page-faults anew
+    # every batch (docs/BENCHMARKS.md, batch scoring)
+    batch_size: int = 64
     chunk_rows: int = 8192  # rows read from a sessions table at a time
     max_items: int = 200  # most recent items of a session kept (recsys.app's MAX_SESSION_ITEMS)
     workers: int = 1  # processes scoring batches (forked; 1: in this process)

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--session-gap-minutes", type=float, default=30.0,
                    help="--events without session ids: inactivity that starts a new session (default 30)")
     p.add_argument("--max-items", type=int, default=200, help="most recent items of a session used (default 200)")
-    p.add_argument("--batch-size", type=int, default=256, help="sessions per scoring call (default 256)")
+    p.add_argument("--batch-size", type=int, default=64, help="sessions per scoring call (default 64)")
     p.add_argument("--chunk-rows", type=int, default=8192, help="rows read at a time (default 8192)")
     p.add_argument("--workers", type=int, default=1, help="processes scoring batches (default 1)")
     p.add_argument("--threads", type=int, help="torch threads in this process (default: torch's)")
