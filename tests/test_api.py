@@ -286,3 +286,15 @@ def test_a_fast_loaded_model_answers_on_the_event_loop_and_a_slow_one_in_the_thr
     assert hops == ["spop"]  # the first answer (the model loads, its cost unknown) only
     monkeypatch.setattr(recsys.api, "INLINE_SECONDS", 0.0)  # every model now counts as slow
     assert post(client, model="spop", items=["101"], k=3).json() == first.json() and hops == ["spop", "spop"]
+
+
+def test_the_production_overview_shows_the_tested_readme_example():
+    """README "Using the models in production" repeats the "HTTP JSON API" example, which
+    test_python_app_py_serves_the_readme_example_and_the_ui sends to `python app.py`: they must agree."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Using the models in production"):]
+    section = section[: section.index("\n## ", 5)]
+    request = json.loads(re.search(r"-d '(\{.*?\})'", section, re.S).group(1))
+    response = json.loads(re.search(r"\n# (\{.*?\})\n", section).group(1))
+    tested_request, tested_response = readme_example()
+    assert {"exclude_seen": False, **request} == tested_request and response == tested_response
