@@ -76,7 +76,10 @@ class RNNRec(NeuralRecommender):
         self.emb_drop, self.hidden_drop = nn.Dropout(c.emb_dropout), nn.Dropout(c.hidden_dropout)
         self.proj = nn.Linear(out_dim, c.emb_dim) if c.tied and out_dim != c.emb_dim else nn.Identity()
         self.out = None if c.tied else nn.Embedding(n_items, out_dim)  # untied output table, one row per item
-        self.out_bias = nn.Parameter(torch.zeros(n_items))
+        if c.cosine_scale:  # cosine logits use no bias: a zero buffer keeps the folder layout, and nothing sits
+            self.register_buffer("out_bias", torch.zeros(n_items))  # untrained (DDP refuses unused parameters)
+        else:
+            self.out_bias = nn.Parameter(torch.zeros(n_items))
         self.init_weights()
 
     def init_weights(self) -> None:
