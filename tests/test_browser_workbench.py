@@ -40,17 +40,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def launch(tmp: Path, **env: str):
     """app.py over the app tests' tiny folders, uploads under tmp/work, with these environment variables."""
     env = {"RECSYS_WORK": str(tmp / "work"), **env}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return loadtest.launch_app(build_checkpoints(tmp / "checkpoints"), build_processed(tmp / "data"),
-                                   tmp / "app.log")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
+    return loadtest.launch_app(build_checkpoints(tmp / "checkpoints"), build_processed(tmp / "data"),
+                               tmp / "app.log", extra_env=env)
 
 
 @pytest.fixture(scope="module")

@@ -146,16 +146,8 @@ def bench_latency(args, tmp: Path) -> dict:
 
     log = generate(tmp / "raw", args.events)
     env = {"RECSYS_WORK": str(tmp / "work"), "RECSYS_TORCH_THREADS": "1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        proc, url = loadtest.launch_app(Path(args.checkpoints).resolve(), Path(args.data).resolve(), tmp / "app.log")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
+    proc, url = loadtest.launch_app(Path(args.checkpoints).resolve(), Path(args.data).resolve(), tmp / "app.log",
+                                    extra_env=env)
     from playwright.sync_api import sync_playwright
 
     report = {"events": args.events, "file_mb": round(log.stat().st_size / 1e6, 1)}

@@ -113,10 +113,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_app(checkpoints: Path, data: Path, log_path: Path, timeout: float = 180.0):
-    """Start app.py on a free port serving the folders under `checkpoints`; returns (process, url)."""
+def launch_app(checkpoints: Path, data: Path, log_path: Path, timeout: float = 180.0, extra_env: dict | None = None):
+    """Start app.py on a free port serving the folders under `checkpoints` (with `extra_env` added to its
+    environment, this process's untouched); returns (process, url)."""
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+    env = {**os.environ, **(extra_env or {}), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "RECSYS_CHECKPOINTS": str(checkpoints), "RECSYS_DATA": str(data), "RECSYS_MODELS": "",
            "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
