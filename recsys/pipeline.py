@@ -28,7 +28,7 @@ from recsys.atomic import (
     write_text_atomic,
 )
 from recsys.data import Dataset
-from recsys.evaluate import EvalResult, check_objective, evaluate, objective_report, paired_test
+from recsys.evaluate import EvalResult, check_objective, evaluate, objective_report, paired_test, shard_of_process
 from recsys.folder import ModelFolderError, load_folder, save_folder
 from recsys.models import REGISTRY, FitOptions, build_model, model_class
 from recsys.models.blend import Blend, BlendConfig
@@ -240,13 +240,14 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
             log(f"[{name}] training recipe (from the data): {fit_info['recipe']['line']}")
         for part, source in part_sources.items():  # the fit report says what each part ran with, and why
             fit_info["components"][part].update(params=_params_of(model.part(part)), params_from=source)
-        if global_rank(fit_info):  # another process of a data-parallel run: it trains (and refits), rank 0 does
-            log(f"[{name}] rank {global_rank(fit_info)}: trained; rank 0 evaluates and saves")  # the rest
-            if config.refit:
-                refit(name, model, data, config, fit_info, options, reused_refit)
-            continue
+        # > 0: another process of a data-parallel run (also for a model fitted after a DDP fit started the process
+        # group); it trains (and refits) and scores its share of the validation and test cases, rank 0 writes
+        worker = max(global_rank(fit_info), shard_of_process()[0])
         trained = model
-        eval_kw = dict(exclude_seen=config.exclude_seen, popularity=popularity, progress=config.progress)
+        # shard: under torch.distributed every rank scores its share of the cases and all get every case's rank
+        # (exactly one process's metrics); without it (one process) the same call scores them all
+        eval_kw = dict(exclude_seen=config.exclude_seen, popularity=popularity, progress=config.progress,
+                       shard=True)
         seconds = {"fit_seconds": fit_seconds}  # each phase timed on its own: fit, valid, refit, test
         if config.log_phases:
             log(f"[{name}] fitted in {fit_seconds:.1f}s; evaluating on validation and test ...")
@@ -264,6 +265,10 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         test = evaluate(model, data.test, data.protocol("test"), desc=f"{name} test", **eval_kw)
         seconds["test_seconds"] = time.perf_counter() - start
         tests[name] = test
+        if worker:
+            log(f"[{name}] rank {worker}: trained and scored its share of the validation and test cases; "
+                "rank 0 saves")
+            continue
         entry = {"valid": valid.report(config.n_boot), "test": test.report(config.n_boot),
                  **{k: round(v, 2) for k, v in seconds.items()}, "params": _params_of(model),
                  "fit": {k: v for k, v in fit_info.items() if k != "history"}}

@@ -367,14 +367,29 @@ def _train_neural(model: NeuralRecommender, data, config: TrainConfig, options: 
         if temp:
             temp.cleanup()
     model.cpu().eval()
+    if trainer.world_size > 1:
+        _weights_of_rank_zero(model)
     history = lit.history
     scored = [row for row in history if config.monitor in row]
     best = max(scored, key=lambda row: row[config.monitor]) if scored else (history[-1] if history else {})
     result = {"epochs": len(history), "best_epoch": best.get("epoch"),
               "best_valid": {k: best[k] for k in METRICS if k in best}, "history": history,
               "seconds_per_epoch": statistics.median(r["train_seconds"] for r in history) if history else None}
-    if trainer.world_size > 1:  # data-parallel: the caller evaluates and saves on global rank 0 only
+    if trainer.world_size > 1:  # data-parallel: every rank evaluates its share, the caller saves on rank 0 only
         result.update(global_rank=trainer.global_rank, world_size=trainer.world_size)
     if options.workdir and history and trainer.is_global_zero:
         plot_training_curves(history, workdir / "training_curves.png", result["best_epoch"], title=model.name)
     return result
+
+
+def _weights_of_rank_zero(model) -> None:
+    """Give every process of a data-parallel run rank 0's weights and buffers, in place.
+
+    Each rank restores the best epoch from the same checkpoint file and DDP keeps the ranks' weights equal while
+    training, so they should agree already; broadcasting makes it certain before the ranks split an evaluation
+    between them (`evaluate(..., shard=True)` is exact only if every rank scores with the same model)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for tensor in model.state_dict().values():
+        dist.broadcast(tensor, src=0)

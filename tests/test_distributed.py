@@ -8,7 +8,8 @@ batches. That is not the single-process trajectory (half the steps at the same l
 compared after training long enough to learn the cycling data set: within 0.05 absolute on metrics in [0, 1].
 Validation is sharded: each rank scores every other chunk of the validation cases and the ranks are combined, so both
 ranks compute the same metrics and stop at the same epoch; the sharded evaluation equals one process's exactly
-(test_sharded_evaluation_on_two_processes_equals_one_process).
+(test_sharded_evaluation_on_two_processes_equals_one_process). scripts/train_and_eval.py under DDP shards its final
+validation and test evaluation the same way and saves on rank 0 only.
 """
 
 import json
@@ -214,8 +215,9 @@ def test_ddp_on_two_cpu_processes_shards_batches_and_matches_one_process(tmp_pat
 
 
 @pytest.mark.slow
-def test_train_and_eval_under_ddp_evaluates_and_saves_on_rank_zero_only(tmp_path):
-    """scripts/train_and_eval.py with a DDP training config: both processes train (and refit), one evaluates."""
+def test_train_and_eval_under_ddp_shares_evaluation_and_saves_on_rank_zero_only(tmp_path):
+    """scripts/train_and_eval.py with a DDP training config: both processes train (and refit) and share the
+    validation and test evaluation; rank 0 alone saves."""
     from test_neural import make_data
 
     make_data((200, 50, 50)).save(tmp_path / "data")
@@ -227,9 +229,15 @@ def test_train_and_eval_under_ddp_evaluates_and_saves_on_rank_zero_only(tmp_path
                            tmp_path / "assets", "--max-epochs", "2", "--refit", "--bootstrap", "20", "--quiet"],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("rank 1: trained; rank 0 evaluates and saves") == 1
+    assert proc.stdout.count("rank 1: trained and scored its share of the validation and test cases; rank 0 saves") == 1
     assert proc.stdout.count("valid mrr@20") == 1 and proc.stdout.count("Test (percent, 95% CI)") == 1
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     entry = results["models"]["gru4rec"]
     assert entry["fit"]["world_size"] == 2 and entry["fit"]["global_rank"] == 0 and entry["refit"]["epochs"] >= 1
-    assert load_folder(tmp_path / "run" / "gru4rec", REGISTRY).n_items == 13
+    model = load_folder(tmp_path / "run" / "gru4rec", REGISTRY)
+    assert model.n_items == 13
+    # the test metrics both ranks computed together are those of the saved model evaluated by one process
+    data = make_data((200, 50, 50))
+    alone = evaluate(model, data.test, data.protocol("test")).metrics()
+    for name in ("hr@20", "mrr@20", "ndcg@10"):
+        assert entry["test"][name]["value"] == pytest.approx(alone[name], abs=1e-9), name
