@@ -45,6 +45,10 @@ def test_eval_suite(tmp_path):
         assert run["cases"] == data["spec"]["n_cases"]
         assert run["peak_rss_mib"] > run["rss_before_mib"] > 0
         assert run["evaluate_wall_s"] > 0 and run["evaluate_cpu_s"] >= 0
+    sharded = data["sharded"]  # 2 gloo processes: rank 0 alone and sharded give the same metrics
+    assert sharded["same_mrr20"] is True and sharded["cases"] > 0 and sharded["ratio"] > 0
+    assert all(cpu > 0 for cpu in sharded["cpu_s_per_rank"]["sharded"])  # both ranks scored cases
+    assert "| sharded |" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
 @pytest.mark.slow

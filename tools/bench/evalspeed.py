@@ -12,6 +12,9 @@ from tools.bench.common import MIB, Options, Timer, check, rss_mib, run_child, w
 EVAL = dict(n_items=43_000, n_cases=60_000, dim=64, batch_sizes=(1024, 4096))
 EVAL_QUICK = dict(n_items=2_000, n_cases=3_000, dim=16, batch_sizes=(256, 1024))
 EVAL_TARGET_S = 30.0
+SHARDED = dict(items=40_000, sessions=8_000, repeats=5)  # untrained GRU4Rec, 2 gloo processes (issue 19)
+SHARDED_QUICK = dict(items=2_000, sessions=400, repeats=1)
+SHARDED_TARGET = 0.6
 
 
 def _dot_model(n_items: int, dim: int):
@@ -56,14 +59,32 @@ def suite_eval(opts: Options) -> dict:
               f"CPU, peak RSS {child['peak_rss_mib']:.0f} MiB (before evaluate {result['rss_before_mib']:.0f}), "
               f"load {child['load_before']}", flush=True)
     default = next((r for r in runs if r["batch_size"] == 1024), runs[0])
+    sharded = _sharded(SHARDED_QUICK if opts.quick else SHARDED)
     if not opts.quick:
         checks.append(check(f"evaluate {spec['n_cases']:,} prefixes x {spec['n_items']:,} items (batch "
                             f"{default['batch_size']})", default["evaluate_wall_s"], EVAL_TARGET_S, "s",
                             note=f"{default['evaluate_cpu_s']:.1f} s CPU on 2 threads; load "
                                  f"{default['load_before'][0]}"))
+        checks.append(check("DDP evaluation on 2 processes: sharded wall time / rank 0 alone", sharded["ratio"],
+                            SHARDED_TARGET, "x", note=f"{sharded['sharded_wall_s']} s against "
+                            f"{sharded['rank0_only_wall_s']} s (median of {sharded['repeats']}); same metrics: "
+                            f"{sharded['same_mrr20']}; load {sharded['load_before'][0]}"))
     return {"spec": {k: v for k, v in spec.items() if k != "batch_sizes"}, "runs": runs, "checks": checks,
+            "sharded": sharded,
             "model": f"embedding of the last item @ all item embeddings (random weights), dim {spec['dim']}",
             "call": "recsys.evaluate.evaluate(model, sessions, 'last', batch_size=B)"}
+
+
+def _sharded(size: dict) -> dict:
+    """Sharded evaluation under torch.distributed (tools.bench.scale eval): 2 gloo processes evaluate the same
+    cases, rank 0 alone and sharded in turn; it needs two otherwise idle cores to show the split."""
+    from tools.bench.scale import bench_eval
+
+    result = bench_eval(size["items"], size["sessions"], size["repeats"])
+    result.pop("runs", None)
+    print(f"[eval] sharded on 2 processes: {result['sharded_wall_s']} s against {result['rank0_only_wall_s']} s "
+          f"rank 0 alone ({result['ratio']}x), load {result['load_before']}", flush=True)
+    return {**result, "repeats": size["repeats"]}
 
 
 def worker_eval(params: dict) -> dict:

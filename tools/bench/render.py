@@ -193,6 +193,18 @@ def render_eval(r: dict) -> str:
                   f"{b['batch_size']:,} (one float32 score chunk is {_n(a['score_chunk_mib'], 0)} and "
                   f"{_n(b['score_chunk_mib'], 0)} MiB): it follows the batch size, not the "
                   f"{_n(spec['n_cases'])} cases."]
+    sh = r.get("sharded")
+    if sh:
+        lines += ["", f"Under torch.distributed (`tools.bench.scale eval`): {sh['model']}, {_n(sh['cases'])} cases "
+                  f"over {_n(sh['items'])} items, evaluated by rank 0 alone and sharded (`evaluate(..., shard=True)`), "
+                  f"alternately, {sh['repeats']} times each; median wall time of rank 0, barrier to barrier.", "",
+                  "| mode | wall s | CPU s rank 0 / rank 1 | same metrics | load before → after |",
+                  "|---|---|---|---|---|",
+                  f"| rank 0 alone | {_n(sh['rank0_only_wall_s'], 2)} | {sh['cpu_s_per_rank']['rank0'][0]} / "
+                  f"{sh['cpu_s_per_rank']['rank0'][1]} | | {_load(sh['load_before'])} → {_load(sh['load_after'])} |",
+                  f"| sharded | {_n(sh['sharded_wall_s'], 2)} (**{sh['ratio']}x**) | "
+                  f"{sh['cpu_s_per_rank']['sharded'][0]} / {sh['cpu_s_per_rank']['sharded'][1]} | "
+                  f"{'yes' if sh['same_mrr20'] else 'NO'} | |"]
     return "\n".join(lines) + "\n"
 
 
