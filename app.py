@@ -41,7 +41,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from recsys import app as logic  # noqa: E402
-from recsys.app import compare, dashboard, workbench, yourdata  # noqa: E402
+from recsys.app import compare, dashboard, trainproc, workbench, yourdata  # noqa: E402
 from recsys.app.detect import ROLES  # noqa: E402
 from recsys.datasets.schema import DataError  # noqa: E402
 
@@ -299,6 +299,7 @@ def clear_session(model: str, k: float = logic.DEFAULT_K, category: str | None =
 # "Your data": upload a log, train on it with the project's pipeline, take the models home (recsys.app.yourdata)
 
 LIMITS = workbench.Limits.from_env()
+TRAIN_CHILD = trainproc.ChildOptions.from_env()  # trainings run in a child process at this nice value
 # BrowserState encrypts what it keeps in localStorage with this key, which the page itself receives: it hides
 # nothing from the browser, it only has to stay the same across restarts (a random one per start would lose every
 # browser's upload on a restart). The token it keeps is the secret: 128 random bits, checked where it is used.
@@ -391,8 +392,9 @@ def _train_steps(token, col_session, col_user, col_item, col_time, col_event, co
 
     def work():
         try:
-            outcome["trained"] = workbench.train(LIMITS, token, request, log=lines.append, cancelled=flag,
-                                                 on_model=lambda n, s, _d, _t: scores.__setitem__(n, s))
+            outcome["trained"] = trainproc.train(LIMITS, token, request, log=lines.append, cancelled=flag,
+                                                 on_model=lambda n, s, _d, _t: scores.__setitem__(n, s),
+                                                 options=TRAIN_CHILD)
         except BaseException as err:  # reported in the page below
             outcome["error"] = err
 
@@ -447,7 +449,7 @@ train_upload.bounded = True
 @guarded(1, lambda m: f"⚠️ {m}")
 @logic.bounded
 def stop_training(token=None):
-    return ("Stopping at the next step …" if workbench.cancel(token) else "No training is running.")
+    return ("Stopping …" if workbench.cancel(token) else "No training is running.")
 
 
 RESTORE_OUTPUTS = 7  # result, zip, commands, model, Compare's models, the dashboard's data set, the token
