@@ -51,13 +51,20 @@ def describe_selection(selection: dict | None) -> list[str]:
     return lines
 
 
+def _data_name(data: dict) -> str:
+    """The data set's name (an upload's, set by recsys.app.workbench.name_data_set) with the reader that read it,
+    or the reader's name alone."""
+    name, source = data.get("name"), data.get("source")
+    return f"{name} (read as {source})" if name and source and name != source else str(name or source)
+
+
 def results_markdown(results: dict) -> str:
     proto = results["protocol"]
     data = results["data"]
     lines = [
         "# Results",
         "",
-        f"Data: {data.get('source')} — {data['n_items']:,} items; train {data['train']['sessions']:,} sessions, "
+        f"Data: {_data_name(data)} — {data['n_items']:,} items; train {data['train']['sessions']:,} sessions, "
         f"valid {data['valid']['sessions']:,}, test {data['test']['sessions']:,}; "
         f"{describe_truncation(data.get('truncated'))}.",
         f"Protocol: {proto['ranking']}; valid cases '{proto['valid']}', test cases '{proto['test']}' "

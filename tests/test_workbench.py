@@ -410,6 +410,8 @@ def test_the_models_name_their_data_set_after_the_upload(rr_log, limits):
     assert json.loads((trained.run / "results.json").read_text())["data"]["name"] == trained.name
     assert json.loads((trained.run / "pop" / "metrics.json").read_text())["data"]["name"] == trained.name
     assert "on My-shop-log-Nov" in (trained.run / "pop" / "README.md").read_text()
+    results_md = (trained.run / "results.md").read_text()  # regenerated with the name, the reader kept
+    assert "Data: My-shop-log-Nov (read as csv) — " in results_md and "Data: csv" not in results_md
     from recsys.app.cards import model_card
 
     service = AppService(checkpoints_dir=str(Path(limits.root) / "none"))

@@ -369,15 +369,18 @@ def train(limits: Limits, token: str, request: TrainRequest, log: Callable[[str]
 
 def name_data_set(run: Path, name: str, results: dict) -> dict:
     """Name the run's data set after the upload: `"name"` in the "data" block of results.json and of each model's
-    metrics.json, and each model card regenerated from them (as recsys.hub.push does), so the app's model card,
-    the dashboard and the downloaded folders say "my-shop-log" where the reader's name ("csv") was all they had.
+    metrics.json, results.md and each model card regenerated from them (as recsys.hub.push does), so the app's
+    model card, the dashboard and the downloaded folders say "my-shop-log" where the reader's name ("csv") was all
+    they had.
     Returns the results with the name."""
     from recsys.atomic import write_text_atomic
     from recsys.card import MODEL_CARD_MARKER, model_card
     from recsys.jsonfile import read_json
+    from recsys.report import results_markdown
 
     results = {**results, "data": {**(results.get("data") or {}), "name": name}}
     write_text_atomic(run / "results.json", json.dumps(results, indent=2))
+    write_text_atomic(run / "results.md", results_markdown(results))  # "Data: <name> (read as csv)"
     for config_file in sorted(run.glob("*/config.json")):
         folder = config_file.parent
         if folder.is_symlink() or not (folder / "metrics.json").is_file():
