@@ -10,6 +10,8 @@ marker file; its models are registered under keys holding the token, listed only
 them. A training fills a temporary `.tmp-*` folder inside the upload's and renames it into place only when every
 step succeeded, so a failed or cancelled run leaves nothing. `cleanup` removes upload folders older than the
 time limit, and only real folders named by a token and holding our marker: never a link, never anything else.
+app.py runs `train` in a child process at a lower CPU priority (recsys.app.trainproc, the same function), which
+also removes the staging folder of a child that was stopped or died.
 
 Limits (environment variables, stated in the page): file size `RECSYS_UPLOAD_MB` (default 256: a 5 M-event CSV
 with ISO dates and text ids runs about 41 bytes an event, 205 MB, and the events limit, not the bytes, is what
@@ -515,7 +517,8 @@ def cancel_flag(token: str) -> threading.Event:
 
 
 def cancel(token) -> bool:
-    """Ask this upload's running training to stop (it stops at its next step, leaving nothing)."""
+    """Ask this upload's running training to stop, leaving nothing: in this process at its next step; in a child
+    process (recsys.app.trainproc, as app.py trains) the child is ended at once."""
     with _FLAGS_LOCK:
         flag = _FLAGS.get(token) if isinstance(token, str) else None
     if flag is None:
