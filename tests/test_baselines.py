@@ -12,8 +12,8 @@ from recsys.models import REGISTRY, FitOptions
 from recsys.models.knn import evidence_then_popularity
 from recsys.sessions import Sessions
 
-BASELINES = ["itemknn", "sr", "sknn", "vsknn", "als"]
-SEQUENTIAL = ["itemknn", "sr", "sknn", "vsknn"]
+BASELINES = ["itemknn", "sr", "sknn", "vsknn", "stan", "als"]
+SEQUENTIAL = ["itemknn", "sr", "sknn", "vsknn", "stan"]
 
 
 def make_dataset(seqs, n_items, n_valid, n_test, protocol="all") -> Dataset:
@@ -81,7 +81,7 @@ def test_save_load_gives_identical_scores(graph, tmp_path, name):
     assert model.explain(sessions[0]) == loaded.explain(sessions[0])
 
 
-@pytest.mark.parametrize("name", ["sknn", "vsknn"])
+@pytest.mark.parametrize("name", ["sknn", "vsknn", "stan"])
 def test_batched_scores_equal_one_session_at_a_time(graph, name):
     model = fitted(name, graph, k=20, sample_size=50)
     sessions = list(graph.test)[:40]
@@ -131,6 +131,51 @@ def test_session_knn_matches_a_loop_by_loop_reference(graph, name, config):
         want = torch.from_numpy(reference_vsknn_scores(model, train, s.tolist(), graph.n_items).astype(np.float32))
         want = evidence_then_popularity(want[None], pop)[0]
         assert torch.allclose(got[row], want, rtol=1e-5, atol=1e-9), row
+
+
+def reference_stan_scores(model, train: list[list[int]], session, n_items) -> np.ndarray:
+    """STAN written out loop by loop, as recsys.models.sknn.STAN's docstring states it (age = share of newer
+    training sessions; places in the neighbour's distinct items)."""
+    c = model.config
+    sets = [list(dict.fromkeys(t)) for t in train]
+    last_pos = {item: p for p, item in enumerate(session, 1)}
+    n, n_sessions = len(session), len(train)
+    weight = {j: np.exp((last_pos[j] - n) / c.lambda_spw) for j in last_pos}
+    norm = np.sqrt(sum(w * w for w in weight.values()))
+    candidates = sorted(i for i, t in enumerate(sets) if set(t) & set(session))[-c.sample_size :]
+    sims = {}
+    for i in candidates:
+        shared = set(sets[i]) & set(session)
+        age = (n_sessions - 1 - i) / n_sessions
+        sims[i] = sum(weight[j] for j in shared) / (norm * np.sqrt(len(sets[i]))) * np.exp(-age / c.lambda_snh)
+    neighbours = sorted(candidates, key=lambda i: (-sims[i], -i))[: c.k]
+    scores = np.zeros(n_items)
+    for i in neighbours:
+        anchor = sets[i].index(max(set(sets[i]) & set(session), key=lambda j: last_pos[j]))
+        last_shared = max(p for p, j in enumerate(sets[i]) if j in last_pos)
+        for p, j in enumerate(sets[i]):
+            scores[j] += sims[i] * np.exp(-abs(p - last_shared) / c.lambda_inh) * (c.backward if p < anchor else 1.0)
+    return scores
+
+
+@pytest.mark.parametrize("config", [{}, {"k": 3, "sample_size": 7, "lambda_spw": 0.5, "lambda_snh": 0.01,
+                                         "lambda_inh": 4.0, "backward": 0.3}])
+def test_stan_matches_a_loop_by_loop_reference(graph, config):
+    model = fitted("stan", graph, **config)
+    sessions = list(graph.test)[:25] + [np.array([4, 9, 4, 11])]
+    got = model.score(sessions)
+    pop = torch.from_numpy(np.bincount(graph.train.items, minlength=graph.n_items).astype(np.float32))
+    train = graph.train.to_lists()
+    for row, s in enumerate(sessions):
+        want = torch.from_numpy(reference_stan_scores(model, train, s.tolist(), graph.n_items).astype(np.float32))
+        want = evidence_then_popularity(want[None], pop)[0]
+        assert torch.allclose(got[row], want, rtol=1e-5, atol=1e-9), row
+
+
+def test_stan_recency_prefers_the_newer_of_two_equal_neighbours():
+    data = make_dataset([[1, 2], [1, 3]], 4, 0, 0)  # [1, 3] is the more recent session
+    scores = fitted("stan", data, lambda_snh=0.1).score([np.array([1])])[0]
+    assert scores[3] > scores[2] > 0
 
 
 def test_sknn_neighbours_are_the_most_recent_sessions_by_end_time():

@@ -11,7 +11,7 @@ from recsys.models.knn import ItemKNN, SequentialRules
 from recsys.models.pop import Pop, RandomRec, SPop
 from recsys.models.rnn import BiLSTMRec, CatLSTMRec, GRU4Rec, GRU4RecLarge, GRU4RecMedium, LSTMRec
 from recsys.models.sasrec import SASRec
-from recsys.models.sknn import SKNN, VSKNN
+from recsys.models.sknn import SKNN, STAN, VSKNN
 
 REGISTRY: dict[str, type[Recommender]] = {
     # baselines
@@ -22,6 +22,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     "sr": SequentialRules,
     "sknn": SKNN,
     "vsknn": VSKNN,
+    "stan": STAN,
     "als": ALS,
     # neural
     "sasrec": SASRec,

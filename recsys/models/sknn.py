@@ -48,6 +48,7 @@ class Neighbours(NamedTuple):
     similarity: np.ndarray
     step: np.ndarray  # 1 + clicks of the query after the latest one the neighbour holds
     anchor: np.ndarray  # where that latest shared item sits in the neighbour's item list
+    last_shared: np.ndarray  # the last place in the neighbour's item list of any item it shares with the query
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,22 @@ class SKNN(Recommender):
     def position_weights(self, last_pos: np.ndarray, length: np.ndarray) -> np.ndarray:
         return np.ones(len(last_pos))
 
-    def similarity(self, overlap_n, overlap_w, query_size, candidate_size):
+    def similarity(self, overlap_n, overlap_w, query_size, candidate_size, query_sq):
+        """overlap_n: shared items; overlap_w: their summed position weights; query_sq: the sum of the query's
+        squared position weights (all per candidate pair)."""
         return overlap_n / np.sqrt(query_size * candidate_size)
+
+    def recency(self, sessions: np.ndarray, n_sessions: int) -> np.ndarray | None:
+        """A factor on each candidate's similarity from how recent it is (None: none)."""
+        return None
 
     def neighbour_weight(self, steps: np.ndarray) -> np.ndarray:
         return np.ones(len(steps))
+
+    def vote_weight(self, place: np.ndarray, anchor: np.ndarray, last_shared: np.ndarray) -> np.ndarray:
+        """Factor on a neighbour's vote for the item at `place` in its item list: `backward` for the items it had
+        before the shared item (`anchor`), 1 for the others."""
+        return np.where(place < anchor, self.config.backward, 1.0)
 
     def item_weight(self, items: np.ndarray) -> np.ndarray:
         return np.ones(len(items))
@@ -144,6 +156,7 @@ class SKNN(Recommender):
         q_row, q_item, q_pos = row[last], flat[last], pos[last]
         q_size = np.bincount(q_row, minlength=len(sessions)).astype(np.float64)
         q_w = self.position_weights(q_pos, lengths[q_row])
+        q_sq = np.bincount(q_row, weights=q_w * q_w, minlength=len(sessions))
         # posting lists cut to their `sample_size` most recent sessions
         ends = item_offsets[q_item + 1]
         at, owner = _csr_gather(np.maximum(item_offsets[q_item], ends - self.config.sample_size), ends)
@@ -156,14 +169,19 @@ class SKNN(Recommender):
         pair, e_step, e_w, e_anchor = pair[order], e_step[order], q_w[owner][order], e_anchor[order]
         starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
         c_pair, c_step, c_anchor = pair[starts], e_step[starts], e_anchor[starts]
+        c_last = np.maximum.reduceat(e_anchor, starts) if len(starts) else e_anchor[:0]
         c_n = np.diff(np.r_[starts, len(pair)]).astype(np.float64)
         c_w = np.add.reduceat(e_w, starts) if len(starts) else e_w[:0]
         c_row, c_sess = c_pair // n_sessions, c_pair % n_sessions
         # keep each query's `sample_size` most recent candidates (pairs are sorted by session within a row)
         row_end = np.searchsorted(c_row, c_row, side="right")
         keep = row_end - np.arange(len(c_row)) <= self.config.sample_size
-        sim = self.similarity(c_n[keep], c_w[keep], q_size[c_row[keep]], sess_len[c_sess[keep]].astype(np.float64))
-        found = Neighbours(c_row[keep], c_sess[keep], sim, c_step[keep], c_anchor[keep])
+        sim = self.similarity(c_n[keep], c_w[keep], q_size[c_row[keep]], sess_len[c_sess[keep]].astype(np.float64),
+                              q_sq[c_row[keep]])
+        recent = self.recency(c_sess[keep], n_sessions)
+        if recent is not None:
+            sim = sim * recent
+        found = Neighbours(c_row[keep], c_sess[keep], sim, c_step[keep], c_anchor[keep], c_last[keep])
         # top k per query: most similar first, the more recent on ties
         order = np.lexsort((-found.session, -sim, found.row))
         rows = found.row[order]
@@ -179,8 +197,7 @@ class SKNN(Recommender):
         at, owner = _csr_gather(offsets[nb.session], offsets[nb.session + 1])
         items = session_items[at].astype(np.int64)
         votes = (nb.similarity * self.neighbour_weight(nb.step))[owner] * self.item_weight(items)
-        before = at - offsets[nb.session][owner] < nb.anchor[owner]  # the neighbour had it before the shared item
-        votes[before] *= self.config.backward
+        votes *= self.vote_weight(at - offsets[nb.session][owner], nb.anchor[owner], nb.last_shared[owner])
         flat = torch.from_numpy(nb.row[owner] * self.n_items + items)
         scores.view(-1).index_add_(0, flat, torch.from_numpy(votes.astype(np.float32)))
         return evidence_then_popularity(scores, self.popularity)
@@ -240,7 +257,7 @@ class VSKNN(SKNN):
     def position_weights(self, last_pos, length):
         return POSITION_WEIGHTS[self.config.weighting](last_pos.astype(np.float64), length.astype(np.float64))
 
-    def similarity(self, overlap_n, overlap_w, query_size, candidate_size):
+    def similarity(self, overlap_n, overlap_w, query_size, candidate_size, query_sq):
         return overlap_w / query_size
 
     def neighbour_weight(self, steps):
@@ -253,3 +270,62 @@ class VSKNN(SKNN):
         n_sessions = max(len(self.session_offsets) - 1, 1)
         idf = np.log(n_sessions / np.maximum(self.popularity.numpy()[items], 1.0))
         return 1.0 + self.config.idf_weighting * idf
+
+
+@dataclass(frozen=True)
+class STANConfig(ModelConfig):
+    k: int = 100
+    sample_size: int = 1000
+    lambda_spw: float = 1.02  # the session's item at p of n weighs exp((p - n) / lambda_spw) (clicks)
+    lambda_snh: float = 0.05  # a neighbour's similarity times exp(-age / lambda_snh), age: share of sessions newer
+    lambda_inh: float = 2.05  # a neighbour's vote for its item at q times exp(-|q - last shared| / lambda_inh)
+    backward: float = 0.5  # as SKNN's (STAN itself has none, 1): its position decay alone is symmetric
+
+
+class STAN(SKNN):
+    """STAN: session-kNN with three exponential decays (Garg et al., SIGIR 2019; session-rec's `knn/stan.py`).
+
+    1. the current session's items weigh exp((p - n) / lambda_spw) by their last position p of its n clicks, and
+       the similarity is the cosine of that weighted vector with the neighbour's binary item set;
+    2. a neighbour's similarity decays with its age, exp(-age / lambda_snh), before the k most similar are kept;
+    3. a neighbour votes for its item at place q with exp(-|q - q*| / lambda_inh), q* the last place in the
+       neighbour of an item it shares with the session.
+    Differences from session-rec: age is measured in training sessions, not seconds: the share of training
+    sessions that ended after the neighbour (0 for the most recent, near 1 for the oldest), so lambda_snh means
+    the same on any log and the model needs no timestamps (sessions are stored by end time where the data has it,
+    else in file order); the current session's time is not used (in session-rec it multiplies every neighbour of a
+    session alike, so it never changes a ranking). Places q, q* are in the neighbour's distinct items in
+    first-occurrence order, not in its clicks with repeats. And `backward` (0.5) as in SKNN: STAN's decay weighs
+    the item just before the match as much as the one just after it, which cannot tell the next item from the
+    previous one; backward = 1 is STAN as published.
+    """
+
+    name = "stan"
+    Config = STANConfig
+    title = "Sequence- and time-aware neighbourhood (STAN)"
+    uses = "recent past sessions that share this session's latest items"
+    summary = "session-kNN that favours the session's latest items, recent past sessions and items near the match."
+    description = ("Session-kNN with three decays (Garg et al., SIGIR 2019): the current session's later items weigh "
+                   "more in the similarity, more recent past sessions weigh more, and a past session votes most for "
+                   "the items it had close to the item it shares with the current session.")
+    search_space = {"k": ("int", 50, 1000, True), "sample_size": ("int", 200, 5000, True),
+                    "lambda_spw": ("float", 0.25, 10.0, True), "lambda_snh": ("float", 0.005, 2.0, True),
+                    "lambda_inh": ("float", 0.25, 20.0, True), "backward": ("float", 0.0, 1.0)}
+
+    def __init__(self, config: STANConfig, n_items: int):
+        super().__init__(config, n_items)
+        if min(config.lambda_spw, config.lambda_snh, config.lambda_inh) <= 0:
+            raise ValueError("lambda_spw, lambda_snh and lambda_inh must be positive")
+
+    def position_weights(self, last_pos, length):
+        return np.exp((last_pos - length).astype(np.float64) / self.config.lambda_spw)
+
+    def similarity(self, overlap_n, overlap_w, query_size, candidate_size, query_sq):
+        return overlap_w / np.sqrt(query_sq * candidate_size)
+
+    def recency(self, sessions, n_sessions):
+        return np.exp(-((n_sessions - 1 - sessions) / max(n_sessions, 1)) / self.config.lambda_snh)
+
+    def vote_weight(self, place, anchor, last_shared):
+        return np.exp(-np.abs(place - last_shared) / self.config.lambda_inh) * super().vote_weight(place, anchor,
+                                                                                                    last_shared)
