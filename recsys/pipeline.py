@@ -230,7 +230,7 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
         if not config.resume:
             _remove_workdir(workdir)  # a new run trains from scratch; --resume continues an interrupted one
         options = FitOptions(max_epochs=config.max_epochs, seed=config.seed, progress=config.progress,
-                             workdir=str(workdir))
+                             workdir=str(workdir), exclude_seen=config.exclude_seen)
         log(f"[{name}] fitting on {len(data.train):,} sessions ...")
         start = time.perf_counter()
         on_epoch = partial(_log_epoch, log, name, config.max_epochs) if config.log_phases else None

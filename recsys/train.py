@@ -61,8 +61,10 @@ class TrainingDiverged(RuntimeError):
 
 class LitRecommender(L.LightningModule):
     def __init__(self, model: NeuralRecommender, config: TrainConfig, valid: Sessions, protocol: str,
-                 log_q: torch.Tensor | None = None, data_id: str = "", on_epoch: Callable | None = None):
+                 log_q: torch.Tensor | None = None, data_id: str = "", on_epoch: Callable | None = None,
+                 exclude_seen: bool = False):
         super().__init__()
+        self.exclude_seen = exclude_seen  # validation ranks only items not in the prefix (FitOptions.exclude_seen)
         self.model, self.config = model, config
         self.on_epoch = on_epoch  # called as on_epoch(row, model) after each epoch's validation (rank 0 only)
         self.valid, self.protocol = valid, protocol
@@ -150,7 +152,7 @@ class LitRecommender(L.LightningModule):
             # gets every case's rank back, so every rank has the same metrics, as one process would compute them
             started = time.perf_counter()
             result = evaluate(self.model, self.valid, self.protocol, max_cases=self.config.val_max_cases,
-                              shard=self.trainer.world_size > 1)
+                              exclude_seen=self.exclude_seen, shard=self.trainer.world_size > 1)
             self.model.train()  # evaluate switched it to eval mode
             scores = {k: v for k, v in result.metrics().items() if k in METRICS}
             scores["val_seconds"] = time.perf_counter() - started
@@ -316,7 +318,8 @@ def _train_neural(model: NeuralRecommender, data, config: TrainConfig, options: 
     if isinstance(config.devices, int):  # each process trains on its share of the batches
         steps_per_epoch = math.ceil(steps_per_epoch / config.devices)
     lit = LitRecommender(model, config, data.valid, data.protocol("valid"),
-                         _log_sampling_probs(data, config, model.n_items), _data_id(data), on_epoch)
+                         _log_sampling_probs(data, config, model.n_items), _data_id(data), on_epoch,
+                         options.exclude_seen)
     monitor = f"val_{config.monitor}"
     last_ckpt = ModelCheckpoint(ckpt_dir, filename="last", monitor=None, save_top_k=1, save_on_train_epoch_end=True,
                                 enable_version_counter=False)

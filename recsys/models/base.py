@@ -37,6 +37,8 @@ class FitOptions:
     progress: bool = True
     workdir: str | None = None  # where neural models keep checkpoints and logs
     accelerator: str = "auto"
+    exclude_seen: bool = False  # a neural model's per-epoch validation (early stopping, best epoch) ranks only items
+    # not in the prefix, as the run's final evaluation does (RunConfig.exclude_seen)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ class DataSpec:
     # Data.with_valid_in_train takes the validation sequences as the refit data when valid and test cover the
     # same users; on the partial ML-1M split they cover 512 of 6,040 users, so its baselines are not refitted.
     refit: bool = True
+    # rank only items not already in the prefix (RunConfig.exclude_seen, for validation in training too): the
+    # published protocol where a log never repeats an item (ML-1M: no user rates a film twice)
+    exclude_seen: bool = False
 
 
 ACCURACY_DATASETS = {
@@ -45,7 +48,10 @@ ACCURACY_DATASETS = {
                           "train/input", "val/input", "val/output", "test/output")),
                       "leave-one-out evaluated on the 512 users whose whole sequence survives in the partial "
                       "gSASRec split (SOURCES.md 4a, protocol ii); training on every user's sequence but its last "
-                      "two items, as standard; the published rows are over all 6,040 users", 10, refit=False),
+                      "two items, as standard; items the user already rated are excluded from the ranking (ML-1M "
+                      "has no repeated user-item pair; both published setups filter them: filter_seen in "
+                      "Klenitskiy and Vasilev's code, filter_rated in gSASRec's); the published rows are over all "
+                      "6,040 users", 10, refit=False, exclude_seen=True),
 }
 # ../shared/data/ANCHORS.md, percent. (name, metrics, source); the "measured" rows are its simple baselines.
 ANCHOR_ROWS = {
@@ -269,7 +275,8 @@ def suite_accuracy(opts: Options) -> dict:
     for name in names:
         spec = ACCURACY_DATASETS[name]
         entry = dict(datasets.get(name, {}))
-        entry.update(protocol=spec.protocol, main_k=spec.main_k, source=spec.source, inputs=list(spec.inputs))
+        entry.update(protocol=spec.protocol, main_k=spec.main_k, source=spec.source, inputs=list(spec.inputs),
+                     exclude_seen=spec.exclude_seen)
         missing = [p for p in spec.inputs if not (opts.shared_data / p).is_file()]
         if spec.skip or missing:
             entry["skipped"] = spec.skip or f"skipped: missing {missing} under {opts.shared_data}"
@@ -296,7 +303,7 @@ def suite_accuracy(opts: Options) -> dict:
             out = opts.work_dir / "accuracy" / (name + ("-quick" if opts.quick else ""))
             config = RunConfig(models=(model,), out=out, params=params, max_epochs=opts.max_epochs,
                                n_boot=200 if opts.quick else 1000, progress=False, assets=None,
-                               refit=opts.refit and spec.refit)
+                               refit=opts.refit and spec.refit, exclude_seen=spec.exclude_seen)
             with Timer() as t:
                 results = run(data, config, log=functools.partial(print, f"[accuracy] {name}", flush=True))
             r = results["models"][model]
@@ -309,6 +316,7 @@ def suite_accuracy(opts: Options) -> dict:
                 "test_scaled": scaled, "valid": {k: v["value"] for k, v in r["valid"].items() if k in ACCURACY_METRICS},
                 "params": r["params"], "params_file": str(pfile.relative_to(ROOT)) if pfile else None,
                 "fit_seconds": r["fit_seconds"], "fit": r["fit"], "refit": opts.refit and spec.refit,
+                "exclude_seen": spec.exclude_seen,
                 "refit_info": r.get("refit"),
                 "max_epochs": opts.max_epochs, "timing": t.as_dict(), "quick": opts.quick,
                 "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}

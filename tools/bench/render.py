@@ -520,13 +520,18 @@ def _fit_note(e: dict, model: str = "") -> str:
     return f"this project, {where}; {took}{refit}; ran {str(e.get('timestamp', ''))[:10]}"
 
 
-def _our_accuracy_rows(model: str, e: dict, scaled: bool) -> list[str]:
+def _our_accuracy_rows(model: str, e: dict, scaled: bool, exclude_seen: bool = False) -> list[str]:
+    """`exclude_seen`: the data set's protocol ranks only unseen items; a row measured otherwise says so."""
     metrics = ACCURACY_METRICS
     if e.get("skipped"):
         return [f"| **ours: {model}** | " + " | ".join("–" for _ in metrics) + f" | {e['skipped']} |"]
     label = f"**ours: {model}**" + (" (misses counted)" if scaled else "")
+    other = ""
+    if bool(e.get("exclude_seen", False)) != exclude_seen:
+        other = ("; **seen items ranked too (an earlier protocol): not comparable with the published rows**"
+                 if exclude_seen else "; seen items excluded")
     rows = [f"| {label} | " + " | ".join(_pct(e["test_scaled"].get(m)) for m in metrics)
-            + f" | {_fit_note(e, model)} |"]
+            + f" | {_fit_note(e, model)}{other} |"]
     if scaled:
         rows.append(f"| ours: {model} (kept cases only) | "
                     + " | ".join(_pct(e["test_raw"].get(m), ci=False) for m in metrics) + " | raw |")
@@ -550,7 +555,7 @@ def _dataset_rows(name: str, d: dict) -> list[str]:
                      + f" | {source} (ANCHORS.md) |")
     scaled = info.get("kept_fraction", 1) < 1
     for model, e in d.get("models", {}).items():
-        lines += _our_accuracy_rows(model, e, scaled)
+        lines += _our_accuracy_rows(model, e, scaled, bool(d.get("exclude_seen", False)))
     return lines + [""]
 
 
