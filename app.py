@@ -876,10 +876,13 @@ def launch_options() -> dict:
 
 
 if __name__ == "__main__":
+    import contextlib
+    import sys
+
     import torch
     import uvicorn
 
-    from recsys.api import serve_app
+    from recsys.api import serve_app, server_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -892,6 +895,11 @@ if __name__ == "__main__":
     server = serve_app(SERVICE, demo.queue(default_concurrency_limit=4), launch_options())
     host = os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
     port = int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
-    print(f"* Running on http://{host}:{port}/ (UI), JSON API under /v1, its schema at /docs and /openapi.json",
-          flush=True)
-    uvicorn.run(server, host=host, port=port, log_level="warning")
+    config, stack = server_config(server, host, port)  # httptools and uvloop when installed
+    print(f"* Running on http://{host}:{port}/ (UI), JSON API under /v1, its schema at /docs and /openapi.json "
+          f"({stack})", flush=True)
+    served = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        served.run()
+    if not served.started:  # the port taken, say: uvicorn logged why; exit non-zero as uvicorn.run does
+        sys.exit(3)

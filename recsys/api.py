@@ -212,6 +212,22 @@ def build_api(service: AppService, middleware=()) -> FastAPI:
     return api
 
 
+def server_config(app, host: str, port: int):
+    """uvicorn's settings for app.py's server, and a line naming the HTTP parser and event loop they pick. uvicorn's
+    defaults ("auto") take httptools and uvloop when they are installed (requirements.txt pins both): on the 40k-item
+    load test they cut the server's CPU a request by about a third against h11 and asyncio (docs/BENCHMARKS.md, JSON
+    API). Without them (a platform with no wheel: uvloop has none for Windows) the app runs on h11 and asyncio."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    config.load()  # resolves "auto" to a protocol class; uvicorn.Server does not load a loaded config again
+    protocol = config.http_protocol_class.__name__
+    http = {"HttpToolsProtocol": "httptools", "H11Protocol": "h11"}.get(protocol, protocol)
+    factory = config.get_loop_factory()
+    loop = (getattr(factory, "__module__", None) or "asyncio").split(".")[0] if factory is not None else "asyncio"
+    return config, f"HTTP parser {http}, event loop {loop}"
+
+
 def serve_app(service: AppService, demo, launch_options: dict) -> FastAPI:
     """The one FastAPI app `python app.py` serves: the API, with the Gradio Blocks `demo` mounted at /.
 

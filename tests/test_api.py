@@ -211,6 +211,8 @@ def test_python_app_py_serves_the_readme_example_and_the_ui(folders, tmp_path):
         assert got == {**expected, "scores": got["scores"]}
         assert [round(s, 3) for s in got["scores"]] == expected["scores"]  # the README shows 3 decimals
         assert httpx.get(url + "openapi.json", timeout=30).json()["info"]["title"] == "recsys"
+        assert re.search(r"Running on .*\(HTTP parser (httptools|h11), event loop (uvloop|asyncio)\)",
+                         (tmp_path / "app.log").read_text())
         from gradio_client import Client
 
         client = Client(url, verbose=False)
@@ -298,3 +300,26 @@ def test_the_production_overview_shows_the_tested_readme_example():
     response = json.loads(re.search(r"\n# (\{.*?\})\n", section).group(1))
     tested_request, tested_response = readme_example()
     assert {"exclude_seen": False, **request} == tested_request and response == tested_response
+
+
+def test_the_server_takes_httptools_and_uvloop_when_installed_and_runs_without_them():
+    """recsys.api.server_config (app.py's uvicorn settings) names the HTTP parser and event loop uvicorn picks:
+    httptools and uvloop when importable (requirements.txt), h11 and asyncio in a Python where they are not."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from recsys.api import server_config
+
+    config, stack = server_config(None, "127.0.0.1", 0)
+    installed = all(importlib.util.find_spec(m) for m in ("httptools", "uvloop"))
+    assert config.loaded and stack == ("HTTP parser httptools, event loop uvloop" if installed
+                                       else "HTTP parser h11, event loop asyncio")
+    hidden = ("import sys; sys.modules.update(httptools=None, uvloop=None)\n"  # import of either now fails
+              "from recsys.api import server_config\n"
+              "config, stack = server_config(None, '127.0.0.1', 0); print(stack)\n"
+              "import asyncio; print(type(config.get_loop_factory()()).__module__)")
+    out = subprocess.run([sys.executable, "-c", hidden], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    stack, loop = out.stdout.split("\n")[:2]
+    assert stack == "HTTP parser h11, event loop asyncio" and loop.startswith("asyncio.")  # uvicorn's own fallback

@@ -147,3 +147,42 @@ def test_the_hybrid_serves_its_neural_part_on_the_fast_path():
     want_ids, want_scores = recommend(model, session, k=10)
     np.testing.assert_array_equal(ids, want_ids)
     np.testing.assert_array_equal(scores, want_scores)
+
+
+def general_mask(scores: torch.Tensor, sessions, exclude_seen: bool) -> torch.Tensor:
+    """mask_scores's path for any number of sessions (row and column indices of every session's items)."""
+    scores[:, 0] = -torch.inf
+    if exclude_seen:
+        rows = np.repeat(np.arange(len(sessions)), [len(s) for s in sessions])
+        scores[torch.from_numpy(rows), torch.from_numpy(np.concatenate(sessions))] = -torch.inf
+    return scores
+
+
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_mask_scores_of_one_session_is_the_general_mask(exclude_seen):
+    torch.manual_seed(0)
+    scores = torch.randn(1, 40)
+    for session in (np.array([3]), np.array([5, 5, 39, 1, 5]), np.arange(1, 40)):
+        got = mask_scores(scores.clone(), [session], exclude_seen)
+        assert torch.equal(got, general_mask(scores.clone(), [session], exclude_seen))
+        assert torch.isneginf(got[0, session]).all() == exclude_seen and torch.isneginf(got[0, 0])
+
+
+@pytest.mark.parametrize("key", ["sasrec", "gru4rec", "lstm-bi"])
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_the_apis_ranker_gives_what_recommend_gives(key, exclude_seen):
+    """recsys.batch.Ranker.rank_one (POST /v1/recommend) takes torch.topk for its one session: the items and
+    scores recommend() gives, in its order, down to k = every item left."""
+    from recsys.batch import Ranker
+    from recsys.data import ItemVocab
+
+    model = build(key)
+    model.vocab, model.item_info = ItemVocab([f"i{i}" for i in range(1, N_ITEMS)]), {}  # as load_folder sets them
+    ranker = Ranker(model)
+    rng = np.random.default_rng(2)
+    for n, k in ((1, 20), (6, 5), (12, N_ITEMS + 5)):
+        session = rng.integers(1, N_ITEMS, n)
+        got = ranker.rank_one([f"i{i}" for i in session], k, exclude_seen)
+        ids, scores = recommend(model, session, k=min(k, N_ITEMS - 1), exclude_seen=exclude_seen)
+        assert got.fallback == "none" and got.unknown_items == []
+        assert got.items == [f"i{i}" for i in ids] and got.scores == scores.tolist()

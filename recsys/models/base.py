@@ -265,7 +265,9 @@ def pad_sessions(sessions: Sequence[np.ndarray], max_len: int, side: str = "left
 def mask_scores(scores: torch.Tensor, sessions: Sequence[np.ndarray], exclude_seen: bool) -> torch.Tensor:
     """Never recommend padding; optionally never recommend an item already in the session. In place."""
     scores[:, 0] = -torch.inf
-    if exclude_seen:
+    if exclude_seen and len(sessions) == 1:  # one session (recommend, the API): its items index its one row
+        scores[0, torch.from_numpy(np.asarray(sessions[0], dtype=np.int64))] = -torch.inf
+    elif exclude_seen:
         rows = np.repeat(np.arange(len(sessions)), [len(s) for s in sessions])
         cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in sessions]) if len(rows) else rows
         scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
