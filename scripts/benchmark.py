@@ -4,6 +4,7 @@
     python scripts/benchmark.py eval        # 60,000 prefixes x 43,000 items through recsys.evaluate
     python scripts/benchmark.py serving     # recommend() latency per registry model at 10k / 40k / 1M items, app
     python scripts/benchmark.py serving --items 40k,1M --models sasrec,gru4rec --no-app   # some sizes and models
+    python scripts/benchmark.py serving --knn   # kNN fits and recommend() at 1M items (serving_knn.json)
     python scripts/benchmark.py batch       # 60,858 Diginetica prefixes through scripts/recommend.py (GRU4Rec, V-SKNN)
     python scripts/benchmark.py train       # ml-100k epochs of SASRec / GRU4Rec, beside RecBole 1.2.1
     python scripts/benchmark.py accuracy --models pop,spop --datasets beauty   # beside the ANCHORS rows
@@ -60,6 +61,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-app", dest="app", action="store_false", help="serving: skip the gradio_client round trip")
     p.add_argument("--first-start-only", action="store_true",
                    help="serving: time only the app's first start (fresh machine), keep the last run's other rows")
+    p.add_argument("--knn", action="store_true",
+                   help="serving: the kNN models' fits and recommend() at 1M items (or --items N); writes "
+                        "serving_knn.json, not serving.json")
     p.add_argument("--epochs", type=int, help="train: epochs per run (default 2, quick 1)")
     p.add_argument("--threads", type=int, help="train: torch intra-op threads (default: torch's default)")
     p.add_argument("--peers", action="store_true", help="train: start the RecBole runs in the background (nohup)")

@@ -46,6 +46,7 @@ from tools.bench.data import suite_data, worker_generate, worker_prepare
 from tools.bench.evalspeed import suite_eval, worker_eval
 from tools.bench.servedata import worker_serving_data
 from tools.bench.serving import suite_serving, worker_serving
+from tools.bench.serving_knn import worker_knn, worker_knn_data
 from tools.bench.train import suite_train, worker_train
 
 # what scripts/benchmark.py reads from here (the report: tools.bench.report)
@@ -72,7 +73,8 @@ def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
     result = {"suite": suite, "quick": opts.quick, "timestamp": started,
               "command": opts.command,
               "machine": machine(), "timing": t.as_dict(), **numbers}
-    path = results_path(opts.results_dir, suite, opts.quick)
+    # `serving --knn` has a results file of its own, so that it never replaces the other serving rows
+    path = results_path(opts.results_dir, "serving_knn" if suite == "serving" and opts.knn else suite, opts.quick)
     if suite == "accuracy":  # merged model by model under a lock while running; keep what others wrote since
         def finish(current: dict) -> dict:
             datasets = current.get("datasets", result["datasets"])
@@ -89,7 +91,7 @@ def run_suite(suite: str, opts: Options, argv: list[str]) -> Path:
 WORKERS = {"generate": worker_generate, "prepare": worker_prepare, "eval": worker_eval,
            "serving_data": worker_serving_data, "serving": worker_serving, "app_models": worker_app_models,
            "app_handler": worker_app_handler, "train": worker_train, "batch_data": worker_batch_data,
-           "batch_models": worker_batch_models}
+           "batch_models": worker_batch_models, "knn_data": worker_knn_data, "knn": worker_knn}
 
 
 def worker_main(argv: list[str]) -> int:

@@ -44,6 +44,7 @@ class Options:
     refit: bool = True  # accuracy: baselines refitted on train + valid after validation (as the ANCHORS runs)
     app: bool = True  # serving: the gradio_client round trip
     first_start_only: bool = False  # serving: only the app's first start; the last run's other numbers are kept
+    knn: bool = False  # serving: the kNN models' fits and recommend() at 1M items (tools/bench/serving_knn.py)
     epochs: int | None = None  # train: epochs per run (default 2; quick 1)
     threads: int | None = None  # train: torch intra-op threads (None: torch's default)
     peers: bool = False  # train: start the RecBole runs in the background (nohup) when they have no results

@@ -14,11 +14,13 @@ from tools.bench.batchbench import render_batch
 from tools.bench.common import ROOT, SUITES, read_json, results_path
 from tools.bench.plots import PLOTS
 from tools.bench.render import RENDERERS, render_machine, render_not_run, render_summary
+from tools.bench.serving_knn import render_serving_knn
 
 BLOCK = re.compile(r"(<!-- BEGIN generated:(?P<name>[\w-]+) -->\n).*?(\n?<!-- END generated:(?P=name) -->)", re.S)
 # block name -> the section title it sits under in a new report (the summary sits under the introduction)
 SECTIONS = {"summary": None, "machine": "Machine and commands", "data": "Data preparation (`data`)",
             "eval": "Evaluation throughput (`eval`)", "serving": "Serving latency (`serving`)",
+            "serving-knn": None,  # `serving --knn`: under the serving section, after its block
             "batch": "Batch scoring (`batch`)",
             "train": "Training speed (`train`)", "accuracy": "Accuracy against published numbers (`accuracy`)",
             "plots": "Plots"}
@@ -58,6 +60,11 @@ def load_results(results_dir: Path) -> dict[str, dict]:
             if data:
                 out[suite] = data
                 break
+    for quick in (False, True):  # `serving --knn` (its own file): shown as "serving-knn"
+        data = read_json(results_path(results_dir, "serving_knn", quick))
+        if data:
+            out["serving-knn"] = data
+            break
     return out
 
 
@@ -78,9 +85,10 @@ def render_blocks(results: dict) -> dict[str, str]:
     """Every generated block but the plots; a block a results file cannot fill says so instead of failing."""
     renderers = {"summary": functools.partial(render_summary, results),
                  "machine": functools.partial(render_machine, results)}
-    for suite, render in {**RENDERERS, "batch": render_batch}.items():
+    for suite, render in {**RENDERERS, "batch": render_batch, "serving-knn": render_serving_knn}.items():
         given = results.get(suite)
-        renderers[suite] = functools.partial(render, given) if given else functools.partial(render_not_run, suite)
+        renderers[suite] = functools.partial(render, given) if given else functools.partial(
+            render_not_run, "serving --knn" if suite == "serving-knn" else suite)
     blocks = {}
     for name, render in renderers.items():
         try:

@@ -23,6 +23,7 @@ from tools.bench.common import (
     worker_argv,
 )
 from tools.bench.servedata import servable, serving_sessions, serving_sizes, synthetic_processed
+from tools.bench.serving_knn import suite_serving_knn
 
 SERVING_SINGLE = 200  # single-session calls per model (after 5 warm-up calls)
 SERVING_THREADS = 1  # torch intra-op threads while timing: 2 threads on 2 busy cores make one call 10-20x slower
@@ -36,6 +37,8 @@ CHILD_TIMEOUT_1M_S = 300  # per model at 1M items: load, fit and the timed calls
 def suite_serving(opts: Options) -> dict:
     from recsys.models import REGISTRY
 
+    if opts.knn:
+        return suite_serving_knn(opts)
     if opts.first_start_only:
         return first_start_only(opts)
     sizes = serving_sizes(opts.items, opts.quick)
