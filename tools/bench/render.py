@@ -169,11 +169,25 @@ def render_data(r: dict) -> str:
     gen = ["", "Generation of the synthetic logs (once, before timing; not part of the target):", "",
            "| log | generator parameters | wall s | CPU s | peak RSS MiB | events.csv MiB | cached |",
            "|---|---|---|---|---|---|---|"]
+    streamed = []
     for name, s in r["sizes"].items():
         target = "–" if r.get("quick") else f"≤ {DATA_TARGETS.get(name):.0f} s, ≤ 8 GiB"
         lines += [_prepare_row(name, i, run, target) for i, run in enumerate(s["runs"], 1)]
         gen.append(_generation_row(name, s))
+        if s.get("streaming"):
+            streamed.append(_streaming_row(name, s["streaming"]))
+    if streamed:  # issue 19: the same logs out of core
+        lines += ["", "The same logs out of core (`--engine streaming`, recsys/outofcore.py; `same`: its folder holds "
+                      "the in-memory run's data set, session for session):", "",
+                  "| log | prepare_data main() wall s | its CPU s | whole process wall s (CPU s) | peak RSS MiB: main()"
+                  " (with the comparison) | same | load before |", "|---|---|---|---|---|---|---|", *streamed]
     return "\n".join(lines + gen) + "\n"
+
+
+def _streaming_row(name: str, run: dict) -> str:
+    return (f"| {name} | **{_n(run['main_wall_s'], 2)}** | {_n(run['main_cpu_s'], 2)} | {_n(run['wall_s'], 1)} "
+            f"({_n(run['user_s'] + run['sys_s'], 1)}) | **{_n(run['main_rss_peak_mib'], 0)}** "
+            f"({_n(run['peak_rss_mib'], 0)}) | {'yes' if run.get('same') else 'NO'} | {_load(run['load_before'])} |")
 
 
 def render_eval(r: dict) -> str:
