@@ -4,6 +4,8 @@
     python -m tools.bench.scale prepare --events 33003944                 pandas vs streaming preparation
     python -m tools.bench.scale catalogue --items 1000000                 sampled softmax + chunked top-k at 1M items
 
+`--out FILE` (before the subcommand) also writes the result to FILE with the command, start time and machine.
+
 Each prints one JSON object: wall and CPU seconds, peak RSS, the load average before and after.
 """
 
@@ -11,11 +13,13 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -298,15 +302,25 @@ def main(argv=None) -> int:
     c.add_argument("--items", type=int, default=1_000_000)
     c.add_argument("--train", type=int, default=20_000, help="training sessions")
     c.add_argument("--negatives", type=int, default=2048)
+    p.add_argument("--out", type=Path, help="also write the result (with the command, time and machine) to this JSON "
+                                            "file, e.g. benchmarks/results/scale_prepare.json")
     args = p.parse_args(argv)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     if args.what == "catalogue":
-        print(json.dumps(bench_catalogue(args.items, args.train, args.negatives), indent=1))
+        result = bench_catalogue(args.items, args.train, args.negatives)
     elif args.what == "eval":
-        print(json.dumps(bench_eval(args.items, args.sessions, args.repeats), indent=1))
+        result = bench_eval(args.items, args.sessions, args.repeats)
     else:
-        print(json.dumps(bench_prepare(args.events, args.formats.split(","), args.engines.split(","), args.keep,
-                                       args.limit_mib),
-                         indent=1))
+        result = bench_prepare(args.events, args.formats.split(","), args.engines.split(","), args.keep,
+                               args.limit_mib)
+    print(json.dumps(result, indent=1))
+    if args.out:
+        from tools.bench.common import machine
+
+        command = "python -m tools.bench.scale " + " ".join(shlex.quote(a) for a in (
+            sys.argv[1:] if argv is None else argv))
+        args.out.write_text(json.dumps({"command": command, "started": started, "machine": machine(), **result},
+                                       indent=1) + "\n")
     return 0
 
 
