@@ -412,6 +412,9 @@ def _train_steps(token, col_session, col_user, col_item, col_time, col_event, co
             yield _train_fallback("Training stopped; nothing of it was kept.")
         elif isinstance(err, (DataError, ValueError, OSError)):
             yield _train_fallback(_scrub(err, token))
+        elif isinstance(err, trainproc.ChildDied):  # killed or crashed: its exit says how, no traceback to show
+            log.warning("training an upload: %s", err)
+            yield _train_fallback(f"Training failed: {_scrub(err, token)}")
         else:
             log.error("training an upload failed", exc_info=err)
             yield _train_fallback(f"Training failed: {_scrub(err, token)}")

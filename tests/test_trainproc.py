@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -176,3 +177,61 @@ def test_the_request_survives_the_trip_as_json(limits):
     text = trainproc._request_json(limits, "a" * 32, request, options)
     assert trainproc._from_json(json.loads(text)) == (limits, "a" * 32, request, options)
 
+
+
+# ------------------------------------------------------------------------------------------------ through app.py
+
+
+def _child_of(pid: int) -> int | None:
+    """The pid of `pid`'s training child (python -m recsys.app.trainproc), from /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"recsys.app.trainproc" in (stat.parent / "cmdline").read_bytes():
+                return int(stat.parent.name)
+        except (OSError, IndexError, ValueError):
+            continue
+    return None
+
+
+@pytest.mark.filterwarnings("ignore:The value passed into gr.Dropdown")  # choices set in the page, not here
+def test_the_page_trains_in_a_child_and_says_plainly_when_it_dies(rr_log, tmp_path, monkeypatch):
+    from conftest import fresh_app
+    from test_app_logic import build_checkpoints
+
+    from recsys.app.yourdata import NONE
+
+    build_checkpoints(tmp_path / "checkpoints", models=("pop",))
+    monkeypatch.setenv("RECSYS_WORK", str(tmp_path / "work"))
+    monkeypatch.setenv("RECSYS_TRAIN_NICE", "11")
+    with fresh_app(monkeypatch, tmp_path / "checkpoints", tmp_path / "no-data") as app:
+        assert app.TRAIN_CHILD == trainproc.ChildOptions(nice=11, threads=1)
+        token = upload(app.LIMITS, rr_log)
+        guess = read_head(rr_log).guess
+        fields = [token, *(guess.get(role, NONE) for role in app.ROLES), "epoch milliseconds", "", "temporal", 30,
+                  1, 1, ["pop", "spop"], NONE, 1]
+        seen = {}
+
+        def kill_once_staging():  # SIGKILL the child once its staging folder is there, as the OOM killer would
+            while "pid" not in seen:
+                child = _child_of(os.getpid())
+                if child and any(p.startswith(".tmp-") for p in everything(app.LIMITS, token)):
+                    seen["pid"], seen["nice"] = child, os.getpriority(os.PRIO_PROCESS, child)
+                    os.kill(child, signal.SIGKILL)
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_once_staging, daemon=True)
+        killer.start()
+        outputs = list(app.train_upload(*fields, progress=lambda *a, **k: None))
+        killer.join(5)
+        assert seen["nice"] == max(11, os.getpriority(os.PRIO_PROCESS, 0))
+        final = outputs[-1][0].replace("\\", "")  # markdown escapes undone
+        assert final.startswith("⚠️ Training failed: the training process was killed by SIGKILL (out of memory, "
+                                "or stopped from outside); nothing of it was kept"), final
+        assert "Traceback" not in final
+        assert everything(app.LIMITS, token) == []
+        # the same page trains it again, in a child, to the end
+        outputs = list(app.train_upload(*fields, progress=lambda *a, **k: None))
+        assert outputs[-1][0].startswith("**Trained 2 models on events**"), outputs[-1][0]
+        assert [p for p in everything(app.LIMITS, token) if p.startswith("run-")]
+        assert not [p for p in everything(app.LIMITS, token) if p.startswith(".tmp-")]

@@ -167,15 +167,18 @@ def train(limits: workbench.Limits, token: str, request: workbench.TrainRequest,
         child = subprocess.Popen([sys.executable, "-m", "recsys.app.trainproc"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8")
         outcome: dict = {}
+        messages: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_read, args=(child.stdout, messages), daemon=True,
+                                  name=f"train-read-{child.pid}")
+        reader.start()
         try:
             if on_start:
                 on_start(child.pid)
-            child.stdin.write(_request_json(limits, token, request, options) + "\n")
-            child.stdin.flush()  # stdin stays open: closing it (or this process ending) tells the child to stop
-            messages: queue.Queue = queue.Queue()
-            reader = threading.Thread(target=_read, args=(child.stdout, messages), daemon=True,
-                                      name=f"train-read-{child.pid}")
-            reader.start()
+            try:
+                child.stdin.write(_request_json(limits, token, request, options) + "\n")
+                child.stdin.flush()  # stdin stays open: closing it (or this process ending) tells the child to stop
+            except BrokenPipeError:
+                pass  # the child ended at once: its exit code says how, below
             while True:
                 if cancelled.is_set() and "result" not in outcome:
                     raise workbench.Cancelled("training stopped")
@@ -199,6 +202,7 @@ def train(limits: workbench.Limits, token: str, request: workbench.TrainRequest,
             _remove_new_entries(folder, before)
             raise
         finally:
+            reader.join(GRACE_SECONDS)  # the child is gone: its output ends
             for stream in (child.stdin, child.stdout):
                 try:
                     stream.close()
