@@ -73,24 +73,7 @@ def test_the_child_trains_what_the_server_would(rr_log, limits):
         assert "My-shop/results.md" in zf.namelist()
 
 
-def test_the_childs_priority_is_the_configured_one(rr_log, limits):
-    token = upload(limits, rr_log)
-    seen = {}
-
-    def look(line):  # the child is alive while it sends its lines
-        if "pid" not in seen:
-            return
-        seen.setdefault("nice", os.getpriority(os.PRIO_PROCESS, seen["pid"]))
-        try:
-            environ = Path(f"/proc/{seen['pid']}/environ").read_bytes().split(b"\0")
-            seen.setdefault("omp", next((e for e in environ if e.startswith(b"OMP_NUM_THREADS=")), None))
-        except OSError:
-            pass
-
-    trainproc.train(limits, token, request_for(rr_log, ("pop",)), log=look,
-                    options=trainproc.ChildOptions(nice=7, threads=2), on_start=lambda pid: seen.update(pid=pid))
-    assert seen["nice"] == max(7, os.getpriority(os.PRIO_PROCESS, 0))
-    assert seen.get("omp") in (None, b"OMP_NUM_THREADS=2")  # None: /proc not readable here
+def test_the_child_options_come_from_the_environment():
     assert trainproc.ChildOptions.from_env({}) == trainproc.ChildOptions(19, 1)
     assert trainproc.ChildOptions.from_env({"RECSYS_TRAIN_NICE": "10", "RECSYS_TRAIN_THREADS": "2"}) == \
         trainproc.ChildOptions(10, 2)
@@ -101,18 +84,27 @@ def test_the_childs_priority_is_the_configured_one(rr_log, limits):
             trainproc.ChildOptions.from_env(bad)
 
 
-def test_stop_ends_the_child_and_leaves_nothing(rr_log, limits):
+def test_stop_ends_the_child_at_its_priority_and_leaves_nothing(rr_log, limits):
     token = upload(limits, rr_log)
     request = request_for(rr_log)
     earlier = trainproc.train(limits, token, request, log=lambda _: None)  # a finished run of this upload stays
-    flag, pids = threading.Event(), []
+    flag, pids, seen = threading.Event(), [], {}
 
-    def log(line):
+    def log(line):  # the child is alive while it sends its lines: look at it from outside
+        seen.setdefault("nice", os.getpriority(os.PRIO_PROCESS, pids[0]))
+        try:
+            environ = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+            seen.setdefault("omp", next((e for e in environ if e.startswith(b"OMP_NUM_THREADS=")), None))
+        except OSError:
+            pass
         if line.startswith("[spop] fitting"):
             flag.set()  # the user presses Stop while the second model trains
 
     with pytest.raises(wb.Cancelled):
-        trainproc.train(limits, token, request, log=log, cancelled=flag, on_start=pids.append)
+        trainproc.train(limits, token, request, log=log, cancelled=flag, on_start=pids.append,
+                        options=trainproc.ChildOptions(nice=7, threads=2))
+    assert seen["nice"] == max(7, os.getpriority(os.PRIO_PROCESS, 0))
+    assert seen.get("omp") in (None, b"OMP_NUM_THREADS=2")  # None: /proc not readable here
     with pytest.raises(ProcessLookupError):
         os.kill(pids[0], 0)  # the child is gone (and reaped)
     assert everything(limits, token) == [earlier.run.parent.name]  # its staging folder removed, no new run
