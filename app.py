@@ -401,8 +401,12 @@ def _train_steps(token, col_session, col_user, col_item, col_time, col_event, co
     worker = threading.Thread(target=work, name=f"train-{token[:6]}", daemon=True)
     worker.start()
     progress(0, desc="Reading the log …")
+    shown = None
     while worker.is_alive():
         worker.join(0.5)
+        if shown == (len(lines), len(scores)):
+            continue  # nothing new: no update sent, none for the browser to draw
+        shown = (len(lines), len(scores))
         progress(len(scores) / total, desc=f"{len(scores)}/{total} models trained"
                  + (f" · last: {list(scores)[-1]} {list(scores.values())[-1]:.3f}" if scores else ""))
         yield _training_view(lines, scores, total), *(gr.skip(),) * (TRAIN_OUTPUTS - 1)
