@@ -1,4 +1,4 @@
-"""`python scripts/benchmark.py serving --knn`: the kNN baselines (itemknn, sr, sknn, vsknn) at a catalogue of
+"""`python scripts/benchmark.py serving --knn`: the kNN baselines (itemknn, sr, sknn, vsknn, stan) at a catalogue of
 1,000,000 items (issue 19, "Big catalogues"): each model's fit (wall and CPU seconds, peak resident memory) and
 recommend() latency for one session, each model in a child process of its own, so the peak RSS is that model's
 (and the data it was fitted on), not the suite's. Results go to benchmarks/results/serving_knn.json, beside
@@ -38,7 +38,7 @@ from tools.bench.common import (
     worker_argv,
 )
 
-KNN_MODELS = ("itemknn", "sr", "sknn", "vsknn")
+KNN_MODELS = ("itemknn", "sr", "sknn", "vsknn", "stan")
 KNN_ITEMS = 1_000_000
 KNN_SESSIONS = 4_000_000  # ~20 M training events: ~92% of the 1 M items occur; the slowest fit (itemknn) ~1 min
 KNN_QUICK = {"items": 2_000, "sessions": 10_000}
