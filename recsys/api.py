@@ -19,6 +19,7 @@ loaded; anything else is logged and answered 500 with no traceback.
 """
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -39,7 +40,20 @@ from recsys.batch import Ranker
 log = logging.getLogger("recsys.api")
 
 MAX_DETAIL_CHARS = 300
-INLINE_SECONDS = 0.005  # a model whose answers take at most this (moving average) is run on the event loop
+# a loaded model whose answers take at most this (moving average) runs on the event loop, a slower one in the
+# thread pool; $RECSYS_API_INLINE_MS sets it in milliseconds (A/B runs in docs/BENCHMARKS.md, JSON API)
+
+
+def _milliseconds(text: str | None, default: float) -> float:
+    """A setting in ms from the environment, as seconds; the default for anything but a number >= 0."""
+    try:
+        ms = float(text) if text else default
+    except ValueError:
+        ms = default
+    return (ms if 0 <= ms < float("inf") else default) / 1000
+
+
+INLINE_SECONDS = _milliseconds(os.environ.get("RECSYS_API_INLINE_MS"), 5.0)
 EXAMPLE_REQUEST = {"model": "gru4rec", "items": ["214826", "214829"], "k": 3, "exclude_seen": False}
 EXAMPLE_RESPONSE = {"model": "gru4rec", "items": ["214830", "214827", "214821"], "scores": [9.41, 8.87, 8.02],
                     "fallback": "none", "unknown_items": []}

@@ -323,3 +323,12 @@ def test_the_server_takes_httptools_and_uvloop_when_installed_and_runs_without_t
     assert out.returncode == 0, out.stderr[-2000:]
     stack, loop = out.stdout.split("\n")[:2]
     assert stack == "HTTP parser h11, event loop asyncio" and loop.startswith("asyncio.")  # uvicorn's own fallback
+
+
+def test_the_inline_threshold_comes_from_the_environment_in_milliseconds():
+    from recsys.api import _milliseconds
+
+    assert _milliseconds(None, 5.0) == _milliseconds("", 5.0) == 0.005
+    assert _milliseconds("0.5", 5.0) == 0.0005 and _milliseconds("0", 5.0) == 0.0
+    for bad in ("fast", "-1", "inf", "nan", "1e999"):
+        assert _milliseconds(bad, 5.0) == 0.005, bad
