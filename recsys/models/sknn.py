@@ -280,7 +280,8 @@ class STANConfig(ModelConfig):
     k: int = 100
     sample_size: int = 1000
     lambda_spw: float = 1.02  # the session's item at p of n weighs exp((p - n) / lambda_spw) (clicks)
-    lambda_snh: float = 0.05  # a neighbour's similarity times exp(-age / lambda_snh), age: share of sessions newer
+    lambda_snh: float = 1.0  # a neighbour's similarity times exp(-age / lambda_snh), age: share of sessions newer
+    # (mild by default: the oldest session weighs e^-1 of the newest; a log stored out of time order needs no more)
     lambda_inh: float = 2.05  # a neighbour's vote for its item at q times exp(-|q - last shared| / lambda_inh)
     backward: float = 0.5  # as SKNN's (STAN itself has none, 1): its position decay alone is symmetric
 
