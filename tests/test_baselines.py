@@ -122,13 +122,17 @@ def reference_vsknn_scores(model, train: list[list[int]], session, n_items) -> n
 @pytest.mark.parametrize("name, config", [("sknn", {}), ("sknn", {"k": 3, "sample_size": 7, "backward": 0.2}),
                                           ("vsknn", {}), ("vsknn", {"k": 3, "sample_size": 7, "idf_weighting": 2.0})])
 def test_session_knn_matches_a_loop_by_loop_reference(graph, name, config):
-    model = fitted(name, graph, **config)
+    assert_matches_reference(fitted(name, graph, **config), graph, reference_vsknn_scores)
+
+
+def assert_matches_reference(model, graph, reference) -> None:
+    """The model's scores of 25 test sessions and a session with a repeat equal `reference`'s, then popularity."""
     sessions = list(graph.test)[:25] + [np.array([4, 9, 4, 11])]
     got = model.score(sessions)
     pop = torch.from_numpy(np.bincount(graph.train.items, minlength=graph.n_items).astype(np.float32))
     train = graph.train.to_lists()
     for row, s in enumerate(sessions):
-        want = torch.from_numpy(reference_vsknn_scores(model, train, s.tolist(), graph.n_items).astype(np.float32))
+        want = torch.from_numpy(reference(model, train, s.tolist(), graph.n_items).astype(np.float32))
         want = evidence_then_popularity(want[None], pop)[0]
         assert torch.allclose(got[row], want, rtol=1e-5, atol=1e-9), row
 
@@ -161,15 +165,7 @@ def reference_stan_scores(model, train: list[list[int]], session, n_items) -> np
 @pytest.mark.parametrize("config", [{}, {"k": 3, "sample_size": 7, "lambda_spw": 0.5, "lambda_snh": 0.01,
                                          "lambda_inh": 4.0, "backward": 0.3}])
 def test_stan_matches_a_loop_by_loop_reference(graph, config):
-    model = fitted("stan", graph, **config)
-    sessions = list(graph.test)[:25] + [np.array([4, 9, 4, 11])]
-    got = model.score(sessions)
-    pop = torch.from_numpy(np.bincount(graph.train.items, minlength=graph.n_items).astype(np.float32))
-    train = graph.train.to_lists()
-    for row, s in enumerate(sessions):
-        want = torch.from_numpy(reference_stan_scores(model, train, s.tolist(), graph.n_items).astype(np.float32))
-        want = evidence_then_popularity(want[None], pop)[0]
-        assert torch.allclose(got[row], want, rtol=1e-5, atol=1e-9), row
+    assert_matches_reference(fitted("stan", graph, **config), graph, reference_stan_scores)
 
 
 def test_stan_recency_prefers_the_newer_of_two_equal_neighbours():
