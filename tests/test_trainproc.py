@@ -54,11 +54,19 @@ def test_the_child_trains_what_the_server_would(rr_log, limits):
     request = request_for(rr_log)
     here = wb.train(limits, upload(limits, rr_log, "My shop.csv"), request, log=lambda _: None)
     token = upload(limits, rr_log, "My shop.csv")
-    lines, finished, pids = [], [], []
-    there = trainproc.train(limits, token, request, log=lines.append, on_model=lambda *a: finished.append(a),
+    lines, finished, pids, policy = [], [], [], []
+
+    def log(line):
+        lines.append(line)
+        if len(lines) == 1 and hasattr(os, "sched_getscheduler"):  # the child is alive: look at it from outside
+            policy.append(os.sched_getscheduler(pids[0]))
+
+    there = trainproc.train(limits, token, request, log=log, on_model=lambda *a: finished.append(a),
                             options=trainproc.ChildOptions(nice=19, threads=1), on_start=pids.append)
     assert pids and pids[0] != os.getpid()
-    assert f"pid {pids[0]}, nice 19, 1 thread" in lines[0]  # the child reports how it runs
+    idle = hasattr(os, "SCHED_IDLE")  # Linux: at nice 19 the child runs only on an otherwise idle core
+    assert f"pid {pids[0]}, nice 19{', idle scheduling' * idle}, 1 thread" in lines[0]  # how it runs
+    assert policy == ([os.SCHED_IDLE] if idle else policy)
     assert any(line.startswith("Reading 3,000 events") for line in lines)  # workbench.train's own lines
     assert [(name, done, total) for name, _, done, total in finished] == [("pop", 1, 2), ("spop", 2, 2)]
     assert there.scores == here.scores

@@ -3,9 +3,10 @@
 `train(limits, token, request, log, cancelled, on_model)` takes what `recsys.app.workbench.train` takes, returns
 what it returns and raises the same kinds of error (DataError, Cancelled, ValueError, OSError) with the same
 messages, but the work runs in `python -m recsys.app.trainproc`: the SAME `workbench.train`, in a process that
-first lowers its own priority (nice `RECSYS_TRAIN_NICE`, default 19: the scheduler gives the server the CPU it
-needs and the training the rest) and its thread count (`RECSYS_TRAIN_THREADS`, default 1, for torch and the
-OpenMP/BLAS pools; the server keeps the other core). Measured with tools/bench_workbench.py latency
+first lowers its own priority (nice `RECSYS_TRAIN_NICE`, default 19, where it also takes Linux's SCHED_IDLE
+policy: the scheduler gives the server the CPU it needs and the training the rest) and its thread count
+(`RECSYS_TRAIN_THREADS`, default 1, for torch and the OpenMP/BLAS pools; the server keeps the other core).
+Measured with tools/bench_workbench.py latency
 (docs/BENCHMARKS.md): in the server's own thread, the training doubled other visitors' /recommend latency, by
 holding the GIL and both cores.
 
@@ -234,17 +235,27 @@ def _trained(limits: workbench.Limits, token: str, result: dict) -> workbench.Tr
 # ---------------------------------------------------------------------------------------------- the child
 
 
-def _lower_priority(options: ChildOptions) -> int:
-    """Nice this process to `options.nice` (never above the priority it started with); returns its nice value.
-    The out-of-memory killer is also told to take this process before the server (Linux; best effort)."""
+def _lower_priority(options: ChildOptions) -> tuple[int, bool]:
+    """Nice this process to `options.nice` (never above the priority it started with); returns its nice value
+    and whether it now runs under Linux's SCHED_IDLE policy, which it takes at the lowest setting (19): the
+    scheduler then runs it only on a core that would otherwise idle and lets a waking server thread preempt it at
+    once (nice 19 alone still gets a small share and a scheduler tick's delay). The out-of-memory killer is also
+    told to take this process before the server (Linux; best effort)."""
     now = os.getpriority(os.PRIO_PROCESS, 0)
     if options.nice > now:
         os.setpriority(os.PRIO_PROCESS, 0, options.nice)
+    idle = False
+    if options.nice == 19 and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            idle = True
+        except OSError:
+            pass
     try:
         Path("/proc/self/oom_score_adj").write_text("500")
     except OSError:
         pass
-    return os.getpriority(os.PRIO_PROCESS, 0)
+    return os.getpriority(os.PRIO_PROCESS, 0), idle
 
 
 def main() -> int:
@@ -258,7 +269,7 @@ def main() -> int:
             channel.flush()
 
     limits, token, request, options = _from_json(json.loads(sys.stdin.readline()))
-    nice = _lower_priority(options)
+    nice, idle = _lower_priority(options)
     import torch
 
     torch.set_num_threads(options.threads)
@@ -269,8 +280,8 @@ def main() -> int:
         stop.set()
 
     threading.Thread(target=watch_parent, daemon=True).start()
-    send("log", f"Training in a separate process (pid {os.getpid()}, nice {nice}, {options.threads} "
-                f"thread{'s' * (options.threads != 1)}) ...")
+    send("log", f"Training in a separate process (pid {os.getpid()}, nice {nice}{', idle scheduling' * idle}, "
+                f"{options.threads} thread{'s' * (options.threads != 1)}) ...")
     try:
         trained = workbench.train(limits, token, request, log=lambda line: send("log", line), cancelled=stop,
                                   on_model=lambda *score: send("model", *score))
