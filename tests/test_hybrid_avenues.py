@@ -1,0 +1,53 @@
+"""tools/hybrid_avenues.py: the pruned ranking equals the full-catalogue ranking, and the fold choice is held out."""
+
+import numpy as np
+import torch
+
+from recsys.models.blend import simplex_grid
+from tools.hybrid_avenues import MISS, Objectives, candidates, exact_ranks, held_out, rank_all, repeat_distribution
+
+
+def _dists(rng, b=64, n=300):
+    """A softmax-like part, a sparse kNN-like part (most items 0, some rows all 0, ties) and a repeat part."""
+    logits = torch.from_numpy(rng.normal(size=(b, n)) * 3).float()
+    soft = torch.softmax(logits, dim=1)
+    sparse = torch.from_numpy(rng.integers(0, 4, size=(b, n)) * (rng.random((b, n)) < 0.05)).float()
+    sparse[:5] = 0  # no neighbours at all
+    sparse /= sparse.sum(dim=1, keepdim=True).clamp_min(1e-30)
+    prefixes = [rng.integers(1, n, size=rng.integers(1, 8)) for _ in range(b)]
+    rep = repeat_distribution(prefixes, n, 0.5)
+    out = [soft, sparse, rep]
+    for d in out:
+        d[:, 0] = -torch.inf
+    return out
+
+
+def test_pruned_ranks_equal_full_ranking_for_every_weighting():
+    rng = np.random.default_rng(0)
+    dists = _dists(rng)
+    targets = torch.from_numpy(rng.integers(1, 300, size=64))
+    targets[:10] = torch.tensor([int(d.argmax()) for d in dists[1][:10]]).clamp_min(1)  # some sure hits
+    grid = simplex_grid(3, 0.25)
+    probs, at_target, tau = candidates(dists, targets, top_m=10)
+    ranks, unsure = rank_all(grid, probs, at_target, tau)
+    for g in range(len(grid)):
+        full = exact_ranks(dists, targets, grid[g])
+        decided = ~unsure[g]
+        assert np.array_equal(ranks[g][decided], full[decided]), grid[g]
+    assert unsure.any() and (~unsure).any()  # both paths are exercised
+    assert (ranks != MISS).any() and (ranks == MISS).any()
+
+
+def test_repeat_distribution_weights_recent_items_more():
+    d = repeat_distribution([np.array([3, 1, 3, 2])], 5, 0.5)[0]
+    # weights 0.125 (3), 0.25 (1), 0.5 (3), 1 (2): item 3 gets 0.625, item 2 gets 1, item 1 0.25
+    assert torch.allclose(d, torch.tensor([0, 0.25, 1, 0.625, 0]) / 1.875)
+
+
+def test_held_out_choice_uses_the_other_fold_only():
+    # two weightings; fold 0 is best under row 0, fold 1 under row 1: each fold must get the other's choice
+    ranks = np.array([[1, 1, MISS, MISS], [MISS, MISS, 1, 1]], dtype=np.int32)
+    fold = np.array([0, 0, 1, 1])
+    out, chosen = held_out(ranks, Objectives(ranks), np.ones(2, bool), "mrr@20", np.zeros(4, np.int64), fold)
+    assert out.tolist() == [MISS, MISS, MISS, MISS]
+    assert [c["grid_row"] for c in chosen] == [1, 0]

@@ -1,0 +1,260 @@
+"""Issue 18's mixture avenues, measured on validation only: which parts, which objective, which weights.
+
+    python -m tools.hybrid_avenues --data DATA --models RUN_OUT --parts gru4rec@cos-lr3-x3,stan,vsknn,sr \\
+        --out benchmarks/results/hybrid_avenues_diginetica.json
+
+RUN_OUT is the --out of a `scripts/train_and_eval.py` run WITHOUT --refit, so every part folder there was fitted
+on the training split alone. Each part's next-item distribution (recsys.models.blend.Blend.distributions: a
+softmax for a neural part, scores over their sum for the others) is computed once for up to --max-cases evenly
+spaced validation cases, plus a `repeat` part built here: the session's own items, weighted by recency
+(decay^(steps from the end)), normalised (a learned repeat bonus, RepeatNet's "repeat" mode without the network).
+Then every weighting on the simplex grid (--grid-step) is ranked for every case, and the avenues read off that
+one rank matrix:
+
+- part sets: the grid points whose weight is 0 outside the set;
+- objectives: weights chosen by MRR@20, or by the mean of HR@20 and MRR@20;
+- learned mixtures: one weighting per bucket of cases (by prefix length; by length and whether the prefix has a
+  repeated item; by the neural part's confidence), each chosen on that bucket's cases.
+
+Every choice is made on one half of the validation sessions and scored on the other (two folds, split by
+session so that the cases of one session never sit on both sides), so a mixture with more free weights pays for
+its overfitting here and not later on test. Test is never read.
+
+Ranks are exact. For each case the candidates are the union of every part's top --top-m items; with weights w an
+item outside the union scores at most sum_i w_i tau_i (tau_i: part i's --top-m-th probability), so when the
+target scores above that bound its rank is 1 + the candidates above it, and when 20 candidates already score at
+least as high it is a miss at 20 either way. The remaining (case, weighting) pairs are ranked again over the
+whole catalogue (counted in the result's "exact_fallback").
+"""
+
+import argparse
+import itertools
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+K = 20
+MISS = np.iinfo(np.int32).max
+
+
+def repeat_distribution(prefixes, n_cols: int, decay: float) -> torch.Tensor:
+    """(B, n_cols) mass on each prefix's own items, decay^(steps from the last item) per occurrence, summing to 1."""
+    out = torch.zeros(len(prefixes), n_cols)
+    for row, s in enumerate(prefixes):
+        w = decay ** np.arange(len(s) - 1, -1, -1, dtype=np.float64)
+        out[row].index_add_(0, torch.from_numpy(np.asarray(s, dtype=np.int64)), torch.from_numpy(w).float())
+    out /= out.sum(dim=1, keepdim=True).clamp_min(1e-30)
+    return out
+
+
+def load_parts(models: Path, names: list[str], n_items: int):
+    import recsys
+    from recsys.models.blend import Blend, BlendConfig
+
+    loaded = [recsys.load(str(models / name)) for name in names]
+    blend = Blend(BlendConfig(components=tuple(m.name for m in loaded)), n_items)
+    for m in loaded:
+        blend.use_part(m.name, m, str(models))
+    return blend
+
+
+def part_distributions(blend, prefixes, decay: float) -> list[torch.Tensor]:
+    dists = blend.distributions(prefixes)
+    dists.append(repeat_distribution(prefixes, dists[0].shape[1], decay))
+    for d in dists:
+        d[:, 0] = -torch.inf  # padding: never a candidate
+    return dists
+
+
+def candidates(dists: list[torch.Tensor], targets: torch.Tensor, top_m: int):
+    """Per case: the union of the parts' top-m items (duplicates and padding masked), every part's probability at
+    them, at the target, and its top-m-th probability (the bound for items outside)."""
+    idx = torch.cat([d.topk(top_m, dim=1).indices for d in dists], dim=1)
+    idx, _ = idx.sort(dim=1)
+    dup = torch.zeros_like(idx, dtype=torch.bool)
+    dup[:, 1:] = idx[:, 1:] == idx[:, :-1]
+    dup |= idx == targets[:, None]  # the target is counted on its own
+    dup |= idx == 0
+    probs = torch.stack([d.gather(1, idx) for d in dists])  # (P, B, C)
+    probs[:, dup] = -torch.inf
+    at_target = torch.stack([d.gather(1, targets[:, None])[:, 0] for d in dists])  # (P, B)
+    tau = torch.stack([d.topk(top_m, dim=1).values[:, -1] for d in dists]).clamp_min(0)  # (P, B)
+    return probs, at_target, tau
+
+
+def rank_all(grid: np.ndarray, probs, at_target, tau) -> tuple[np.ndarray, np.ndarray]:
+    """(G, B) ranks (MISS beyond K) and a (G, B) mask of the pairs these candidates cannot decide."""
+    G = len(grid)
+    ranks = np.empty((G, probs.shape[1]), dtype=np.int32)
+    unsure = np.zeros((G, probs.shape[1]), dtype=bool)
+    w = torch.from_numpy(grid).float()
+    probs = probs.nan_to_num(neginf=-1.0)  # masked candidates: below every real score under any weighting
+    for g in range(G):
+        s = torch.einsum("p,pbc->bc", w[g], probs)
+        t = w[g] @ at_target
+        above = (s >= t[:, None]).sum(dim=1)
+        bound = w[g] @ tau
+        r = (above + 1).numpy()
+        decided = (t > bound).numpy() | (r > K)
+        r[r > K] = MISS
+        ranks[g] = r
+        unsure[g] = ~decided
+    return ranks, unsure
+
+
+def exact_ranks(dists, targets, weights: np.ndarray) -> np.ndarray:
+    from recsys.evaluate import rank_targets
+    s = sum(float(w) * d.clamp_min(0) for w, d in zip(weights, dists))
+    s[:, 0] = -torch.inf
+    r = rank_targets(s, targets).numpy().astype(np.int64)
+    return np.where(r > K, MISS, r).astype(np.int32)
+
+
+def metrics(ranks: np.ndarray) -> dict:
+    hit = ranks <= K
+    return {"hr@20": float(hit.mean()), "mrr@20": float(np.where(hit, 1.0 / ranks, 0.0).mean())}
+
+
+class Objectives:
+    """Each grid row's per-case reciprocal rank and hit, so an objective over any set of cases is one product."""
+
+    def __init__(self, ranks: np.ndarray):
+        hit = ranks <= K
+        self.rr = np.where(hit, 1.0 / ranks, 0.0).astype(np.float32)
+        self.hit = hit.astype(np.float32)
+
+    def values(self, which: str, cases: np.ndarray) -> np.ndarray:
+        """(G,) the objective of each grid row over the boolean mask `cases`."""
+        m = cases.astype(np.float32) / max(int(cases.sum()), 1)
+        mrr = self.rr @ m
+        return mrr if which == "mrr@20" else (mrr + self.hit @ m) / 2
+
+
+def choose(obj: Objectives, allowed: np.ndarray, which: str, cases: np.ndarray) -> int:
+    """The best allowed grid row on `cases` (ties: the earlier row, as Blend.choose_weights)."""
+    vals = np.where(allowed, obj.values(which, cases), -np.inf)
+    return int(np.argmax(vals))
+
+
+def held_out(ranks, obj, allowed, which, buckets, fold) -> tuple[np.ndarray, list]:
+    """Each case's rank under the weighting chosen on the other fold's cases of its bucket."""
+    out = np.empty(ranks.shape[1], dtype=np.int32)
+    chosen = []
+    for f in (0, 1):
+        for b in np.unique(buckets):
+            sel = (fold != f) & (buckets == b)
+            g = choose(obj, allowed, which, sel)
+            use = (fold == f) & (buckets == b)
+            out[use] = ranks[g, use]
+            chosen.append({"fold": f, "bucket": int(b), "grid_row": g, "cases_chosen_on": int(sel.sum())})
+    return out, chosen
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--models", required=True, help="a train_and_eval.py --out fitted on train only")
+    ap.add_argument("--parts", required=True, help="comma separated model folders in --models")
+    ap.add_argument("--neural", default=None, help="the part whose confidence buckets cases (default: the first)")
+    ap.add_argument("--max-cases", type=int, default=20_000)
+    ap.add_argument("--grid-step", type=float, default=0.1)
+    ap.add_argument("--top-m", type=int, default=100)
+    ap.add_argument("--decay", type=float, default=0.5, help="the repeat part's recency decay")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+
+    from recsys.data import Dataset
+    from recsys.evaluate import case_batches, spaced_rows
+    from recsys.models.blend import simplex_grid
+    from recsys.sessions import make_cases
+
+    torch.set_grad_enabled(False)
+    t0, c0 = time.perf_counter(), time.process_time()
+    data = Dataset.load(args.data)
+    names = args.parts.split(",")
+    blend = load_parts(Path(args.models), names, data.n_items)
+    parts = names + [f"repeat(decay {args.decay})"]
+    cases = make_cases(data.valid, data.protocol("valid"))
+    rows = spaced_rows(len(cases), args.max_cases)
+    n = len(rows)
+    grid = simplex_grid(len(parts), args.grid_step)
+    print(f"{n:,} validation cases, {len(parts)} parts, {len(grid)} weightings", file=sys.stderr)
+
+    ranks = np.empty((len(grid), n), dtype=np.int32)
+    alone = {p: np.empty(n, dtype=np.int32) for p in parts}
+    confidence = np.empty(n, dtype=np.float32)
+    neural = names.index(args.neural) if args.neural else 0
+    fallback = 0
+    for done, (sl, prefixes, targets) in enumerate(case_batches(cases, args.max_cases, args.batch)):
+        dists = part_distributions(blend, prefixes, args.decay)
+        confidence[sl] = dists[neural][:, 1:].max(dim=1).values.numpy()
+        probs, at_target, tau = candidates(dists, targets, args.top_m)
+        r, unsure = rank_all(grid, probs, at_target, tau)
+        for g in np.flatnonzero(unsure.any(axis=1)):
+            cols = np.flatnonzero(unsure[g])
+            fallback += len(cols)
+            sub = [d[cols] for d in dists]
+            r[g, cols] = exact_ranks(sub, targets[cols], grid[g])
+        ranks[:, sl] = r
+        for i, p in enumerate(parts):
+            alone[p][sl] = exact_ranks([dists[i]], targets, np.ones(1))
+        if done % 10 == 0:
+            print(f"  {sl.stop:,}/{n:,} cases, {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+
+    lengths = cases.lengths[rows]
+    fold = cases.session[rows] % 2
+    ends = cases.ends[rows]
+    has_repeat = np.array([len(set(cases.items[e - m: e].tolist())) < m for e, m in zip(ends, lengths)])
+    length_bucket = np.digitize(lengths, [2, 3, 4, 6, 10])  # 1, 2, 3, 4-5, 6-9, 10+
+    cuts = np.quantile(confidence, [1 / 3, 2 / 3])
+    bucketings = {
+        "global": np.zeros(n, dtype=np.int64),
+        "by prefix length (1, 2, 3, 4-5, 6-9, 10+)": length_bucket,
+        "by prefix length x has a repeated item": length_bucket * 2 + has_repeat,
+        f"by {names[neural]} confidence (terciles of its top probability)": np.digitize(confidence, cuts),
+    }
+    sets = {}
+    for size in range(1, len(parts) + 1):
+        for combo in itertools.combinations(range(len(parts)), size):
+            sets[" + ".join(parts[i] for i in combo)] = np.all(grid[:, [i for i in range(len(parts))
+                                                                        if i not in combo]] == 0, axis=1)
+    obj = Objectives(ranks)
+    results = []
+    for set_name, allowed in sets.items():
+        for which in ("mrr@20", "hr@20+mrr@20"):
+            for bname, buckets in bucketings.items():
+                if bname != "global" and set_name.count(" + ") == 0:
+                    continue  # one part: nothing to weight
+                r, chosen = held_out(ranks, obj, allowed, which, buckets, fold)
+                in_sample = choose(obj, allowed, which, np.ones(n, dtype=bool)) if bname == "global" else None
+                results.append({"parts": set_name, "objective": which, "mixture": bname,
+                                "held_out": metrics(r),
+                                **({"weights_on_all": dict(zip(parts, grid[in_sample].round(3).tolist())),
+                                    "in_sample": metrics(ranks[in_sample])} if in_sample is not None else {}),
+                                "chosen": [{**c, "weights": dict(zip(parts, grid[c["grid_row"]].round(3).tolist()))}
+                                           for c in chosen]})
+    out = {"command": " ".join(["python -m tools.hybrid_avenues", *(argv or sys.argv[1:])]),
+           "data": args.data, "cases": n, "parts": parts, "grid_points": len(grid), "top_m": args.top_m,
+           "exact_fallback": fallback, "each_part_alone": {p: metrics(r) for p, r in alone.items()},
+           "buckets": {"repeat_share": float(has_repeat.mean()),
+                       "length_counts": np.bincount(length_bucket).tolist(),
+                       "confidence_cuts": cuts.tolist()},
+           "results": results,
+           "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    best = sorted(results, key=lambda x: -x["held_out"]["mrr@20"])[:12]
+    for x in best:
+        print(f"{x['held_out']['mrr@20']*100:6.2f} {x['held_out']['hr@20']*100:6.2f}  {x['parts']} | "
+              f"{x['objective']} | {x['mixture']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
