@@ -122,3 +122,22 @@ def test_a_part_weighted_zero_is_not_scored(data, monkeypatch):
     monkeypatch.setattr(model.part("pop"), "score", lambda s: pytest.fail("a part weighted 0 was scored"))
     got = model.score([np.array([1, 2])])
     assert torch.equal(got[0].argmax(), expected[0, 1:].argmax() + 1)
+
+
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_weights_are_chosen_under_the_runs_protocol(data, exclude_seen):
+    """With exclude_seen the choice ranks only unseen items, as the run's evaluation does: each part's score in the
+    selection report equals that part's own evaluation under the same protocol (S-Pop puts the session's items
+    first, so masking them changes its score)."""
+    from recsys.evaluate import evaluate
+
+    model = build_model("hybrid", data.n_items, {"components": ["spop", "sr"], "grid_step": 0.5,
+                                                 "select_max_cases": None})
+    info = fit(model, data, FitOptions(progress=False, exclude_seen=exclude_seen))
+    alone = info["selection"]["each_part_alone"]
+    assert info["selection"]["exclude_seen"] is exclude_seen
+    for part in ("spop", "sr"):
+        own = evaluate(model.part(part), data.valid, data.protocol("valid"), exclude_seen=exclude_seen)
+        assert alone[part] == pytest.approx(own.metrics()["mrr@20"], abs=1e-9), part
+    masked = evaluate(model.part("spop"), data.valid, data.protocol("valid"), exclude_seen=not exclude_seen)
+    assert alone["spop"] != pytest.approx(masked.metrics()["mrr@20"], abs=1e-3)

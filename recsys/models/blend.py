@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.models.base import FitOptions, ModelConfig, Recommender, score_batch
+from recsys.models.base import FitOptions, ModelConfig, Recommender, mask_scores, score_batch
 from recsys.progress import progress_lines
 from recsys.sessions import make_cases
 
@@ -166,15 +166,18 @@ class Blend(Recommender):
         if not self.config.weights:
             if not len(data.valid):
                 raise ValueError("a hybrid without weights chooses them on validation, but the data has none")
-            info["selection"] = self.choose_weights(data, progress=options.progress)
+            info["selection"] = self.choose_weights(data, progress=options.progress,
+                                                    exclude_seen=options.exclude_seen)
         info["weights"] = dict(zip(self.config.components, self.config.weights))
         return info
 
     @torch.no_grad()
-    def choose_weights(self, data, progress: bool = False) -> dict:
+    def choose_weights(self, data, progress: bool = False, exclude_seen: bool = False) -> dict:
         """Score the validation cases once per part, rank every target under each grid weighting, and keep the
         weighting with the best `select` metric (ties: the earlier grid point). Sets config.weights. With
-        `progress`, a bar on a terminal, else a line to stderr about every tenth of the cases."""
+        `exclude_seen` (the run's protocol, FitOptions.exclude_seen) the prefix's items are not ranked, as the
+        run's evaluation does. With `progress`, a bar on a terminal, else a line to stderr about every tenth of
+        the cases."""
         # here, not at the top: recsys.evaluate imports recsys.models.base, whose package imports this module
         from recsys.evaluate import case_batches, rank_metric, rank_targets, spaced_rows
 
@@ -187,8 +190,7 @@ class Blend(Recommender):
         for rows, prefixes, targets in progress_lines(batches, -(-n // 256), desc, progress):
             dists = self.distributions(prefixes)
             for g, weights in enumerate(grid):
-                scores = self.mix(dists, weights)
-                scores[:, 0] = -torch.inf
+                scores = mask_scores(self.mix(dists, weights), prefixes, exclude_seen)
                 ranks[g, rows] = rank_targets(scores, targets).numpy()
         values = np.array([rank_metric(r, self.config.select) for r in ranks])
         best = int(np.argmax(values))
@@ -196,6 +198,7 @@ class Blend(Recommender):
         singles = {c: float(values[g]) for g, w in enumerate(grid) for c, x in zip(self.config.components, w)
                    if x == 1.0}
         return {"metric": self.config.select, "cases": n, "grid_points": len(grid), "best": float(values[best]),
+                "exclude_seen": exclude_seen,
                 "each_part_alone": singles}
 
     def refit_params(self, params: dict, fit_info: dict) -> dict | None:
