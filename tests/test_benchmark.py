@@ -123,9 +123,9 @@ def test_accuracy_suite(tmp_path):
     ml1m = data["datasets"]["ml-1m"]
     assert ml1m["data"]["test_cases_kept"] == ml1m["data"]["test_cases_total"] > 0  # the validation users only
     assert ml1m["models"]["pop"]["refit"] is False  # valid covers 512 users: no refit on it
-    # ML-1M ranks only the films a user has not rated (the published protocol); Beauty keeps repeats
+    # ML-1M and Beauty rank only the items a user has not had (the published protocols; neither repeats a pair)
     assert ml1m["exclude_seen"] is True and ml1m["models"]["pop"]["exclude_seen"] is True
-    assert data["datasets"]["beauty"]["models"]["pop"]["exclude_seen"] is False
+    assert data["datasets"]["beauty"]["models"]["pop"]["exclude_seen"] is True
     # a later run (or one beside it) adds its models to what is there instead of replacing the file
     run_benchmark(tmp_path, "accuracy", "--datasets", "beauty", "--models", "spop")
     merged = result(tmp_path, "accuracy")["datasets"]

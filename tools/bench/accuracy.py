@@ -42,8 +42,15 @@ ACCURACY_DATASETS = {
                               "SR-GNN plain split: every prefix of a test session predicts its next item", 20),
     "diginetica": DataSpec("sessions", ("diginetica/plain/train_sessions.txt", "diginetica/plain/test_pairs.tsv"),
                            "SR-GNN plain split: every prefix of a test session predicts its next item", 20),
+    # Beauty.txt never repeats a user-item pair (0 of 22,363 validation or test targets is in the user's history,
+    # tools/beauty_probe.py), and the published rows remove the user's items before ranking (eSASRec's code,
+    # blondered/transformer_benchmark at 2b03992: src/evaluation/common.py:267 filter_viewed=True; its validation
+    # callback masks them too, src/models/transformers/trainer.py:86-91); so only wrong answers leave the ranking
     "beauty": DataSpec("sequences", ("s3rec/Beauty.txt",),
-                       "leave-one-out: last item of each user is test, second to last validation", 10),
+                       "leave-one-out: last item of each user is test, second to last validation; items already in "
+                       "the user's sequence are excluded from the ranking (Beauty has no repeated user-item pair; "
+                       "the published eSASRec and SASRec+SS rows filter them: filter_viewed in their code)", 10,
+                       exclude_seen=True),
     "ml-1m": DataSpec("ml-1m-partial", tuple(f"ml-1m/gsasrec_split_partial/{f}.txt" for f in (
                           "train/input", "val/input", "val/output", "test/output")),
                       "leave-one-out evaluated on the 512 users whose whole sequence survives in the partial "
