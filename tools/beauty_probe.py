@@ -6,7 +6,8 @@ Counts, on S3Rec's Beauty.txt as the suite reads it (ACCURACY_DATASETS["beauty"]
 user-item pairs, validation and test targets that repeat an item of the user's earlier sequence, and targets no
 training sequence holds (the eSASRec code drops those users from its test; we count them as misses). Then runs
 each model the way the suite does (recsys.pipeline.run: the suite's parameter files, refitted on train + valid,
-the one evaluator) twice, ranking the user's earlier items and removing them, and prints test HR@10 / NDCG@10.
+the one evaluator) twice, ranking the user's earlier items and removing them, and prints test HR@10 / NDCG@10 /
+MRR@10 with bootstrap CIs (200 resamples).
 Only models that fit in seconds belong here; a neural model would train (twice).
 """
 
@@ -23,6 +24,8 @@ from recsys.prepare import prepare
 from recsys.sessions import make_cases
 from tools.bench.accuracy import ACCURACY_DATASETS, _dataset_params
 from tools.bench.common import shared_data_dir
+
+METRICS = ("hr@10", "ndcg@10", "mrr@10")
 
 
 def raw_counts(path: Path) -> dict:
@@ -72,9 +75,10 @@ def main() -> None:
             config = RunConfig(models=(model,), out=args.out / ("excl" if excl else "ranked"), params=params,
                                n_boot=200, progress=False, assets=None, refit=spec.refit, exclude_seen=excl)
             r = run(data, config, log=lambda *a: None)["models"][model]
-            row["excluded" if excl else "ranked"] = {m: round(100 * r["test"][m]["value"], 2)
-                                                     for m in ("hr@10", "ndcg@10", "mrr@10")}
-        row["delta"] = {m: round(row["excluded"][m] - row["ranked"][m], 2) for m in row["ranked"]}
+            row["excluded" if excl else "ranked"] = {m: round(100 * r["test"][m]["value"], 2) for m in METRICS}
+            row["ci95_excluded" if excl else "ci95_ranked"] = {
+                m: [round(100 * c, 2) for c in r["test"][m]["ci95"]] for m in METRICS if "ci95" in r["test"][m]}
+        row["delta"] = {m: round(row["excluded"][m] - row["ranked"][m], 2) for m in METRICS}
         print(json.dumps(row), flush=True)
 
 
