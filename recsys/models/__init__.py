@@ -12,6 +12,7 @@ from recsys.models.pop import Pop, RandomRec, SPop
 from recsys.models.rnn import BiLSTMRec, CatLSTMRec, GRU4Rec, GRU4RecLarge, GRU4RecMedium, LSTMRec
 from recsys.models.sasrec import SASRec
 from recsys.models.sknn import SKNN, STAN, VSKNN
+from recsys.models.srgnn import SRGNN
 
 REGISTRY: dict[str, type[Recommender]] = {
     # baselines
@@ -32,6 +33,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     "lstm": LSTMRec,
     "lstm-bi": BiLSTMRec,
     "lstm-cat": CatLSTMRec,
+    "srgnn": SRGNN,
     # hybrid: a validation-weighted mixture of other registry models
     "hybrid": Blend,
 }
