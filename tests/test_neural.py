@@ -38,8 +38,15 @@ def make_data(sessions_per_split=(120, 30, 30), n_items=12, seed=0) -> Dataset:
 def tiny(key: str, **overrides) -> NeuralRecommender:
     """The registry class with a small config (its kind-defining defaults kept)."""
     cls = REGISTRY[key]
-    size = {"dim": 32, "n_layers": 1} if key == "sasrec" else {"emb_dim": 16, "hidden": 32}
+    size = SIZES.get(key, {"emb_dim": 16, "hidden": 32})
     return cls(dataclasses.replace(cls.Config(), **size, **overrides), DATA.n_items)
+
+
+SIZES = {"sasrec": {"dim": 32, "n_layers": 1}, "srgnn": {"dim": 32}}  # the others are recurrent
+
+
+def no_dropout(key: str) -> dict:
+    return {"dropout": 0.0} if key in SIZES else {"emb_dropout": 0.0, "hidden_dropout": 0.0}
 
 
 DATA = make_data()
@@ -62,7 +69,7 @@ def test_one_epoch_smoke_fit_with_registry_defaults(key, tmp_path):
 
 @pytest.mark.parametrize("key", NEURAL)
 def test_cycling_sessions_rank_the_true_next_item_first(key):
-    model = tiny(key, **({"dropout": 0.0} if key == "sasrec" else {"emb_dropout": 0.0, "hidden_dropout": 0.0}))
+    model = tiny(key, **no_dropout(key))
     options = dataclasses.replace(QUIET, max_epochs=10)  # early stopping ends it once validation is perfect
     fit(model, DATA, options, TrainConfig(batch_size=32, lr=1e-2, schedule="constant"))
     metrics = evaluate(model, DATA.test, "all", ks=(1,)).metrics()
