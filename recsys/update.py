@@ -33,7 +33,7 @@ What each model keeps, so what an update can recover (tests/test_update.py; meas
   sessions only, with no validation and no early stopping: the folder holds no training sessions, so nothing
   old can be replayed, and the model may drift towards the new period.
 - hybrid: every part is updated as above and the mixing weights are kept (no validation data to choose anew).
-- random: nothing is fitted; it gains the new items. als: refused (its item factors need a refit).
+- random, recent: nothing is fitted; they gain the new items. als: refused (its item factors need a refit).
 """
 
 import dataclasses
@@ -62,7 +62,7 @@ from recsys.models.base import FitOptions, Recommender
 from recsys.models.blend import Blend
 from recsys.models.knn import ItemKNN, NeighbourModel, top_k_per_row
 from recsys.models.neural import NeuralRecommender
-from recsys.models.pop import Pop, RandomRec
+from recsys.models.pop import Pop, RandomRec, Recent
 from recsys.models.sknn import SKNN
 from recsys.prepare import config_from_options, load_events
 from recsys.sessionize import PrepareConfig, _latest_category, _micros, _order_by, session_keys
@@ -228,7 +228,7 @@ def update_model(model: Recommender, sessions: Sessions, items: pd.DataFrame,
         fresh.counts = torch.from_numpy((_grown(model.counts, n_items) + _counts(sessions, n_items))
                                         .astype(np.float32))
         return fresh, {"method": "exact: item counts += the new sessions' counts"}
-    return type(model)(model.config, n_items), {"method": "nothing fitted: the new items added"}  # random
+    return type(model)(model.config, n_items), {"method": "nothing fitted: the new items added"}  # random, recent
 
 
 def why_not(model: Recommender) -> str | None:
@@ -241,7 +241,7 @@ def why_not(model: Recommender) -> str | None:
             if why_not(part):
                 return f"hybrid part {name}: {why_not(part)}"
         return None
-    if isinstance(model, (Pop, RandomRec, SKNN, NeighbourModel, NeuralRecommender)):
+    if isinstance(model, (Pop, RandomRec, Recent, SKNN, NeighbourModel, NeuralRecommender)):
         return None
     return f"{model.name} has no update rule"
 

@@ -269,3 +269,23 @@ def test_itemknn_counts_pairs_a_chunk_of_sessions_at_a_time_with_the_same_result
     monkeypatch.setattr(knn, "PAIRS_PER_CHUNK", 7)
     assert len(knn._chunks_by_pairs(train.lengths, 7)) > 10
     assert abs(model.item_weights(train) - whole).max() == 0 and whole.nnz > 500
+
+
+def test_recent_ranks_the_sessions_own_items_by_recency():
+    """decay**(steps before the last item) per occurrence, summed, normalised over the session; nothing else."""
+    from recsys.models import build_model
+
+    model = build_model("recent", 7, {"decay": 0.5})
+    scores = model.score([np.array([3, 1, 3, 2]), np.array([6]), np.array([4, 4])])
+    # session 1: item 3 at 3 and 1 steps back (0.125 + 0.5), item 1 at 2 (0.25), item 2 last (1); sum 1.875
+    expected = torch.zeros(3, 7)
+    expected[0, [1, 2, 3]] = torch.tensor([0.25, 1.0, 0.625]) / 1.875
+    expected[1, 6] = 1.0
+    expected[2, 4] = 1.0
+    assert torch.allclose(scores, expected)
+    counts = build_model("recent", 7, {"decay": 1.0}).score([np.array([3, 1, 3, 2])])[0]
+    assert torch.allclose(counts[[1, 2, 3]], torch.tensor([0.25, 0.25, 0.5]))  # decay 1: plain counts
+    with pytest.raises(ValueError, match="decay"):
+        build_model("recent", 7, {"decay": 0.0})
+    with pytest.raises(ValueError, match="decay"):
+        build_model("recent", 7, {"decay": 1.5})

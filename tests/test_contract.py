@@ -16,6 +16,7 @@ from recsys.train import fit
 
 N = 12  # items 1..N, sessions cycle 1 -> 2 -> ... -> N -> 1
 NON_SEQUENTIAL = {"random", "pop", "spop", "als"}  # scores ignore order, so they cannot follow a cycle
+NON_SEQUENTIAL |= {"recent"}  # only ever recommends the session's own items, never the next one of a cycle
 
 
 def cycling_dataset(n_sessions=300, length=8, seed=0) -> Dataset:

@@ -8,7 +8,7 @@ from recsys.models.als import ALS
 from recsys.models.base import FitOptions, Recommender, recommend
 from recsys.models.blend import Blend
 from recsys.models.knn import ItemKNN, SequentialRules
-from recsys.models.pop import Pop, RandomRec, SPop
+from recsys.models.pop import Pop, RandomRec, Recent, SPop
 from recsys.models.rnn import BiLSTMRec, CatLSTMRec, GRU4Rec, GRU4RecLarge, GRU4RecMedium, LSTMRec
 from recsys.models.sasrec import SASRec
 from recsys.models.sknn import SKNN, STAN, VSKNN
@@ -19,6 +19,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     "random": RandomRec,
     "pop": Pop,
     "spop": SPop,
+    "recent": Recent,
     "itemknn": ItemKNN,
     "sr": SequentialRules,
     "sknn": SKNN,

@@ -1,4 +1,5 @@
-"""Popularity baselines: Pop (global counts), S-Pop (session items first) and Random.
+"""Popularity baselines: Pop (global counts), S-Pop (session items first), Recent (the session's own items by
+recency) and Random.
 
 Counts live in a buffer, so these save and load like every other model.
 """
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recsys.models.base import FitOptions, ModelConfig, Recommender
+from recsys.models.base import FitOptions, ModelConfig, Recommender, check_range
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,56 @@ class SPop(Pop):
         else:
             scores.index_put_((rows, cols), torch.ones(len(cols)), accumulate=True)
         return scores
+
+
+@dataclass(frozen=True)
+class RecentConfig(ModelConfig):
+    decay: float = 0.5  # an occurrence n steps before the last item weighs decay**n; 1.0: plain counts
+
+    def check(self):
+        check_range(self, "decay", 0.0, 1.0)
+        if self.decay == 0:
+            raise ValueError("decay must be above 0 (0 would weigh every item but the last 0)")
+
+
+class Recent(Recommender):
+    """Recently viewed: the session's own items, each occurrence weighted by decay**(steps before the last item).
+
+    Scores sum to 1 over the session's items; every other item scores 0. Alone it is the "recently viewed" list
+    shops show. In a hybrid it is a learned repeat bonus (RepeatNet's "repeat" mode without the network, Ren et al.
+    2019): the weight validation gives it says how often next items repeat, and its decay how much recency counts.
+    Nothing is fitted.
+    """
+
+    name = "recent"
+    Config = RecentConfig
+    title = "Recently viewed"
+    uses = "this session's own items, the most recent first"
+    because = "viewed {item} in this session"
+    summary = "the items of this session again, the most recently viewed first; nothing else."
+    search_space = {"decay": ("float", 0.05, 1.0)}
+    description = ("Recommends the items already viewed in this session, the most recent first (each view weighs "
+                   "`decay` to the power of the steps since it; repeated views add up). It never recommends a new "
+                   "item: alone it is the \"recently viewed\" list, and in a hybrid it adds a repeat bonus whose "
+                   "weight is chosen on validation.")
+
+    def fit(self, data, options: FitOptions = FitOptions()) -> dict:
+        return {}
+
+    def score(self, sessions):
+        lengths = np.array([len(s) for s in sessions], dtype=np.int64)
+        out = torch.zeros(len(sessions), self.n_items)
+        if not lengths.sum():
+            return out
+        rows = np.repeat(np.arange(len(sessions)), lengths)
+        cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in sessions])
+        ends = np.cumsum(lengths)
+        steps = np.repeat(ends, lengths) - 1 - np.arange(ends[-1])  # steps before the session's last item
+        weights = self.config.decay ** steps.astype(np.float64)
+        weights /= np.bincount(rows, weights, minlength=len(sessions))[rows]
+        out.index_put_((torch.from_numpy(rows), torch.from_numpy(cols)), torch.from_numpy(weights).float(),
+                       accumulate=True)
+        return out
 
 
 @dataclass(frozen=True)
