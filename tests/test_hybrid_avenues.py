@@ -51,3 +51,16 @@ def test_held_out_choice_uses_the_other_fold_only():
     out, chosen = held_out(ranks, Objectives(ranks), np.ones(2, bool), "mrr@20", np.zeros(4, np.int64), fold)
     assert out.tolist() == [MISS, MISS, MISS, MISS]
     assert [c["grid_row"] for c in chosen] == [1, 0]
+
+
+def test_clustered_difference_counts_a_session_once():
+    from tools.hybrid_avenues import clustered_diff
+
+    a = np.array([1, 1, MISS, MISS], dtype=np.int32)
+    b = np.array([MISS, MISS, MISS, MISS], dtype=np.int32)
+    one = clustered_diff(a, b, np.array([0, 0, 1, 1]))  # two sessions: differences 2 and 0 (mean 0.5 a case)
+    assert one["mrr@20"]["diff"] == 0.5 and one["hr@20"]["diff"] == 0.5
+    # cluster sums minus their share of the mean: 2 - 1 = 1 and 0 - 1 = -1; sqrt(2/1 * 2) / 4 = 0.5
+    assert np.isclose(one["mrr@20"]["se"], 0.5)
+    apart = clustered_diff(a, b, np.array([0, 1, 2, 3]))  # four independent cases: a smaller error
+    assert apart["mrr@20"]["se"] < one["mrr@20"]["se"]

@@ -155,6 +155,21 @@ def held_out(ranks, obj, allowed, which, buckets, fold) -> tuple[np.ndarray, lis
     return out, chosen
 
 
+def clustered_diff(a: np.ndarray, b: np.ndarray, clusters: np.ndarray) -> dict:
+    """MRR@20 and HR@20 of ranks `a` minus those of `b` (same cases), with a standard error that treats each
+    session's cases as one draw (cases of a session are not independent)."""
+    out = {}
+    for name, f in (("mrr@20", lambda r: np.where(r <= K, 1.0 / r, 0.0)), ("hr@20", lambda r: (r <= K) * 1.0)):
+        d = f(a) - f(b)
+        mean = d.mean()
+        _, inv, sizes = np.unique(clusters, return_inverse=True, return_counts=True)
+        sums = np.bincount(inv, d) - sizes * mean
+        c = len(sizes)
+        se = np.sqrt(c / max(c - 1, 1) * (sums ** 2).sum()) / len(d)
+        out[name] = {"diff": float(mean), "se": float(se)}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
@@ -166,6 +181,8 @@ def main(argv=None) -> int:
     ap.add_argument("--top-m", type=int, default=100)
     ap.add_argument("--decay", type=float, default=0.5, help="the repeat part's recency decay")
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--baseline", default=None, help="a part set (names joined by ' + ') whose global MRR@20 "
+                    "mixture every result is compared with, case by case (default: the parts but the repeat part)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
 
@@ -225,6 +242,8 @@ def main(argv=None) -> int:
             sets[" + ".join(parts[i] for i in combo)] = np.all(grid[:, [i for i in range(len(parts))
                                                                         if i not in combo]] == 0, axis=1)
     obj = Objectives(ranks)
+    baseline = args.baseline or " + ".join(names)
+    held = {}
     results = []
     for set_name, allowed in sets.items():
         for which in ("mrr@20", "hr@20+mrr@20"):
@@ -232,6 +251,7 @@ def main(argv=None) -> int:
                 if bname != "global" and set_name.count(" + ") == 0:
                     continue  # one part: nothing to weight
                 r, chosen = held_out(ranks, obj, allowed, which, buckets, fold)
+                held[(set_name, which, bname)] = r
                 in_sample = choose(obj, allowed, which, np.ones(n, dtype=bool)) if bname == "global" else None
                 results.append({"parts": set_name, "objective": which, "mixture": bname,
                                 "held_out": metrics(r),
@@ -239,8 +259,14 @@ def main(argv=None) -> int:
                                     "in_sample": metrics(ranks[in_sample])} if in_sample is not None else {}),
                                 "chosen": [{**c, "weights": dict(zip(parts, grid[c["grid_row"]].round(3).tolist()))}
                                            for c in chosen]})
+    if (baseline, "mrr@20", "global") not in held:
+        raise SystemExit(f"--baseline {baseline!r} is not a part set here: {sorted(sets)}")
+    base = held[(baseline, "mrr@20", "global")]
+    for x in results:
+        x["vs_baseline"] = clustered_diff(held[(x["parts"], x["objective"], x["mixture"])], base, cases.session[rows])
     out = {"command": " ".join(["python -m tools.hybrid_avenues", *(argv or sys.argv[1:])]),
-           "data": args.data, "cases": n, "parts": parts, "grid_points": len(grid), "top_m": args.top_m,
+           "data": args.data, "cases": n, "parts": parts, "baseline": baseline, "grid_points": len(grid),
+           "top_m": args.top_m,
            "exact_fallback": fallback, "each_part_alone": {p: metrics(r) for p, r in alone.items()},
            "buckets": {"repeat_share": float(has_repeat.mean()),
                        "length_counts": np.bincount(length_bucket).tolist(),
@@ -251,8 +277,9 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(out, indent=1))
     best = sorted(results, key=lambda x: -x["held_out"]["mrr@20"])[:12]
     for x in best:
-        print(f"{x['held_out']['mrr@20']*100:6.2f} {x['held_out']['hr@20']*100:6.2f}  {x['parts']} | "
-              f"{x['objective']} | {x['mixture']}")
+        v = x["vs_baseline"]["mrr@20"]
+        print(f"{x['held_out']['mrr@20']*100:6.2f} {x['held_out']['hr@20']*100:6.2f} "
+              f"({v['diff']*100:+.2f} ± {v['se']*100:.2f})  {x['parts']} | {x['objective']} | {x['mixture']}")
     return 0
 
 
