@@ -27,7 +27,7 @@ def test_simplex_grid_covers_every_weighting_that_sums_to_one():
                                  dict(components=("sr", "pop"), weights=(0.7, 0.7)),
                                  dict(components=("sr", "pop"), weights=(1.0,)),
                                  dict(components=("sr",), params={"pop": {}}), dict(grid_step=0.3),
-                                 dict(select="auc@5")])
+                                 dict(select="auc@5"), dict(select="hr@20+"), dict(select="hr@20+auc@5")])
 def test_bad_configs_fail_loudly(bad):
     with pytest.raises(ValueError):
         BlendConfig(**bad)
@@ -141,3 +141,16 @@ def test_weights_are_chosen_under_the_runs_protocol(data, exclude_seen):
         assert alone[part] == pytest.approx(own.metrics()["mrr@20"], abs=1e-9), part
     masked = evaluate(model.part("spop"), data.valid, data.protocol("valid"), exclude_seen=not exclude_seen)
     assert alone["spop"] != pytest.approx(masked.metrics()["mrr@20"], abs=1e-3)
+
+
+def test_a_combined_objective_picks_the_best_mean_of_its_metrics(data):
+    """select "hr@20+mrr@20": the chosen weighting's reported value is the mean of the two metrics, and no grid
+    point has a higher mean (each part alone is a grid point)."""
+    model = build_model("hybrid", data.n_items, {"components": ["pop", "sr"], "grid_step": 0.5,
+                                                 "select": "hr@20+mrr@20", "select_max_cases": None})
+    info = fit(model, data, FitOptions(progress=False))
+    sel = info["selection"]
+    assert sel["metric"] == "hr@20+mrr@20" and sel["best"] >= max(sel["each_part_alone"].values())
+    from recsys.evaluate import evaluate
+    sr = evaluate(model.part("sr"), data.valid, data.protocol("valid")).metrics()
+    assert sel["each_part_alone"]["sr"] == pytest.approx((sr["hr@20"] + sr["mrr@20"]) / 2, abs=1e-9)

@@ -34,7 +34,7 @@ class BlendConfig(ModelConfig):
     params: dict = field(default_factory=dict)  # part -> its parameters, as in benchmarks/params/<data>/<part>.json
     weights: tuple[float, ...] = ()  # one per part, summing to 1; empty: chosen on validation by `fit`
     grid_step: float = 0.1  # of the weight grid searched on validation
-    select: str = "mrr@20"  # validation metric that picks the weights
+    select: str = "mrr@20"  # validation metric that picks the weights, or the mean of several: "hr@20+mrr@20"
     select_max_cases: int | None = 20_000  # validation cases scored for the choice (evenly spaced); None: all
     # part -> an already-trained model folder of the same data set (a run's model name: OUT/<name>; or a path),
     # taken as it is: only the weights are fitted (recsys.pipeline.run loads them)
@@ -66,9 +66,11 @@ class BlendConfig(ModelConfig):
         steps = 1 / self.grid_step if self.grid_step > 0 else 0.5
         if abs(steps - round(steps)) > 1e-9:
             raise ValueError(f"grid_step must divide 1 into whole steps (0.1, 0.05, 0.25 ...), got {self.grid_step}")
-        name, _, k = self.select.partition("@")
-        if name not in METRICS or not k.isdigit() or int(k) < 1:
-            raise ValueError(f"select must look like 'mrr@20' with one of {METRICS}, got {self.select!r}")
+        for metric in self.select.split("+"):
+            name, _, k = metric.partition("@")
+            if name not in METRICS or not k.isdigit() or int(k) < 1:
+                raise ValueError(f"select must look like 'mrr@20' with one of {METRICS}, or the mean of several "
+                                 f"joined by '+' ('hr@20+mrr@20'), got {self.select!r}")
 
 
 def simplex_grid(n: int, step: float) -> np.ndarray:
@@ -192,7 +194,7 @@ class Blend(Recommender):
             for g, weights in enumerate(grid):
                 scores = mask_scores(self.mix(dists, weights), prefixes, exclude_seen)
                 ranks[g, rows] = rank_targets(scores, targets).numpy()
-        values = np.array([rank_metric(r, self.config.select) for r in ranks])
+        values = np.array([np.mean([rank_metric(r, m) for m in self.config.select.split("+")]) for r in ranks])
         best = int(np.argmax(values))
         self.config = dataclasses.replace(self.config, weights=tuple(float(w) for w in grid[best]))
         singles = {c: float(values[g]) for g, w in enumerate(grid) for c, x in zip(self.config.components, w)
