@@ -145,7 +145,9 @@ def load_part(folder: Path, data: Dataset):
 def reuse_parts(model: Blend, spec: dict[str, str], out: Path, this_run: dict, data: Dataset,
                 refit: bool) -> tuple[dict, dict]:
     """Hand `model` its already-trained parts (`_reuse_spec`): a name is this run's row of that name (fitted
-    on train) or else the folder OUT/<name>, a path that folder. With `reuse`, a part with neither is fitted.
+    on train) or else the folder OUT/<name>, a path that folder. With `reuse`, a part with neither is fitted,
+    and so is one whose folder was fitted on train+valid while the weights are still to be chosen on validation
+    (named in `folders`, such a folder is refused).
     Returns part -> where it came from, and part -> (the model the refit takes, what it says about it)."""
     sources, for_refit = {}, {}
     for part, where in spec.items():
@@ -162,6 +164,13 @@ def reuse_parts(model: Blend, spec: dict[str, str], out: Path, this_run: dict, d
                 continue  # `reuse` with nothing to reuse: the part is fitted as usual
             loaded = load_part(folder, data)
             source = f"folder {folder}"
+            if (loaded.metrics.get("protocol") or {}).get("refit") and not model.config.weights:
+                if not explicit:
+                    continue  # `reuse`: a part trained on validation cannot help choose on it; fitted as usual
+                raise ModelFolderError(f"{folder} was fitted on train+valid (its run had --refit), and this hybrid "
+                                       "chooses its weights on validation: with that part it would choose on data "
+                                       "the part was trained on. Name a folder fitted on train only, or give the "
+                                       "weights")
             if refit:
                 on_both = (loaded.metrics.get("protocol") or {}).get("refit")
                 note = (f"{source}, fitted on train+valid (its own --refit)" if on_both else

@@ -91,3 +91,27 @@ def test_under_refit_a_reused_part_is_its_rows_refitted_model(monkeypatch, tmp_p
     entry = json.loads((tmp_path / "run" / "results.json").read_text())["models"]["hybrid"]
     assert "refitted on train+valid" in entry["refit"]["components"]["sr"]["reused"]
     assert "reused" not in entry["fit"]["components"]["pop"]  # no pop row nor folder: fitted as usual
+
+
+def test_a_part_trained_on_validation_never_chooses_the_weights(monkeypatch, tmp_path, data_dir, capsys):
+    """A folder refitted on train+valid (--refit) would let validation pick weights for a part it trained: with
+    `reuse` the part is fitted anew, named in `folders` the folder is refused; with the weights given it is fine."""
+    script = load_script("train_and_eval", monkeypatch)
+    run = tmp_path / "run"
+    assert script.main(["--data", str(data_dir), "--models", "sr", "--out", str(run), "--assets",
+                        str(tmp_path / "assets"), "--bootstrap", "20", "--quiet", "--refit"]) == 0
+    calls = []
+    original = SR.fit
+    monkeypatch.setattr(SR, "fit", lambda self, *a, **kw: calls.append(1) or original(self, *a, **kw))
+    reuse = write(tmp_path / "reuse.json", "hybrid", {"components": ["sr", "pop"], "grid_step": 0.5, "reuse": True})
+    capsys.readouterr()
+    assert cli(monkeypatch, data_dir, run, "hybrid", reuse) == 0
+    assert calls and "part sr: reused" not in capsys.readouterr().out  # fitted anew on train
+    named = write(tmp_path / "named.json", "hybrid", {"components": ["sr", "pop"], "grid_step": 0.5,
+                                                      "folders": {"sr": str(run / "sr")}})
+    assert cli(monkeypatch, data_dir, tmp_path / "b", "hybrid", named) == 2
+    err = capsys.readouterr()
+    assert "fitted on train+valid" in err.out + err.err
+    weighted = write(tmp_path / "weighted.json", "hybrid", {"components": ["sr", "pop"], "weights": [0.5, 0.5],
+                                                            "folders": {"sr": str(run / "sr")}})
+    assert cli(monkeypatch, data_dir, tmp_path / "c", "hybrid", weighted) == 0
