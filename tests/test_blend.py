@@ -154,3 +154,65 @@ def test_a_combined_objective_picks_the_best_mean_of_its_metrics(data):
     from recsys.evaluate import evaluate
     sr = evaluate(model.part("sr"), data.valid, data.protocol("valid")).metrics()
     assert sel["each_part_alone"]["sr"] == pytest.approx((sr["hr@20"] + sr["mrr@20"]) / 2, abs=1e-9)
+
+
+def test_bucket_of_cuts_by_length_and_repeats():
+    from recsys.models.blend import bucket_of
+
+    sessions = [np.array([1]), np.array([1, 2]), np.array([1, 1]), np.array([1, 2, 3, 4, 5]),
+                np.array(list(range(1, 12))), np.array([1, 2, 3, 2])]
+    # edges (2, 3, 4, 6, 10): slot 0 for length 1, 1 for 2, 2 for 3, 3 for 4-5, 4 for 6-9, 5 for 10+
+    assert bucket_of(sessions, (2, 3, 4, 6, 10)).tolist() == [0, 2, 3, 6, 10, 7]
+
+
+@pytest.mark.parametrize("bad", [dict(mix_by="length"), dict(length_edges=()), dict(length_edges=(3, 3)),
+                                 dict(length_edges=(1, 4)), dict(length_edges=tuple(range(2, 40))),
+                                 dict(mix_by="length-repeat", weights=(0.5, 0.5), components=("sr", "pop"),
+                                      bucket_weights=((1.0, 0.0),)),
+                                 dict(components=("sr", "pop"), weights=(0.5, 0.5),
+                                      bucket_weights=((1.0, 0.0),) * 12),
+                                 dict(mix_by="length-repeat", weights=(0.5, 0.5), components=("sr", "pop"),
+                                      bucket_weights=((0.7, 0.7),) * 12)])
+def test_bad_bucket_configs_fail_loudly(bad):
+    with pytest.raises(ValueError):
+        BlendConfig(**bad)
+
+
+def test_each_bucket_mixes_with_its_own_weights_and_survives_a_round_trip(data, tmp_path):
+    from recsys.folder import load_folder, save_folder
+    from recsys.models import REGISTRY
+    from recsys.models.blend import bucket_of
+
+    buckets = [(1.0, 0.0), (0.0, 1.0)] * 6  # no repeat: all sr; a repeat: all spop
+    model = build_model("hybrid", data.n_items, {"components": ["sr", "spop"], "weights": [0.5, 0.5],
+                                                 "mix_by": "length-repeat", "bucket_weights": buckets})
+    fit(model, data, FitOptions(progress=False))
+    sessions = [np.array([1, 2, 3]), np.array([4, 5, 4]), np.array([7])]
+    assert bucket_of(sessions, model.config.length_edges).tolist() == [4, 5, 0]
+    with torch.no_grad():
+        got = model.score(sessions)
+        for row, part in zip(range(3), ("sr", "spop", "sr")):
+            alone = build_model("hybrid", data.n_items, {"components": ["sr", "spop"],
+                                                         "weights": [1.0, 0.0] if part == "sr" else [0.0, 1.0]})
+            alone.use_part("sr", model.part("sr"), "memory")
+            alone.use_part("spop", model.part("spop"), "memory")
+            assert torch.allclose(got[row], alone.score([sessions[row]])[0])
+    save_folder(model, tmp_path / "h", data.items)
+    again = load_folder(tmp_path / "h", REGISTRY)
+    assert again.config.bucket_weights == model.config.bucket_weights
+    assert torch.equal(again.score(sessions), got)
+
+
+def test_bucketed_choice_is_each_buckets_best(data):
+    """Every bucket gets the grid weighting that is best on its own validation cases, so the bucketed mixture is at
+    least as good on validation as the one overall weighting."""
+    model = build_model("hybrid", data.n_items, {"components": ["pop", "sr"], "grid_step": 0.25,
+                                                 "mix_by": "length-repeat", "select_max_cases": None})
+    info = fit(model, data, FitOptions(progress=False))
+    sel = info["selection"]
+    assert len(model.config.bucket_weights) == 12 and len(sel["buckets"]) == 12
+    assert sum(b["cases"] for b in sel["buckets"]) == sel["cases"]
+    assert sel["best_by_bucket"] >= sel["best"] - 1e-12
+    empty = [b for b in sel["buckets"] if not b["cases"]]
+    assert empty and all(tuple(b["weights"]) == model.config.weights for b in empty)  # no cases: the overall one
+    assert len(info["bucket_weights"]) == 12

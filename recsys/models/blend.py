@@ -3,7 +3,9 @@
 Each part's scores for a session become a probability distribution over the catalogue: a neural model's logits
 through a softmax, any other model's scores (similarity sums, counts; negative ones count as 0) divided by their
 sum. A part with no score for any item there (a kNN model without neighbours) adds nothing, so the others decide.
-The hybrid's score is sum_i w_i p_i. With `weights` empty, `fit` fits every part (with the part-fitter it is
+The hybrid's score is sum_i w_i p_i; with `mix_by` "length-repeat" the weights w depend on the session's bucket
+(prefix length, and whether an item repeats in it), each bucket's chosen on its own validation cases. With
+`weights` empty, `fit` fits every part (with the part-fitter it is
 given: recsys.train.fit) and then picks the weights on a
 simplex grid (step `grid_step`) by the validation metric `select`, on up to `select_max_cases` evenly spaced
 validation cases, and keeps them in its config (so config.json records them). Combining kNN and neural scores
@@ -33,6 +35,12 @@ class BlendConfig(ModelConfig):
     components: tuple[str, ...] = ("gru4rec", "vsknn")  # registry keys of the parts
     params: dict = field(default_factory=dict)  # part -> its parameters, as in benchmarks/params/<data>/<part>.json
     weights: tuple[float, ...] = ()  # one per part, summing to 1; empty: chosen on validation by `fit`
+    # "": one weighting for every session; "length-repeat": a weighting per bucket of sessions, by prefix length
+    # (cut at `length_edges`) and whether the prefix repeats an item (issue 18's learned mixture), each chosen on
+    # that bucket's validation cases (a bucket with none keeps `weights`)
+    mix_by: str = ""
+    length_edges: tuple[int, ...] = (2, 3, 4, 6, 10)  # buckets 1, 2, 3, 4-5, 6-9, 10+
+    bucket_weights: tuple[tuple[float, ...], ...] = ()  # with mix_by: one weighting per bucket (`bucket_of`)
     grid_step: float = 0.1  # of the weight grid searched on validation
     select: str = "mrr@20"  # validation metric that picks the weights, or the mean of several: "hr@20+mrr@20"
     select_max_cases: int | None = 20_000  # validation cases scored for the choice (evenly spaced); None: all
@@ -63,6 +71,21 @@ class BlendConfig(ModelConfig):
         if bad:
             raise TypeError(f"BlendConfig.folders must map each part to a folder (a model name or a path), "
                             f"not for {bad}")
+        if self.mix_by not in MIX_BY:
+            raise ValueError(f"mix_by must be one of {MIX_BY}, got {self.mix_by!r}")
+        edges = self.length_edges
+        if not 1 <= len(edges) <= MAX_EDGES or min(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError(f"length_edges must be 1 to {MAX_EDGES} increasing lengths >= 2, got {list(edges)}")
+        if self.bucket_weights:
+            if not self.mix_by or not self.weights:
+                raise ValueError("bucket_weights need mix_by and the overall weights")
+            if len(self.bucket_weights) != 2 * (len(edges) + 1):
+                raise ValueError(f"bucket_weights must hold {2 * (len(edges) + 1)} weightings (one per bucket), "
+                                 f"got {len(self.bucket_weights)}")
+            for w in self.bucket_weights:
+                if len(w) != len(self.components) or min(w) < 0 or abs(sum(w) - 1) > 1e-6:
+                    raise ValueError(f"each of bucket_weights must be one non-negative weight per component "
+                                     f"summing to 1, got {list(w)} for {list(self.components)}")
         steps = 1 / self.grid_step if self.grid_step > 0 else 0.5
         if abs(steps - round(steps)) > 1e-9:
             raise ValueError(f"grid_step must divide 1 into whole steps (0.1, 0.05, 0.25 ...), got {self.grid_step}")
@@ -71,6 +94,18 @@ class BlendConfig(ModelConfig):
             if name not in METRICS or not k.isdigit() or int(k) < 1:
                 raise ValueError(f"select must look like 'mrr@20' with one of {METRICS}, or the mean of several "
                                  f"joined by '+' ('hr@20+mrr@20'), got {self.select!r}")
+
+
+MIX_BY = ("", "length-repeat")
+MAX_EDGES = 32
+
+
+def bucket_of(sessions: Sequence[np.ndarray], edges: Sequence[int]) -> np.ndarray:
+    """(B,) bucket of each session for mix_by "length-repeat": 2 * (its length's slot among `edges`) + (1 if an
+    item occurs twice in it)."""
+    lengths = np.array([len(s) for s in sessions], dtype=np.int64)
+    repeats = np.array([len(np.unique(s)) < len(s) for s in sessions], dtype=np.int64)
+    return 2 * np.digitize(lengths, list(edges)) + repeats
 
 
 def simplex_grid(n: int, step: float) -> np.ndarray:
@@ -147,11 +182,25 @@ class Blend(Recommender):
                 out.add_(p, alpha=float(w))
         return out
 
+    def session_weights(self, sessions: Sequence[np.ndarray]) -> np.ndarray:
+        """(B, parts) the weighting each session is mixed with: its bucket's, or the one weighting."""
+        if self.config.bucket_weights:
+            return np.asarray(self.config.bucket_weights)[bucket_of(sessions, self.config.length_edges)]
+        return np.broadcast_to(np.asarray(self.config.weights), (len(sessions), len(self.parts)))
+
     def score(self, sessions: Sequence[np.ndarray]) -> torch.Tensor:
         if not self.config.weights:
             raise RuntimeError("this hybrid has no weights yet: fit it, or give weights in its config")
-        weights = self.config.weights  # a part weighted 0 is not scored at all
-        return self.mix(self.distributions(sessions, skip=[w == 0 for w in weights]), weights)
+        if not self.config.bucket_weights:
+            weights = self.config.weights  # a part weighted 0 is not scored at all
+            return self.mix(self.distributions(sessions, skip=[w == 0 for w in weights]), weights)
+        rows = self.session_weights(sessions)
+        dists = self.distributions(sessions, skip=[not rows[:, i].any() for i in range(len(self.parts))])
+        out = torch.zeros_like(next(p for p in dists if p is not None))
+        for i, p in enumerate(dists):
+            if p is not None:
+                out.addcmul_(p, torch.from_numpy(rows[:, i : i + 1].astype(np.float32)))
+        return out
 
     def fit(self, data, options: FitOptions = FitOptions(), *, fit_part: Callable[..., dict | None]) -> dict:
         """Fit every part with `fit_part(part, data, options)` (recsys.train.fit, which calls this; the serving
@@ -171,6 +220,8 @@ class Blend(Recommender):
             info["selection"] = self.choose_weights(data, progress=options.progress,
                                                     exclude_seen=options.exclude_seen)
         info["weights"] = dict(zip(self.config.components, self.config.weights))
+        if self.config.bucket_weights:
+            info["bucket_weights"] = [dict(zip(self.config.components, w)) for w in self.config.bucket_weights]
         return info
 
     @torch.no_grad()
@@ -187,20 +238,38 @@ class Blend(Recommender):
         n = len(spaced_rows(len(cases), self.config.select_max_cases))
         grid = simplex_grid(len(self.parts), self.config.grid_step)
         ranks = np.empty((len(grid), n), dtype=np.int64)
+        buckets = np.empty(n, dtype=np.int64)
         batches = case_batches(cases, self.config.select_max_cases, batch_size=256)
         desc = f"hybrid weights: {len(grid)} weightings of {len(self.parts)} parts on {n:,} validation cases"
         for rows, prefixes, targets in progress_lines(batches, -(-n // 256), desc, progress):
             dists = self.distributions(prefixes)
+            buckets[rows] = bucket_of(prefixes, self.config.length_edges)
             for g, weights in enumerate(grid):
                 scores = mask_scores(self.mix(dists, weights), prefixes, exclude_seen)
                 ranks[g, rows] = rank_targets(scores, targets).numpy()
-        values = np.array([np.mean([rank_metric(r, m) for m in self.config.select.split("+")]) for r in ranks])
+        def values_on(cases) -> np.ndarray:
+            return np.array([np.mean([rank_metric(r[cases], m) for m in self.config.select.split("+")])
+                             for r in ranks])
+
+        values = values_on(slice(None))
         best = int(np.argmax(values))
-        self.config = dataclasses.replace(self.config, weights=tuple(float(w) for w in grid[best]))
+        chosen = {"weights": tuple(float(w) for w in grid[best])}
+        per_bucket = []
+        if self.config.mix_by:
+            for b in range(2 * (len(self.config.length_edges) + 1)):
+                cases = np.flatnonzero(buckets == b)
+                g = int(np.argmax(values_on(cases))) if len(cases) else best
+                per_bucket.append({"cases": len(cases), "weights": [float(w) for w in grid[g]]})
+            chosen["bucket_weights"] = tuple(tuple(x["weights"]) for x in per_bucket)
+            by_bucket = np.array([int(np.flatnonzero((grid == x["weights"]).all(axis=1))[0]) for x in per_bucket])
+            combined = ranks[by_bucket[buckets], np.arange(n)]
+            best_bucketed = float(np.mean([rank_metric(combined, m) for m in self.config.select.split("+")]))
+        self.config = dataclasses.replace(self.config, **chosen)
         singles = {c: float(values[g]) for g, w in enumerate(grid) for c, x in zip(self.config.components, w)
                    if x == 1.0}
         return {"metric": self.config.select, "cases": n, "grid_points": len(grid), "best": float(values[best]),
                 "exclude_seen": exclude_seen,
+                **({"buckets": per_bucket, "best_by_bucket": best_bucketed} if per_bucket else {}),
                 "each_part_alone": singles}
 
     def refit_params(self, params: dict, fit_info: dict) -> dict | None:
@@ -214,4 +283,7 @@ class Blend(Recommender):
             parts[name] = part.refit_params(self.config.params.get(name) or {}, fit_info["components"][name])
             if parts[name] is None:
                 return None
-        return {**params, "params": parts, "weights": list(self.config.weights)}
+        kept = {"weights": list(self.config.weights)}
+        if self.config.bucket_weights:
+            kept["bucket_weights"] = [list(w) for w in self.config.bucket_weights]
+        return {**params, "params": parts, **kept}
