@@ -449,8 +449,19 @@ def test_a_hybrid_folder_is_served_and_its_card_says_what_it_mixes(tmp_path):
                                          "RECSYS_DATA": str(build_processed(tmp_path / "data"))})
     card = cards.model_card(service, "hybrid")
     assert "weighted mix" in card and "spop" in card and "30%" in card and "70%" in card
+    assert "for its length" not in card
     result = views.recommend_view(service, "hybrid", "101, 102", 5)
     assert result.mode == "personalized" and len(result.table) == 5 and "Personalised" in result.status
+    bucketed = build_model("hybrid", data.n_items, {"components": ["spop", "itemknn"], "weights": [0.3, 0.7],
+                                                    "mix_by": "length-repeat",
+                                                    "bucket_weights": [[0.3, 0.7], [1.0, 0.0]] * 6})
+    fit(bucketed, data)
+    save_folder(bucketed, tmp_path / "checkpoints" / "hybrid-b", data.items, metrics=demo_metrics(0.4))
+    service = AppService.from_env({"RECSYS_CHECKPOINTS": str(tmp_path / "checkpoints"),
+                                   "RECSYS_DATA": str(tmp_path / "data")})
+    card = cards.model_card(service, "hybrid-b")
+    assert "30%" in card and "for its length and for whether it repeats an item" in card
+    assert len(views.recommend_view(service, "hybrid-b", "101, 102, 101", 5).table) == 5
 
 
 def test_a_neural_models_reasons_name_the_item_whose_absence_costs_most(tmp_path):

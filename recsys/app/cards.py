@@ -43,6 +43,9 @@ def model_card(service: AppService, model_key) -> str:
     weights = dict(zip(getattr(model.config, "components", ()), getattr(model.config, "weights", ())))
     if weights:  # a hybrid: which models, how much of each
         blurb += " Mix: " + ", ".join(f"{code(p)} {w:.0%}" for p, w in weights.items()) + "."
+        if getattr(model.config, "bucket_weights", ()):
+            blurb += (" That is the overall mix; each session is mixed with the weights chosen for its length and "
+                      "for whether it repeats an item.")
     lines = [blurb, "", data_line(served), ""]
     uses = getattr(type(model), "uses", None)
     if uses:
