@@ -34,7 +34,7 @@ class SRGNNConfig(ModelConfig):
     dim: int = 100  # item embedding = node state = session vector size (the paper's d)
     steps: int = 1  # gated GNN rounds over the session graph
     dropout: float = 0.3  # on the item embeddings fed to the GNN. 0.3: on Diginetica validation (default recipe)
-    # 0.1 peaked at epoch 5 (MRR@20 17.80) and then overfitted; 0.3 reached 18.01 by epoch 4 (docs/BENCHMARKS.md)
+    # 0.1 peaked at epoch 5 (MRR@20 17.80) and then overfitted; 0.3 reached 18.47 at epoch 8 (docs/BENCHMARKS.md)
     cosine_scale: float = 16.0  # > 0: logits = scale * cosine(session, item) (NISER); 0: dot products
     max_len: int = 50  # most recent items the model reads
     use_categories: bool = False  # add a category embedding to each node's input
