@@ -6,8 +6,9 @@
 RUN_OUT is the --out of a `scripts/train_and_eval.py` run WITHOUT --refit, so every part folder there was fitted
 on the training split alone. Each part's next-item distribution (recsys.models.blend.Blend.distributions: a
 softmax for a neural part, scores over their sum for the others) is computed once for up to --max-cases evenly
-spaced validation cases, plus a `repeat` part built here: the session's own items, weighted by recency
-(decay^(steps from the end)), normalised (a learned repeat bonus, RepeatNet's "repeat" mode without the network).
+spaced validation cases, plus a repeat part, the registry model `recent`: the session's own items, weighted by
+recency (decay^(steps from the end)), normalised (a learned repeat bonus, RepeatNet's "repeat" mode without the
+network).
 Then every weighting on the simplex grid (--grid-step) is ranked for every case, and the avenues read off that
 one rank matrix:
 
@@ -43,13 +44,10 @@ MISS = np.iinfo(np.int32).max
 
 
 def repeat_distribution(prefixes, n_cols: int, decay: float) -> torch.Tensor:
-    """(B, n_cols) mass on each prefix's own items, decay^(steps from the last item) per occurrence, summing to 1."""
-    out = torch.zeros(len(prefixes), n_cols)
-    for row, s in enumerate(prefixes):
-        w = decay ** np.arange(len(s) - 1, -1, -1, dtype=np.float64)
-        out[row].index_add_(0, torch.from_numpy(np.asarray(s, dtype=np.int64)), torch.from_numpy(w).float())
-    out /= out.sum(dim=1, keepdim=True).clamp_min(1e-30)
-    return out
+    """(B, n_cols) the registry model `recent`'s scores: mass on each prefix's own items by recency, summing to 1."""
+    from recsys.models import build_model
+
+    return build_model("recent", n_cols, {"decay": decay}).score(prefixes)
 
 
 def load_parts(models: Path, names: list[str], n_items: int):

@@ -256,13 +256,12 @@ class Blend(Recommender):
         chosen = {"weights": tuple(float(w) for w in grid[best])}
         per_bucket = []
         if self.config.mix_by:
-            for b in range(2 * (len(self.config.length_edges) + 1)):
-                cases = np.flatnonzero(buckets == b)
-                g = int(np.argmax(values_on(cases))) if len(cases) else best
-                per_bucket.append({"cases": len(cases), "weights": [float(w) for w in grid[g]]})
-            chosen["bucket_weights"] = tuple(tuple(x["weights"]) for x in per_bucket)
-            by_bucket = np.array([int(np.flatnonzero((grid == x["weights"]).all(axis=1))[0]) for x in per_bucket])
-            combined = ranks[by_bucket[buckets], np.arange(n)]
+            picks = np.array([int(np.argmax(values_on(cases))) if len(cases := np.flatnonzero(buckets == b))
+                              else best for b in range(2 * (len(self.config.length_edges) + 1))])
+            per_bucket = [{"cases": int((buckets == b).sum()), "weights": [float(w) for w in grid[g]]}
+                          for b, g in enumerate(picks)]
+            chosen["bucket_weights"] = tuple(tuple(float(w) for w in grid[g]) for g in picks)
+            combined = ranks[picks[buckets], np.arange(n)]
             best_bucketed = float(np.mean([rank_metric(combined, m) for m in self.config.select.split("+")]))
         self.config = dataclasses.replace(self.config, **chosen)
         singles = {c: float(values[g]) for g, w in enumerate(grid) for c, x in zip(self.config.components, w)
