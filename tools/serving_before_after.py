@@ -6,7 +6,10 @@ call, the session padded into a batch of one and run through `final_state` (mask
 included), every unmasked score counted, then torch.topk. "After" is recommend() now. The floor is the serving
 suite's (tools/bench/serving.py): a random query of the model's dimension times its own serving table, then the
 top 20. The three are timed one after the other for each session (1 torch thread, neural models at random initial
-weights, random sessions of 5-20 items), and the two recommend() answers are checked to be equal. Prints one JSON
+weights, random sessions of 5-20 items), and the two recommend() answers are checked to be equal. Then the encoder
+alone (`session_state`, what recommend() runs before the product) twice: right after the floor's product (cold
+caches, as inside recommend()) and again at once (warm); `bound_warm_encoder`, 1 + warm encoder / floor, is the
+lowest ratio to the floor recommend() could reach with these encoders if everything else were free. Prints one JSON
 object; the serving suite (`python scripts/benchmark.py serving`) is what docs/BENCHMARKS.md's tables come from.
 """
 
@@ -54,7 +57,10 @@ def measure(name: str, n_items: int, n_calls: int, rng) -> dict:
     floor, dim = floor_call(model)
     sessions = [rng.integers(1, n_items + 1, int(rng.integers(5, 21))) for _ in range(n_calls + 5)]
     calls = {"before": lambda s: recommend_before(model, s, SERVING_K),
-             "after": lambda s: recommend(model, s, k=SERVING_K), "floor": lambda s: floor()}
+             "after": lambda s: recommend(model, s, k=SERVING_K), "floor": lambda s: floor(),
+             # the encoder alone (NeuralRecommender.session_state, what score() runs for one session): right after
+             # the floor's product has swept the caches, as inside recommend(), then again at once (warm)
+             "encoder": lambda s: encode(model, s), "encoder_warm": lambda s: encode(model, s)}
     wall = {c: [] for c in calls}
     cpu = {c: 0.0 for c in calls}
     for i, s in enumerate(sessions):
@@ -66,12 +72,23 @@ def measure(name: str, n_items: int, n_calls: int, rng) -> dict:
             if i >= 5:  # the first five: warm-up
                 wall[c].append(t1 - t0)
                 cpu[c] += c1 - c0
+        floor()  # untimed: the next session's first call follows a sweep of the table, as it did before
         if not (np.array_equal(got["before"][0], got["after"][0]) and np.array_equal(got["before"][1],
                                                                                      got["after"][1])):
             raise AssertionError(f"{name}: before and after differ on session {s.tolist()}")
     p50 = {c: round(1000 * float(np.median(v)), 3) for c, v in wall.items()}
     return {"dim": dim, "p50_ms": p50, "cpu_ms_per_call": {c: round(1000 * v / n_calls, 3) for c, v in cpu.items()},
-            "ratio_to_floor": {c: round(p50[c] / p50["floor"], 2) for c in ("before", "after")}}
+            "ratio_to_floor": {c: round(p50[c] / p50["floor"], 2) for c in ("before", "after")},
+            # the lowest ratio recommend() could reach if nothing but the product, the top-k and the encoder were
+            # left and the encoder ran with warm caches: 1 + encoder_warm / floor
+            "bound_warm_encoder": round(1 + p50["encoder_warm"] / p50["floor"], 2)}
+
+
+@torch.no_grad()
+def encode(model, session):
+    seq = torch.from_numpy(np.ascontiguousarray(session[-model.config.max_len:], dtype=np.int64))
+    with torch.inference_mode():
+        return model.session_state(seq.to(model.device))
 
 
 def main(argv=None) -> int:
@@ -87,7 +104,8 @@ def main(argv=None) -> int:
         for name in args.models.split(","):
             entry = measure(name, n, args.calls, np.random.default_rng(0))
             out["sizes"].setdefault(size_label(n), {})[name] = entry
-            print(f"{size_label(n)} {name}: {entry['p50_ms']} ms p50, ratios {entry['ratio_to_floor']}",
+            print(f"{size_label(n)} {name}: {entry['p50_ms']} ms p50, ratios {entry['ratio_to_floor']}, "
+                  f"bound with a warm encoder {entry['bound_warm_encoder']}x",
                   file=sys.stderr, flush=True)
     out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=1))
