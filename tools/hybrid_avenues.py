@@ -50,19 +50,23 @@ def repeat_distribution(prefixes, n_cols: int, decay: float) -> torch.Tensor:
     return build_model("recent", n_cols, {"decay": decay}).score(prefixes)
 
 
-def load_parts(models: Path, names: list[str], n_items: int):
+def load_parts(models: Path, names: list[str], n_items: int) -> list:
+    """One single-part Blend per folder, so that two folders of the same registry model (two seeds of GRU4Rec)
+    can be parts side by side; each gives the distribution it would give inside a hybrid."""
     import recsys
     from recsys.models.blend import Blend, BlendConfig
 
-    loaded = [recsys.load(str(models / name)) for name in names]
-    blend = Blend(BlendConfig(components=tuple(m.name for m in loaded)), n_items)
-    for m in loaded:
+    blends = []
+    for name in names:
+        m = recsys.load(str(models / name))
+        blend = Blend(BlendConfig(components=(m.name,)), n_items)
         blend.use_part(m.name, m, str(models))
-    return blend
+        blends.append(blend)
+    return blends
 
 
-def part_distributions(blend, prefixes, decay: float) -> list[torch.Tensor]:
-    dists = blend.distributions(prefixes)
+def part_distributions(blends, prefixes, decay: float) -> list[torch.Tensor]:
+    dists = [blend.distributions(prefixes)[0] for blend in blends]
     dists.append(repeat_distribution(prefixes, dists[0].shape[1], decay))
     for d in dists:
         d[:, 0] = -torch.inf  # padding: never a candidate
@@ -172,7 +176,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--models", required=True, help="a train_and_eval.py --out fitted on train only")
-    ap.add_argument("--parts", required=True, help="comma separated model folders in --models")
+    ap.add_argument("--parts", required=True, help="comma separated model folders in --models (two folders of "
+                    "one model, e.g. two seeds, are two parts; equal weights on them average the seeds)")
     ap.add_argument("--neural", default=None, help="the part whose confidence buckets cases (default: the first)")
     ap.add_argument("--max-cases", type=int, default=20_000)
     ap.add_argument("--grid-step", type=float, default=0.1)
@@ -193,7 +198,7 @@ def main(argv=None) -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     data = Dataset.load(args.data)
     names = args.parts.split(",")
-    blend = load_parts(Path(args.models), names, data.n_items)
+    blends = load_parts(Path(args.models), names, data.n_items)
     parts = names + [f"repeat(decay {args.decay})"]
     cases = make_cases(data.valid, data.protocol("valid"))
     rows = spaced_rows(len(cases), args.max_cases)
@@ -207,7 +212,7 @@ def main(argv=None) -> int:
     neural = names.index(args.neural) if args.neural else 0
     fallback = 0
     for done, (sl, prefixes, targets) in enumerate(case_batches(cases, args.max_cases, args.batch)):
-        dists = part_distributions(blend, prefixes, args.decay)
+        dists = part_distributions(blends, prefixes, args.decay)
         confidence[sl] = dists[neural][:, 1:].max(dim=1).values.numpy()
         probs, at_target, tau = candidates(dists, targets, args.top_m)
         r, unsure = rank_all(grid, probs, at_target, tau)
