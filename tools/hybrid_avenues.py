@@ -21,11 +21,9 @@ Every choice is made on one half of the validation sessions and scored on the ot
 session so that the cases of one session never sit on both sides), so a mixture with more free weights pays for
 its overfitting here and not later on test. Test is never read.
 
-Ranks are exact. For each case the candidates are the union of every part's top --top-m items; with weights w an
-item outside the union scores at most sum_i w_i tau_i (tau_i: part i's --top-m-th probability), so when the
-target scores above that bound its rank is 1 + the candidates above it, and when 20 candidates already score at
-least as high it is a miss at 20 either way. The remaining (case, weighting) pairs are ranked again over the
-whole catalogue (counted in the result's "exact_fallback").
+Ranks are exact up to 20: recsys.models.mixrank.grid_ranks, the pruned ranking the hybrid itself chooses its
+weights with (each case ranked among every part's top items, with a bound for the rest; the pairs that bound
+cannot decide are ranked again over the whole catalogue, counted in the result's "exact_fallback").
 """
 
 import argparse
@@ -38,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from recsys.models.mixrank import TOP_M
 
 K = 20
 MISS = np.iinfo(np.int32).max
@@ -68,53 +68,16 @@ def load_parts(models: Path, names: list[str], n_items: int) -> list:
 def part_distributions(blends, prefixes, decay: float) -> list[torch.Tensor]:
     dists = [blend.distributions(prefixes)[0] for blend in blends]
     dists.append(repeat_distribution(prefixes, dists[0].shape[1], decay))
-    for d in dists:
-        d[:, 0] = -torch.inf  # padding: never a candidate
     return dists
 
 
-def candidates(dists: list[torch.Tensor], targets: torch.Tensor, top_m: int):
-    """Per case: the union of the parts' top-m items (duplicates and padding masked), every part's probability at
-    them, at the target, and its top-m-th probability (the bound for items outside)."""
-    idx = torch.cat([d.topk(top_m, dim=1).indices for d in dists], dim=1)
-    idx, _ = idx.sort(dim=1)
-    dup = torch.zeros_like(idx, dtype=torch.bool)
-    dup[:, 1:] = idx[:, 1:] == idx[:, :-1]
-    dup |= idx == targets[:, None]  # the target is counted on its own
-    dup |= idx == 0
-    probs = torch.stack([d.gather(1, idx) for d in dists])  # (P, B, C)
-    probs[:, dup] = -torch.inf
-    at_target = torch.stack([d.gather(1, targets[:, None])[:, 0] for d in dists])  # (P, B)
-    tau = torch.stack([d.topk(top_m, dim=1).values[:, -1] for d in dists]).clamp_min(0)  # (P, B)
-    return probs, at_target, tau
+def ranks_under(dists, prefixes, targets, grid: np.ndarray) -> tuple[np.ndarray, int]:
+    """(G, B) int32 ranks (MISS beyond K) under each weighting: recsys.models.mixrank.grid_ranks, the pruned exact
+    ranking Blend.choose_weights uses; and how many pairs it ranked over the whole catalogue."""
+    from recsys.models.mixrank import grid_ranks
 
-
-def rank_all(grid: np.ndarray, probs, at_target, tau) -> tuple[np.ndarray, np.ndarray]:
-    """(G, B) ranks (MISS beyond K) and a (G, B) mask of the pairs these candidates cannot decide."""
-    G = len(grid)
-    ranks = np.empty((G, probs.shape[1]), dtype=np.int32)
-    unsure = np.zeros((G, probs.shape[1]), dtype=bool)
-    w = torch.from_numpy(grid).float()
-    probs = probs.nan_to_num(neginf=-1.0)  # masked candidates: below every real score under any weighting
-    for g in range(G):
-        s = torch.einsum("p,pbc->bc", w[g], probs)
-        t = w[g] @ at_target
-        above = (s >= t[:, None]).sum(dim=1)
-        bound = w[g] @ tau
-        r = (above + 1).numpy()
-        decided = (t > bound).numpy() | (r > K)
-        r[r > K] = MISS
-        ranks[g] = r
-        unsure[g] = ~decided
-    return ranks, unsure
-
-
-def exact_ranks(dists, targets, weights: np.ndarray) -> np.ndarray:
-    from recsys.evaluate import rank_targets
-    s = sum(float(w) * d.clamp_min(0) for w, d in zip(weights, dists))
-    s[:, 0] = -torch.inf
-    r = rank_targets(s, targets).numpy().astype(np.int64)
-    return np.where(r > K, MISS, r).astype(np.int32)
+    ranks, fallback = grid_ranks(dists, prefixes, targets, grid, K)
+    return np.where(ranks <= K, ranks, MISS).astype(np.int32), fallback
 
 
 def metrics(ranks: np.ndarray) -> dict:
@@ -181,7 +144,6 @@ def main(argv=None) -> int:
     ap.add_argument("--neural", default=None, help="the part whose confidence buckets cases (default: the first)")
     ap.add_argument("--max-cases", type=int, default=20_000)
     ap.add_argument("--grid-step", type=float, default=0.1)
-    ap.add_argument("--top-m", type=int, default=100)
     ap.add_argument("--decay", type=float, default=0.5, help="the repeat part's recency decay")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--baseline", default=None, help="a part set (names joined by ' + ') whose global MRR@20 "
@@ -214,16 +176,11 @@ def main(argv=None) -> int:
     for done, (sl, prefixes, targets) in enumerate(case_batches(cases, args.max_cases, args.batch)):
         dists = part_distributions(blends, prefixes, args.decay)
         confidence[sl] = dists[neural][:, 1:].max(dim=1).values.numpy()
-        probs, at_target, tau = candidates(dists, targets, args.top_m)
-        r, unsure = rank_all(grid, probs, at_target, tau)
-        for g in np.flatnonzero(unsure.any(axis=1)):
-            cols = np.flatnonzero(unsure[g])
-            fallback += len(cols)
-            sub = [d[cols] for d in dists]
-            r[g, cols] = exact_ranks(sub, targets[cols], grid[g])
-        ranks[:, sl] = r
+        ranks[:, sl], n_full = ranks_under(dists, prefixes, targets, grid)
+        fallback += n_full
+        each, _ = ranks_under(dists, prefixes, targets, np.eye(len(parts)))
         for i, p in enumerate(parts):
-            alone[p][sl] = exact_ranks([dists[i]], targets, np.ones(1))
+            alone[p][sl] = each[i]
         if done % 10 == 0:
             print(f"  {sl.stop:,}/{n:,} cases, {time.perf_counter() - t0:.0f}s", file=sys.stderr)
 
@@ -269,7 +226,7 @@ def main(argv=None) -> int:
         x["vs_baseline"] = clustered_diff(held[(x["parts"], x["objective"], x["mixture"])], base, cases.session[rows])
     out = {"command": " ".join(["python -m tools.hybrid_avenues", *(argv or sys.argv[1:])]),
            "data": args.data, "cases": n, "parts": parts, "baseline": baseline, "grid_points": len(grid),
-           "top_m": args.top_m,
+           "top_m": TOP_M,  # recsys.models.mixrank's
            "exact_fallback": fallback, "each_part_alone": {p: metrics(r) for p, r in alone.items()},
            "buckets": {"repeat_share": float(has_repeat.mean()),
                        "length_counts": np.bincount(length_bucket).tolist(),

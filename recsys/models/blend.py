@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.models.base import FitOptions, ModelConfig, Recommender, mask_scores, score_batch
+from recsys.models.base import FitOptions, ModelConfig, Recommender, score_batch
+from recsys.models.mixrank import grid_ranks, mix
 from recsys.progress import progress_lines
 from recsys.sessions import make_cases
 
@@ -174,13 +175,7 @@ class Blend(Recommender):
             out.append(F.pad(p, (1, 0)))
         return out
 
-    @staticmethod
-    def mix(dists: list[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
-        out = torch.zeros_like(next(p for p in dists if p is not None))
-        for w, p in zip(weights, dists):
-            if w:
-                out.add_(p, alpha=float(w))
-        return out
+    mix = staticmethod(mix)
 
     def session_weights(self, sessions: Sequence[np.ndarray]) -> np.ndarray:
         """(B, parts) the weighting each session is mixed with: its bucket's, or the one weighting."""
@@ -232,11 +227,12 @@ class Blend(Recommender):
         run's evaluation does. With `progress`, a bar on a terminal, else a line to stderr about every tenth of
         the cases."""
         # here, not at the top: recsys.evaluate imports recsys.models.base, whose package imports this module
-        from recsys.evaluate import case_batches, rank_metric, rank_targets, spaced_rows
+        from recsys.evaluate import case_batches, rank_metric, spaced_rows
 
         cases = make_cases(data.valid, data.protocol("valid"))
         n = len(spaced_rows(len(cases), self.config.select_max_cases))
         grid = simplex_grid(len(self.parts), self.config.grid_step)
+        k = max(int(m.partition("@")[2]) for m in self.config.select.split("+"))  # ranks beyond it: misses
         ranks = np.empty((len(grid), n), dtype=np.int64)
         buckets = np.empty(n, dtype=np.int64)
         batches = case_batches(cases, self.config.select_max_cases, batch_size=256)
@@ -244,9 +240,7 @@ class Blend(Recommender):
         for rows, prefixes, targets in progress_lines(batches, -(-n // 256), desc, progress):
             dists = self.distributions(prefixes)
             buckets[rows] = bucket_of(prefixes, self.config.length_edges)
-            for g, weights in enumerate(grid):
-                scores = mask_scores(self.mix(dists, weights), prefixes, exclude_seen)
-                ranks[g, rows] = rank_targets(scores, targets).numpy()
+            ranks[:, rows], _ = grid_ranks(dists, prefixes, targets, grid, k, exclude_seen)
         def values_on(cases) -> np.ndarray:
             return np.array([np.mean([rank_metric(r[cases], m) for m in self.config.select.split("+")])
                              for r in ranks])
