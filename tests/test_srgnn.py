@@ -143,3 +143,28 @@ def test_config_is_checked_and_there_are_no_per_position_states():
     assert m.per_position is False
     with pytest.raises(RuntimeError, match="per-position"):
         m.sequence_states(torch.tensor([[1, 2]]), torch.tensor([2]))
+
+
+@pytest.mark.parametrize("options", [{"star": True}, {"highway": True}, {"star": True, "highway": True, "steps": 2}])
+def test_sgnn_hn_options_ignore_padding_change_the_state_and_save_and_load(options, tmp_path):
+    """SGNN-HN's star node and highway network: a padded batch gives each session its own state (the star never
+    attends to a padding node), the options change the state, and a saved folder loads to equal scores."""
+    plain, m = model(steps=options.get("steps", 1)), model(**options)
+    sessions = [[5], [3, 3], [1, 2, 3, 2, 4], [4, 2, 7, 7, 2, 30, 4, 11, 2, 6, 12, 4]]
+    x, lengths = pad_sessions([np.array(s) for s in sessions], 50, m.pad_side)
+    with torch.no_grad():
+        batch = m.final_state(x, lengths)
+        for row, s in enumerate(sessions):
+            alone = m.final_state(torch.tensor([s]), torch.tensor([len(s)]))
+            torch.testing.assert_close(batch[row], alone[0], rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(batch, plain.final_state(x, lengths))
+    data = rule_data()
+    trained = SRGNN(SRGNNConfig(dim=32, dropout=0.0, **options), data.n_items)
+    fit(trained, data, FitOptions(max_epochs=15, progress=False, accelerator="cpu"),
+        TrainConfig(batch_size=32, lr=1e-2, schedule="constant", val_max_cases=200))
+    assert evaluate(trained, data.test, "all", ks=(1,)).metrics()["hr@1"] >= 0.9
+    loaded = load_folder(save_folder(trained, tmp_path / "sgnn", data.items), REGISTRY)
+    with torch.no_grad():
+        assert torch.equal(loaded.score([np.array(s) for s in sessions[:3]]),
+                          trained.eval().score([np.array(s) for s in sessions[:3]]))
+    assert loaded.config == trained.config

@@ -16,6 +16,13 @@ Where this differs from the paper or the official code (CRIPAC-DIG/SR-GNN), and 
   neural model here.
 - The graph is the whole prefix, so a node's state depends on later clicks: not causal per position. Like the
   bidirectional LSTM, it trains on the last position of every (prefix -> next item) pair.
+
+Two options from SGNN-HN (Pan et al., CIKM 2020, "Star graph neural networks for session-based recommendation"), off
+by default: `star` adds a star node joined to every item node. It starts as the mean of the item nodes; after each
+GNN step every node takes a gated share of it, alpha_i = sigmoid((W_q h_i) . (W_k s) / sqrt(d)), and it is then
+updated by attention over the nodes. The star also joins the readout's attention. `highway` mixes each node's
+input and output states, g = sigmoid(W_g [h^0; h^L]), h = g h^0 + (1 - g) h^L, so more GNN steps cannot wash
+out the item itself. SGNN-HN's reversed position embeddings in the readout are not included.
 """
 
 from dataclasses import dataclass
@@ -38,6 +45,8 @@ class SRGNNConfig(ModelConfig):
     cosine_scale: float = 16.0  # > 0: logits = scale * cosine(session, item) (NISER); 0: dot products
     max_len: int = 50  # most recent items the model reads
     use_categories: bool = False  # add a category embedding to each node's input
+    star: bool = False  # SGNN-HN's star node (module docstring)
+    highway: bool = False  # SGNN-HN's highway network between the GNN's input and output node states
     n_categories: int = 0  # size of the category table; set by fit from the data
 
     def check(self):
@@ -94,11 +103,20 @@ class SRGNN(NeuralRecommender):
         self.w2 = nn.Linear(d, d, bias=False)
         self.q = nn.Linear(d, 1, bias=False)
         self.w3 = nn.Linear(2 * d, d, bias=False)  # [s_l; s_g] -> session vector
+        # SGNN-HN's options: registered only when on, so folders saved without them load unchanged
+        self.star_gate_q = nn.Linear(d, d, bias=False) if config.star else None  # node -> star gate
+        self.star_gate_k = nn.Linear(d, d, bias=False) if config.star else None
+        self.star_att_q = nn.Linear(d, d, bias=False) if config.star else None  # star's attention over nodes
+        self.star_att_k = nn.Linear(d, d, bias=False) if config.star else None
+        self.w_star = nn.Linear(d, d, bias=False) if config.star else None  # the star in the readout
+        self.highway_gate = nn.Linear(2 * d, d) if config.highway else None
         self.init_weights()
 
     def init_weights(self) -> None:
-        for module in (self.edge_in, self.edge_out, self.cell, self.w1, self.w2, self.q, self.w3):
-            module.reset_parameters()
+        for module in (self.edge_in, self.edge_out, self.cell, self.w1, self.w2, self.q, self.w3, self.star_gate_q,
+                       self.star_gate_k, self.star_att_q, self.star_att_k, self.w_star, self.highway_gate):
+            if module is not None:
+                module.reset_parameters()
         nn.init.normal_(self.item_emb.weight, std=self.config.dim ** -0.5)  # rows of about unit norm
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
@@ -123,13 +141,26 @@ class SRGNN(NeuralRecommender):
         h = self.item_emb(nodes)  # (B, N, d)
         if self.category_emb is not None:
             h = h + self.embed_categories(nodes)
-        h = self.drop(h)
+        h = h0 = self.drop(h)
         B, N, d = h.shape
+        real = (nodes > 0)[..., None]  # (B, N, 1): the item nodes (0: a padding node)
+        star = (h * real).sum(1) / real.sum(1).clamp(min=1) if self.config.star else None  # (B, d)
         for _ in range(self.config.steps):
             m = torch.cat([a_in @ self.edge_in(h) + self.bias_in, a_out @ self.edge_out(h) + self.bias_out], -1)
             h = self.cell(m.reshape(B * N, 2 * d), h.reshape(B * N, d)).view(B, N, d)
+            if star is not None:
+                gate = torch.sigmoid((self.star_gate_q(h) * self.star_gate_k(star)[:, None]).sum(-1, keepdim=True)
+                                     / d ** 0.5)
+                h = (1 - gate) * h + gate * star[:, None]
+                att = (self.star_att_k(h) * self.star_att_q(star)[:, None]).sum(-1, keepdim=True) / d ** 0.5
+                att = att.masked_fill(~real, -torch.inf).softmax(dim=1)
+                star = (att * h).sum(1)
+        if self.highway_gate is not None:
+            g = torch.sigmoid(self.highway_gate(torch.cat([h0, h], -1)))
+            h = g * h0 + (1 - g) * h
         v = h.gather(1, alias[..., None].expand(-1, -1, d))  # (B, T, d): the node state at each position
         last = v[:, -1]  # right-aligned: the last column is the last click
-        alpha = self.q(torch.sigmoid(self.w1(last)[:, None] + self.w2(v)))  # (B, T, 1)
+        context = self.w1(last)[:, None] + (self.w_star(star)[:, None] if star is not None else 0)
+        alpha = self.q(torch.sigmoid(context + self.w2(v)))  # (B, T, 1)
         s_g = (alpha * v * (x > 0)[..., None]).sum(1)  # padded positions weigh nothing
         return self.w3(torch.cat([last, s_g], -1))
