@@ -34,6 +34,9 @@ class DataSpec:
     # rank only items not already in the prefix (RunConfig.exclude_seen, for validation in training too): the
     # published protocol where a log never repeats an item (ML-1M: no user rates a film twice)
     exclude_seen: bool = False
+    # relative to shared/data: S3-Rec's item -> attributes file, whose leaf categories become the items'
+    # category_id (read by category-aware models such as lstm-cat; see s3rec_leaf_categories)
+    categories: str | None = None
 
 
 ACCURACY_DATASETS = {
@@ -50,7 +53,7 @@ ACCURACY_DATASETS = {
                        "leave-one-out: last item of each user is test, second to last validation; items already in "
                        "the user's sequence are excluded from the ranking (Beauty has no repeated user-item pair; "
                        "the published eSASRec and SASRec+SS rows filter them: filter_viewed in their code)", 10,
-                       exclude_seen=True),
+                       exclude_seen=True, categories="s3rec/Beauty_item2attributes.json"),
     "ml-1m": DataSpec("ml-1m-partial", tuple(f"ml-1m/gsasrec_split_partial/{f}.txt" for f in (
                           "train/input", "val/input", "val/output", "test/output")),
                       "leave-one-out evaluated on the 512 users whose whole sequence survives in the partial "
@@ -139,6 +142,32 @@ def _quick_inputs(opts: Options, name: str, spec: DataSpec) -> list[str]:
 
 
 def _accuracy_data(opts: Options, name: str, spec: DataSpec):
+    data = _prepared_data(opts, name, spec)
+    if spec.categories and (opts.shared_data / spec.categories).is_file():
+        data.items["category_id"] = s3rec_leaf_categories(opts.shared_data / spec.categories, data.items["item_id"])
+    return data
+
+
+def s3rec_leaf_categories(path: Path, item_ids):
+    """Each item's leaf category from S3-Rec's `*_item2attributes.json` (item id -> attribute ids), NA where none.
+
+    S3-Rec's data_process.py builds each item's list as its brand (when frequent enough) followed by its category
+    path below the top level ("Beauty"), with attribute ids given in order of first appearance. So an attribute
+    that sits after the first position in some item's list is a category, one that is only ever first is a brand;
+    an item's leaf category is the last category in its list (195 categories over Beauty's 12,101 items).
+    """
+    import pandas as pd
+
+    from recsys.jsonfile import read_json as read_object
+
+    attributes = read_object(path, 64 << 20)
+    lists = {str(k): [int(a) for a in v] for k, v in attributes.items() if isinstance(v, list)}
+    categories = {a for v in lists.values() for a in v[1:]}
+    leaf = {k: next((str(a) for a in reversed(v) if a in categories), None) for k, v in lists.items()}
+    return pd.array([leaf.get(str(i)) for i in item_ids], dtype="string")
+
+
+def _prepared_data(opts: Options, name: str, spec: DataSpec):
     from recsys.data import Dataset
     from recsys.prepare import prepare
 
