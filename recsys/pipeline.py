@@ -173,7 +173,7 @@ def reuse_parts(model: Blend, spec: dict[str, str], out: Path, this_run: dict, d
                                        "weights")
             if refit:
                 on_both = (loaded.metrics.get("protocol") or {}).get("refit")
-                note = (f"{source}, fitted on train+valid (its own --refit)" if on_both else
+                note = (f"{source}, fitted on train+valid (--refit or scripts/refit.py)" if on_both else
                         f"{source}, not refitted (it was fitted on train only)")
         model.use_part(part, loaded, source)
         sources[part] = source
