@@ -64,6 +64,9 @@ class RunConfig:
     select: str = "mrr@20"  # validation metric that picks the best model, or a mean of several: "hr@20+mrr@20"
     max_valid_cases: int | None = None  # validate on at most this many evenly spaced cases (None: all)
     log_phases: bool = False  # also log each neural epoch and each evaluation as it starts (the app's first start)
+    # False: the test split is never scored (model folders and results hold validation only), for runs whose
+    # only purpose is to choose on validation: trying variants, fitting a hybrid's parts (train_and_eval --no-test)
+    score_test: bool = True
 
     def __post_init__(self):
         for name in self.models:
@@ -270,25 +273,31 @@ def run(data: Dataset, config: RunConfig, log=print) -> dict:
             start = time.perf_counter()
             model, refit_info = refit(name, model, data, config, fit_info, options, reused_refit)
             seconds["refit_seconds"] = time.perf_counter() - start
-        start = time.perf_counter()
-        test = evaluate(model, data.test, data.protocol("test"), desc=f"{name} test", **eval_kw)
-        seconds["test_seconds"] = time.perf_counter() - start
-        tests[name] = test
+        test = None
+        if config.score_test:
+            start = time.perf_counter()
+            test = evaluate(model, data.test, data.protocol("test"), desc=f"{name} test", **eval_kw)
+            seconds["test_seconds"] = time.perf_counter() - start
+            tests[name] = test
         if worker:
             log(f"[{name}] rank {worker}: trained and scored its share of the validation and test cases; "
                 "rank 0 saves")
             continue
-        entry = {"valid": valid.report(config.n_boot), "test": test.report(config.n_boot),
+        scores = {"valid": valid.report(config.n_boot)}
+        if test is not None:
+            scores["test"] = test.report(config.n_boot)
+        entry = {**scores,
                  **{k: round(v, 2) for k, v in seconds.items()}, "params": _params_of(model),
                  "fit": {k: v for k, v in fit_info.items() if k != "history"}}
         if refit_info is not None:
             entry["refit"] = refit_info
         results["models"][name] = entry
         took = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f}s" for k, v in seconds.items())
-        log(f"[{name}] {took}  valid mrr@20 {entry['valid']['mrr@20']['value']:.4f}  "
-            f"test hr@20 {entry['test']['hr@20']['value']:.4f} mrr@20 {entry['test']['mrr@20']['value']:.4f}")
+        scored = (f"test hr@20 {entry['test']['hr@20']['value']:.4f} mrr@20 {entry['test']['mrr@20']['value']:.4f}"
+                  if test is not None else "test not scored (--no-test)")
+        log(f"[{name}] {took}  valid mrr@20 {entry['valid']['mrr@20']['value']:.4f}  {scored}")
         curves = workdir / "training_curves.png"
-        metrics = {"valid": entry["valid"], "test": entry["test"], "data": results["data"],
+        metrics = {**scores, "data": results["data"],
                    "protocol": results["protocol"], "history": fit_info.get("history", [])}
         save_folder(model, safe_child(out, name), data.items, metrics=metrics,
                     train={"fit_seconds": entry["fit_seconds"], "fit": entry["fit"], "seed": config.seed,

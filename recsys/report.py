@@ -22,8 +22,9 @@ def _fmt(entry: dict | None, ci: bool) -> str:
 
 def results_table(results: dict, split: str = "test", ci: bool = True, metrics=TABLE_METRICS) -> str:
     """Markdown table of one split, models in order of validation MRR@20 (best first), values in percent, then
-    the seconds each phase took (fit, validation, refit, test; "–" where a model has no such time)."""
-    models = results["models"]
+    the seconds each phase took (fit, validation, refit, test; "–" where a model has no such time). Models
+    without that split (test under --no-test) are left out."""
+    models = {n: e for n, e in results["models"].items() if split in e}  # test is absent from --no-test rows
     order = sorted(models, key=lambda n: -models[n]["valid"].get("mrr@20", {"value": 0})["value"])
     times = [(k, label) for k, label in TIMES if any(k in e for e in models.values())]
     head = "| model | " + " | ".join([*metrics, *(label for _, label in times)]) + " |"
@@ -58,6 +59,15 @@ def _data_name(data: dict) -> str:
     return f"{name} (read as {source})" if name and source and name != source else str(name or source)
 
 
+NOT_SCORED = ("Test not scored: the run had --no-test, so these models were compared on validation only. Score "
+              "the one validation chooses with a run without --no-test.")
+
+
+def has_split(results: dict, split: str) -> bool:
+    """Whether any model of the run was scored on `split` (test is not under --no-test)."""
+    return any(split in e for e in results["models"].values())
+
+
 def results_markdown(results: dict) -> str:
     proto = results["protocol"]
     data = results["data"]
@@ -77,7 +87,7 @@ def results_markdown(results: dict) -> str:
         "",
         "## Test",
         "",
-        results_table(results, "test"),
+        results_table(results, "test") if has_split(results, "test") else NOT_SCORED,
         "",
         "## Validation",
         "",
@@ -101,26 +111,28 @@ def results_markdown(results: dict) -> str:
 
 
 def comparison_chart(results: dict, path: Path, metrics=("hr@20", "mrr@20", "ndcg@10")) -> Path:
-    """Grouped bar chart of test metrics per model with 95% CI error bars."""
+    """Grouped bar chart of test metrics per model with 95% CI error bars (validation's when the run scored no
+    test: --no-test)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    models = results["models"]
-    names = sorted(models, key=lambda n: -models[n]["test"]["mrr@20"]["value"])
+    split = "test" if has_split(results, "test") else "valid"
+    models = {n: e for n, e in results["models"].items() if split in e}
+    names = sorted(models, key=lambda n: -models[n][split]["mrr@20"]["value"])
     x = np.arange(len(names))
     width = 0.8 / len(metrics)
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) + 2), 4))
     for j, metric in enumerate(metrics):
-        vals = np.array([100 * models[n]["test"][metric]["value"] for n in names])
-        ci = np.array([[100 * c for c in models[n]["test"][metric].get("ci95", [v / 100, v / 100])]
+        vals = np.array([100 * models[n][split][metric]["value"] for n in names])
+        ci = np.array([[100 * c for c in models[n][split][metric].get("ci95", [v / 100, v / 100])]
                        for n, v in zip(names, vals)])
         err = np.abs(ci.T - vals)
         ax.bar(x + (j - (len(metrics) - 1) / 2) * width, vals, width, yerr=err, capsize=2, label=metric.upper())
     ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylabel("percent (test, 95% CI)")
+    ax.set_ylabel("percent (test, 95% CI)" if split == "test" else "percent (validation, 95% CI; test not scored)")
     ax.set_title(f"Model comparison on {results['data'].get('source')} (full ranking)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)

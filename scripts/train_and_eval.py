@@ -21,7 +21,7 @@ from recsys.evaluate import check_objective
 from recsys.models import REGISTRY
 from recsys.pipeline import RunConfig, check_run_folder, load_params, run
 from recsys.prepare import load_or_prepare_default
-from recsys.report import describe_selection, results_table
+from recsys.report import NOT_SCORED, describe_selection, has_split, results_table
 from recsys.sessionize import describe_truncation
 
 
@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     p.add_argument("--select", default="mrr@20", help="validation metric that chooses the best model (hr@20, "
                    "ndcg@10, ...) or the mean of several joined by + (hr@20+mrr@20); default mrr@20")
     p.add_argument("--max-valid-cases", type=int, help="validate on at most N evenly spaced cases (default: all)")
+    p.add_argument("--no-test", action="store_true", help="never score the test split: fit, validate (and "
+                   "refit) only, to compare variants or fit a hybrid's parts without reading test")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
                            max_epochs=args.max_epochs, exclude_seen=args.exclude_seen, n_boot=args.bootstrap,
                            seed=args.seed, progress=not args.quiet, assets=Path(args.assets or args.out),
                            refit=args.refit, resume=args.resume, select=args.select,
-                           max_valid_cases=args.max_valid_cases)
+                           max_valid_cases=args.max_valid_cases, score_test=not args.no_test)
         results = run(data, config)
     except (DataError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -76,7 +78,10 @@ def main(argv=None) -> int:
     if not results["models"]:  # another process of a data-parallel run: rank 0 reports
         return 0
     print(f"\nData: {describe_truncation(results['data'].get('truncated'))}")
-    print("Test (percent, 95% CI):\n" + results_table(results, "test"))
+    if has_split(results, "test"):
+        print("Test (percent, 95% CI):\n" + results_table(results, "test"))
+    else:
+        print(NOT_SCORED + "\nValidation (percent, 95% CI):\n" + results_table(results, "valid"))
     print("\n" + "\n".join(describe_selection(results.get("selection"))))
     print(f"\nWrote {args.out}/results.json, {args.out}/results.md and {config.assets}/model_comparison.png")
     return 0

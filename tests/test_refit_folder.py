@@ -76,3 +76,26 @@ def test_a_hybrid_or_another_data_sets_folder_is_refused(monkeypatch, tmp_path, 
                  "--out", tmp_path / "c") == 2
     assert "another data set" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_no_test_never_scores_test_and_a_refit_of_its_folders_works(monkeypatch, tmp_path, data_dir, capsys):
+    """--no-test: fit and validate only; the evaluator is never handed the test split, the report says so, and
+    the folders it writes are what scripts/refit.py and a hybrid take."""
+    import recsys.pipeline as pipeline
+
+    seen = []
+    original = pipeline.evaluate
+    monkeypatch.setattr(pipeline, "evaluate", lambda model, cases, *a, **kw: seen.append(kw.get("desc")) or
+                        original(model, cases, *a, **kw))
+    params = write(tmp_path / "gru.json", "gru4rec", GRU)
+    assert train(monkeypatch, data_dir, tmp_path / "a", "gru4rec,sr", params, "--no-test") == 0
+    out = capsys.readouterr().out
+    assert seen and not any("test" in d for d in seen), seen
+    assert "Test not scored" in out and "test not scored (--no-test)" in out
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert all("test" not in e and "valid" in e for e in results["models"].values())
+    assert results["selection"]["best"] in ("gru4rec", "sr") and results["paired_tests"] == []
+    assert "Test not scored" in (tmp_path / "a" / "results.md").read_text()
+    assert (tmp_path / "a" / "assets" / "model_comparison.png").stat().st_size > 0
+    assert "test" not in load_folder(tmp_path / "a" / "gru4rec", REGISTRY).metrics
+    assert refit(monkeypatch, "--model", tmp_path / "a" / "gru4rec", "--data", data_dir, "--out", tmp_path / "r") == 0
