@@ -36,11 +36,11 @@ def refit_folder(folder: str | Path, data: Dataset, out: str | Path, *, seed: in
                                "refitted folders in the hybrid's \"folders\" with its chosen \"weights\"")
     protocol = model.metrics.get("protocol") or {}
     if protocol.get("refit"):
-        raise ModelFolderError(f"{folder} was already fitted on train+valid (its run had --refit)")
+        raise ModelFolderError(f"{folder} was already fitted on train+valid (--refit or scripts/refit.py)")
     trained = read_json(folder / "config.json", CONFIG_MAX_BYTES, error=ModelFolderError).get("train") or {}
     fit_info = {**(trained.get("fit") or {}), "history": model.metrics.get("history") or []}
-    if model.trains_in_epochs and not fit_info.get("best_epoch"):
-        raise ModelFolderError(f"{folder} records no validated epoch, so there is no epoch count to refit for")
+    if model.trains_in_epochs:
+        _check_epochs(folder, fit_info)
     params = json.loads(json.dumps(dataclasses.asdict(model.config)))  # the folder's configuration, plain values
     config = RunConfig(models=(model.name,), out=out.parent, params={model.name: params}, seed=seed)
     started = time.perf_counter()
@@ -55,3 +55,20 @@ def refit_folder(folder: str | Path, data: Dataset, out: str | Path, *, seed: in
                 train={"fit": {k: v for k, v in fit_info.items() if k != "history"}, "refit": info,
                        "refitted_from": str(folder), "seed": seed})
     return info
+
+
+def _check_epochs(folder: Path, fit_info: dict) -> None:
+    """The selected epoch count and each of those epochs' learning rate, as the refit replays them: a positive
+    integer within the recorded history, and a finite positive number per epoch (else ModelFolderError)."""
+    best, history = fit_info.get("best_epoch"), fit_info["history"]
+    if not best:
+        raise ModelFolderError(f"{folder} records no validated epoch, so there is no epoch count to refit for")
+    if isinstance(best, bool) or not isinstance(best, int) or not isinstance(history, list) or \
+            not 0 < best <= len(history):
+        raise ModelFolderError(f"{folder}: config.json's best_epoch {str(best)[:40]} does not fit the "
+                               f"{len(history) if isinstance(history, list) else 0} epochs metrics.json records")
+    for row in history[:best]:
+        lr = row.get("lr") if isinstance(row, dict) else None
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
+            raise ModelFolderError(f"{folder}: metrics.json's history lacks a learning rate for an epoch the refit "
+                                   "replays")

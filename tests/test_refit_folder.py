@@ -99,3 +99,23 @@ def test_no_test_never_scores_test_and_a_refit_of_its_folders_works(monkeypatch,
     assert (tmp_path / "a" / "assets" / "model_comparison.png").stat().st_size > 0
     assert "test" not in load_folder(tmp_path / "a" / "gru4rec", REGISTRY).metrics
     assert refit(monkeypatch, "--model", tmp_path / "a" / "gru4rec", "--data", data_dir, "--out", tmp_path / "r") == 0
+
+
+@pytest.mark.parametrize("damage", ["best_epoch_too_large", "best_epoch_text", "no_lr"])
+def test_a_folder_with_a_damaged_epoch_record_is_refused(monkeypatch, tmp_path, data_dir, capsys, damage):
+    params = write(tmp_path / "gru.json", "gru4rec", GRU)
+    assert train(monkeypatch, data_dir, tmp_path / "a", "gru4rec", params) == 0
+    folder = tmp_path / "a" / "gru4rec"
+    if damage == "no_lr":
+        metrics = json.loads((folder / "metrics.json").read_text())
+        del metrics["history"][0]["lr"]
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        config["train"]["fit"]["best_epoch"] = 10**9 if damage == "best_epoch_too_large" else "3"
+        (folder / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert refit(monkeypatch, "--model", folder, "--data", data_dir, "--out", tmp_path / "r") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
