@@ -45,6 +45,7 @@ from recsys.datamodule import SessionDataModule
 from recsys.evaluate import evaluate
 from recsys.models.base import FitOptions, Recommender
 from recsys.models.blend import Blend
+from recsys.models.chunked_softmax import chunked_cross_entropy
 from recsys.models.neural import NeuralRecommender
 from recsys.plots import plot_training_curves
 from recsys.recipe import RULES, Recipe, choose_recipe
@@ -89,7 +90,10 @@ class LitRecommender(L.LightningModule):
     def loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the target among all items, or among the target and shared sampled negatives."""
         if self.config.n_negatives == 0:
-            logits = self.model.logits(h)  # (N, n_items)
+            if h.device.type == "cpu":  # a block of rows at a time: no (N, n_items) buffers (chunked_softmax)
+                rows, bias = self.model.output_rows()
+                return chunked_cross_entropy(self.model.query(h), rows, bias, targets)
+            logits = self.model.logits(h)  # (N, n_items); the GPU's caching allocator reuses these buffers
             logits[:, 0] = -torch.inf  # padding is never a candidate
             return F.cross_entropy(logits, targets)
         z = self.model.query(h)  # (N, E)

@@ -88,12 +88,17 @@ class NeuralRecommender(Recommender):
             return F.normalize(weight[items], dim=-1), None
         return weight[items], None if bias is None else bias[items]
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
+    def output_rows(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every item's output row and bias as training scores them, straight from the parameters (unit rows, no
+        bias under `cosine_scale`): logits = query(h) @ rows.T (+ bias)."""
         weight, bias = self.output_layer()
         if self.cosine_scale:
-            bias = None
+            return F.normalize(weight, dim=-1), None
+        return weight, bias
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():  # training: straight from the parameters
-            rows = F.normalize(weight, dim=-1) if self.cosine_scale else weight
+            rows, bias = self.output_rows()
             out = self.query(h) @ rows.T  # (N, n_items)
             return out if bias is None else out + bias
         table, bias = self.serving_table()
