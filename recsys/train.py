@@ -43,6 +43,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from recsys.datamodule import SessionDataModule
 from recsys.evaluate import evaluate
+from recsys.heap import retained_heap
 from recsys.models.base import FitOptions, Recommender
 from recsys.models.blend import Blend
 from recsys.models.chunked_softmax import chunked_cross_entropy
@@ -363,7 +364,9 @@ def _train_neural(model: NeuralRecommender, data, config: TrainConfig, options: 
                 gradient_clip_val=config.grad_clip, deterministic=not gpu, callbacks=callbacks, logger=loggers,
                 enable_progress_bar=options.progress, enable_model_summary=options.progress, num_sanity_val_steps=0,
                 log_every_n_steps=min(50, steps_per_epoch), default_root_dir=workdir, use_distributed_sampler=False)
-            trainer.fit(lit, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
+            with retained_heap(not gpu):  # the CPU's step-to-step buffers stay in the process (recsys.heap)
+                trainer.fit(lit, datamodule=datamodule, ckpt_path=last if last.is_file() else None,
+                            weights_only=True)
         best_path = best_ckpt.best_model_path if best_ckpt else ""
         if best_path:  # restore the best epoch's weights
             lit.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
