@@ -2,7 +2,7 @@
 targets summary and the machine table. Each suite's `render_*` takes that suite's results (`render_not_run` stands
 in for a suite without results)."""
 
-from tools.bench.accuracy import ACCURACY_METRICS, ANCHOR_ROWS, accuracy_checks
+from tools.bench.accuracy import ACCURACY_METRICS, ANCHOR_ROWS, accuracy_checks, current_entry, default_and_best
 from tools.bench.data import DATA_TARGETS
 
 SERVING_MARKED = "40k"  # the catalogue size whose latency targets the serving table marks ✓ / ✗
@@ -579,9 +579,40 @@ def render_accuracy(r: dict) -> str:
              "model's row gives its parameters file and the day it ran); the latest: " + _header(r)[4:]]
     if r.get("skipped"):
         lines.append(f"{r['skipped']}\n")
-    for name, d in r.get("datasets", {}).items():
+    datasets = {name: current_entry(name, d) for name, d in r.get("datasets", {}).items()}
+    for name, d in datasets.items():
         lines += _dataset_rows(name, d)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _default_vs_best_rows(datasets)) + "\n"
+
+
+def _test_pair(e: dict, k: int, metric: str) -> str:
+    return f"{_pct(e['test_scaled'].get(f'hr@{k}'))} / {_pct(e['test_scaled'].get(metric))}"
+
+
+def _default_vs_best_rows(datasets: dict) -> list[str]:
+    """Each neural model's default-recipe row beside the row of that model validation chooses (issue 15)."""
+    rows = []
+    for name, d in datasets.items():
+        k = d.get("main_k", 20)
+        for c in default_and_best(d):
+            metric, models = c["metric"], d["models"]
+            default, best = models[c["default"]], models[c["best"]]
+
+            ratio = default["test_scaled"][metric]["value"] / best["test_scaled"][metric]["value"]
+            rows.append(f"| {name} | {c['model']} | `{c['default']}` | {100 * default['valid'][metric]:.2f} | "
+                        f"{_test_pair(default, k, metric)} | `{c['best']}` (of {c['candidates']}) | "
+                        f"{100 * best['valid'][metric]:.2f} | {_test_pair(best, k, metric)} | {100 * ratio:.1f}% |")
+    if not rows:
+        return []
+    return ["### Neural models: the default recipe beside the best validated row", "",
+            "Each neural model with a row trained under the default recipe (`MODEL` or `MODEL@default`, no parameter "
+            "file), beside the row of the same model that the validation metric (MRR@20 on sessions, NDCG@10 on "
+            "leave-one-out) chooses among all of its rows measured under the data set's protocol (the default's "
+            "included); test HR@K / metric with 95% CIs, misses counted; the last column is the default's test "
+            "metric over the chosen row's.", "",
+            "| data set | model | default row | its validation | its test HR@K / metric | chosen on validation | "
+            "its validation | its test HR@K / metric | default / chosen, test metric |",
+            "|---|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
 RENDERERS = {"data": render_data, "eval": render_eval, "serving": render_serving, "train": render_train,
