@@ -16,7 +16,7 @@ from test_tune import Untouchable
 from recsys.data import Dataset
 from recsys.evaluate import evaluate
 from recsys.models import REGISTRY, FitOptions, build_model
-from recsys.recipe import Rules, choose_recipe
+from recsys.recipe import RULES, Rules, choose_recipe
 from recsys.sessions import Sessions
 from recsys.train import fit
 from recsys.tune_neural import model_params, trial_rules, tune_neural
@@ -53,15 +53,18 @@ def load_script():
 
 
 def test_the_search_stops_at_its_budget_and_cuts_a_running_trial():
-    data = cycle_data(n_train=3000)  # epochs long enough that early stopping (patience 100) cannot end it first
+    data = cycle_data(n_train=3000)
     data.test = Untouchable()
-    budget = 0.1  # 6 s; a 400-epoch trial takes far longer, so the deadline cuts the first one
+    budget = 0.1  # 6 s; a 5,000-epoch trial takes far longer, so the deadline cuts the first one
+    # patience as long as the budget: early stopping cannot end the trial first, however fast the machine (a fast
+    # CI machine once ran the 100 epochs of a quarter-budget patience inside the 6 s)
+    never_stops = dataclasses.replace(RULES, patience_fraction=1.0)
     started = time.monotonic()
-    result = tune_neural("sasrec", data, budget, fixed=TINY, max_epochs=400, min_epochs=400)
+    result = tune_neural("sasrec", data, budget, fixed=TINY, max_epochs=5000, min_epochs=5000, rules=never_stops)
     elapsed = time.monotonic() - started
     assert elapsed < budget * 60 + 6, elapsed  # the deadline, one more epoch and the trainer's teardown
     first = result["history"][0]
-    assert first["state"] == "cut by the budget" and 1 <= first["epochs"] < 400
+    assert first["state"] == "cut by the budget" and 1 <= first["epochs"] < 5000
     assert result["trials"] >= 1 and result["search"]["wall_seconds"] <= elapsed + 0.1
     assert result["search"]["cpu_seconds"] > 0
 
