@@ -1,7 +1,9 @@
 """The accuracy report's choices: rows under today's protocol only, a model's default beside its best validated
-row, and issue targets checked on one model's rows (tools/bench/accuracy.py, tools/bench/render.py)."""
+row, issue targets checked on one model's rows, and the accuracy chart's marks for rows of an earlier protocol
+(tools/bench/accuracy.py, render.py, plots.py)."""
 
 from tools.bench.accuracy import accuracy_checks, current_entry, default_and_best
+from tools.bench.plots import accuracy_bars, plot_accuracy
 from tools.bench.render import render_accuracy
 
 
@@ -55,3 +57,14 @@ def test_a_model_pool_goal_chooses_among_that_models_rows_only():
     assert best["note"].startswith("sr,")
     ml1m = checks["ml-1m: SASRec alone vs the published full-softmax row (issue 15), test HR@10 (misses counted)"]
     assert ml1m["measured"] is None and "no model run yet" in ml1m["note"]
+
+
+def test_the_accuracy_chart_marks_rows_of_an_earlier_protocol(tmp_path):
+    stored = beauty(**{"sasrec@old": row(9.9, 9.9, params_file="x.json", exclude_seen=False),
+                       "sasrec@default": row(6.3, 5.8)})
+    metric, bars = accuracy_bars("beauty", stored)  # the stored entry: the spec's protocol applies inside
+    assert metric == "hr@10"
+    ours = {label: kind for label, _, kind, _ in bars if label.startswith("ours")}
+    assert ours == {"ours: sasrec@old (earlier protocol)": "ours, earlier protocol", "ours: sasrec@default": "ours"}
+    assert any(kind == "published" for _, _, kind, _ in bars)  # the anchors stay beside them
+    assert plot_accuracy({"datasets": {"beauty": stored}}, tmp_path / "a.png").stat().st_size > 0
