@@ -30,6 +30,12 @@ def _names(text: str) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in text.split(",") if x.strip()) or None
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, not {text!r}")
+    return int(text)
+
+
 def _items(text: str) -> tuple[int, ...]:
     try:
         return parse_items(text)
@@ -47,7 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--doc", default=str(bench.DOC), help="report to regenerate ('' for none)")
     p.add_argument("--assets", type=Path, default=bench.ASSETS, help="where the bench_*.png plots go")
     p.add_argument("--shared-data", type=Path, default=bench.shared_data_dir())
-    p.add_argument("--models", type=_names, help="serving / accuracy: comma separated registry keys")
+    p.add_argument("--models", type=_names, help="serving / accuracy / train: comma separated registry keys")
     p.add_argument("--datasets", type=_names,
                    help=f"accuracy: comma separated, from {','.join(bench.ACCURACY_DATASETS)}")
     p.add_argument("--max-epochs", type=int, help="accuracy: epoch cap for neural models")
@@ -66,6 +72,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "serving_knn.json, not serving.json")
     p.add_argument("--epochs", type=int, help="train: epochs per run (default 2, quick 1)")
     p.add_argument("--threads", type=int, help="train: torch intra-op threads (default: torch's default)")
+    p.add_argument("--seeds", type=_positive, default=1,
+                   help="train: seeds 0..N-1 of each default-settings run (the checks then use their mean)")
     p.add_argument("--peers", action="store_true", help="train: start the RecBole runs in the background (nohup)")
     p.add_argument("--peers-only", action="store_true", help="train: keep our last numbers, refresh RecBole's")
     p.add_argument("--repeats", type=int, help="data: preparation runs per size")

@@ -110,6 +110,17 @@ def test_train_suite(tmp_path):
         assert run["target_positions"] == data["data"]["target_positions"]  # nothing truncated
         assert run["process"]["peak_rss_mib"] > 0
     assert "status" in data["peers"]
+    assert set(data["quality"]) == {"sasrec", "gru4rec"} and "seeds" not in data["quality"]["sasrec"]
+    # one model again with two seeds: its entry gains both seeds' runs and their mean; the other model's is kept
+    run_benchmark(tmp_path, "train", "--models", "sasrec", "--seeds", "2")
+    again = result(tmp_path, "train")
+    seeds = again["quality"]["sasrec"]["seeds"]
+    assert [r["seed"] for r in seeds["runs"]] == [0, 1] and seeds["finished"] == 2
+    assert again["quality"]["sasrec"]["final"]["test_ndcg@10"] == seeds["runs"][0]["test_ndcg@10"]
+    assert again["quality"]["gru4rec"] == data["quality"]["gru4rec"]
+    assert again["ours"]["gru4rec"] == data["ours"]["gru4rec"]
+    assert any("mean of 2 seeds" in c["what"] for c in again["checks"])
+    assert "sasrec, mean of 2" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
 def test_accuracy_suite(tmp_path):

@@ -47,6 +47,7 @@ class Options:
     knn: bool = False  # serving: the kNN models' fits and recommend() at 1M items (tools/bench/serving_knn.py)
     epochs: int | None = None  # train: epochs per run (default 2; quick 1)
     threads: int | None = None  # train: torch intra-op threads (None: torch's default)
+    seeds: int = 1  # train: seeds 0..seeds-1 of each default-settings (time to quality) run
     peers: bool = False  # train: start the RecBole runs in the background (nohup) when they have no results
     peers_only: bool = False  # train: keep our numbers from the last train result, refresh the RecBole part
     repeats: int | None = None  # data: preparation runs per size

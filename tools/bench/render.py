@@ -482,6 +482,33 @@ def _quality_rows(quality: dict | None) -> list[str]:
                     f"{_n(ref['cpu_s_to_selected'], 0)} (epoch {ref['selected_epoch']}) | {ratio} | "
                     f"{_n(run['fit_wall_s'], 0)} / {_n(run.get('fit_cpu_s_without_probes'), 0)} | "
                     f"{_load(run['load_before'])} → {_load(run['load_after'])} |")
+    return [*rows, "", *_seed_rows(runs)]
+
+
+def _seed_rows(runs: dict) -> list[str]:
+    """The runs with several seeds (`--seeds N`): each seed's selected model and its mean over the seeds."""
+    seeded = {name: run["seeds"] for name, run in runs.items() if (run.get("seeds") or {}).get("runs")}
+    if not seeded:
+        return []
+    rows = ["The same default-settings runs with other seeds (`--seeds N`; the checks at the top use the mean):", "",
+            "| model | seed | epochs (selected) | final test HR@10 / NDCG@10 | reached RecBole's NDCG@10 (CPU s) | "
+            "fit CPU s |", "|---|---|---|---|---|---|"]
+    for name, seeds in seeded.items():
+        for r in seeds["runs"]:
+            if r.get("skipped"):
+                rows.append(f"| {name} | {r['seed']} | skipped: {r['skipped'][:200]} | | | |")
+                continue
+            reached = r.get("time_to_quality") or {}
+            rows.append(f"| {name} | {r['seed']} | {r['epochs']} ({r['selected_epoch']}) | "
+                        f"{100 * r['test_hr@10']:.2f} / {100 * r['test_ndcg@10']:.2f} | "
+                        + (f"{_n(reached['cpu_s'], 0)} |" if reached.get("reached") else "not reached |")
+                        + f" {_n(r.get('fit_cpu_s'), 0)} |")
+        if "mean_test_ndcg@10" in seeds:
+            sd = {m: seeds.get(f"sd_{m}") for m in ("test_hr@10", "test_ndcg@10")}
+            spread = (f" (sd {100 * sd['test_hr@10']:.2f} / {100 * sd['test_ndcg@10']:.2f})"
+                      if None not in sd.values() else "")
+            rows.append(f"| **{name}, mean of {seeds['finished']}** | | | **{100 * seeds['mean_test_hr@10']:.2f} / "
+                        f"{100 * seeds['mean_test_ndcg@10']:.2f}**{spread} | | |")
     return [*rows, ""]
 
 

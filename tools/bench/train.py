@@ -78,10 +78,11 @@ def suite_train(opts: Options) -> dict:
         ours, data_info = previous["ours"], previous.get("data")
     else:
         ours, data_info = _train_ours(opts)
-        # runs at another thread count (another key) are kept from the previous results, each with its own "ran"
+        # runs at another thread count (another key), and models left out by --models, are kept from the previous
+        # results, each with its own "ran"
         for name, runs in (previous.get("ours") or {}).items():
-            if isinstance(runs, dict) and isinstance(ours.get(name), dict):
-                ours[name] = {**{k: v for k, v in runs.items() if k not in ours[name]}, **ours[name]}
+            if isinstance(runs, dict) and not ours.get("skipped"):
+                ours[name] = {**{k: v for k, v in runs.items() if k not in ours.get(name, {})}, **ours.get(name, {})}
     peers = peer_results(opts)
     kept = (previous.get("peers") or {}).get("runs")
     if not peers["runs"] and kept:  # RecBole's runs are not on this machine: keep the ones measured before
@@ -89,7 +90,8 @@ def suite_train(opts: Options) -> dict:
                  "result files are not in this machine's work folder)"}
     if opts.peers and not opts.quick:
         peers["launch"] = launch_peers(opts)
-    quality = previous.get("quality") if opts.peers_only else _time_to_quality(opts, data_info)
+    quality = previous.get("quality") if opts.peers_only else _time_to_quality(opts, data_info,
+                                                                               previous.get("quality") or {})
     comparison = []
     for name, spec in TRAIN_MODELS.items():
         for variant, run in (ours or {}).get(name, {}).items():
@@ -114,33 +116,61 @@ def suite_train(opts: Options) -> dict:
             "checks": _quality_checks(quality)}
 
 
-def _time_to_quality(opts: Options, data_info: dict) -> dict:
+def _models(opts: Options) -> list[str]:
+    """The suite's models that --models keeps (all of them without it)."""
+    return [name for name in TRAIN_MODELS if not opts.models or name in opts.models]
+
+
+def _time_to_quality(opts: Options, data_info: dict, previous: dict) -> dict:
     """SASRec and GRU4Rec with the default settings (registry config, recsys.recipe): trained to the end of the
     recipe, test evaluated after every epoch (not counted in the clocks), and when the validation-selected model
-    first reached RecBole's final test NDCG@10."""
+    first reached RecBole's final test NDCG@10. With --seeds N, each model trains with seeds 0..N-1: the entry is
+    seed 0's run, with every seed's summary and their mean beside it. Models left out by --models keep their
+    `previous` entry."""
     seq_file = data_info.get("file")
     if not seq_file:
         return {"skipped": "no data"}
-    out = {}
-    for name in TRAIN_MODELS:
+    out = {name: run for name, run in previous.items() if name in TRAIN_MODELS and name not in _models(opts)}
+    for name in _models(opts):
         reference = RECBOLE_FINAL[name]
-        params = {"seq_file": seq_file, "model": name, "params": {}, "train": None, "threads": opts.threads,
-                  "epochs": (opts.epochs or 2) if opts.quick else opts.epochs, "probe_test": True,
-                  "reach": {"test_ndcg@10": reference["test_ndcg@10"]}}
-        ran = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "command": opts.command}
-        child = run_child(worker_argv("train", params), timeout=3 * 3600)
-        if child.get("error"):
-            out[name] = {"skipped": f"failed: {child['error'][-400:]}", "ran": ran}
-            continue
-        result = child.pop("result")
-        out[name] = {**result, "process": child, "ran": ran, "recbole": reference}
-        reached = result.get("time_to_quality") or {}
-        print(f"[train] {name} default recipe: {result['recipe']['line']}; selected epoch {result['best_epoch']} "
-              f"of {result['epochs']}: test HR@10 {100 * result['final']['test_hr@10']:.2f} NDCG@10 "
-              f"{100 * result['final']['test_ndcg@10']:.2f}; RecBole's NDCG@10 "
-              + (f"reached after {reached['cpu_s']:.0f} CPU s" if reached.get("reached") else "not reached"),
-              flush=True)
+        runs = []
+        for seed in range(opts.seeds):
+            params = {"seq_file": seq_file, "model": name, "params": {}, "train": None, "threads": opts.threads,
+                      "epochs": (opts.epochs or 2) if opts.quick else opts.epochs, "probe_test": True,
+                      "reach": {"test_ndcg@10": reference["test_ndcg@10"]}, "seed": seed}
+            ran = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "command": opts.command}
+            child = run_child(worker_argv("train", params), timeout=3 * 3600)
+            if child.get("error"):
+                runs.append({"skipped": f"failed: {child['error'][-400:]}", "ran": ran, "seed": seed})
+                continue
+            result = child.pop("result")
+            runs.append({**result, "process": child, "ran": ran, "recbole": reference, "seed": seed})
+            reached = result.get("time_to_quality") or {}
+            print(f"[train] {name} default recipe, seed {seed}: {result['recipe']['line']}; selected epoch "
+                  f"{result['best_epoch']} of {result['epochs']}: test HR@10 {100 * result['final']['test_hr@10']:.2f}"
+                  f" NDCG@10 {100 * result['final']['test_ndcg@10']:.2f}; RecBole's NDCG@10 "
+                  + (f"reached after {reached['cpu_s']:.0f} CPU s" if reached.get("reached") else "not reached"),
+                  flush=True)
+        out[name] = {**runs[0], **({"seeds": seed_summary(runs)} if len(runs) > 1 else {})}
     return out
+
+
+def seed_summary(runs: list[dict]) -> dict:
+    """Each seed's run in brief (epochs, selected epoch, final test figures, time to RecBole's NDCG@10, CPU) and
+    the mean and sample standard deviation of the final test figures over the seeds that finished."""
+    each = [{"seed": r["seed"], "skipped": r["skipped"]} if r.get("skipped") else
+            {"seed": r["seed"], "epochs": r["epochs"], "selected_epoch": r["final"]["epoch"],
+             "test_hr@10": r["final"]["test_hr@10"], "test_ndcg@10": r["final"]["test_ndcg@10"],
+             "time_to_quality": r.get("time_to_quality"), "fit_cpu_s": r.get("fit_cpu_s_without_probes")}
+            for r in runs]
+    done = [r for r in each if "skipped" not in r]
+    summary = {"runs": each, "finished": len(done)}
+    for metric in ("test_hr@10", "test_ndcg@10"):
+        values = np.array([r[metric] for r in done], dtype=float)
+        if len(values):
+            summary[f"mean_{metric}"] = round(float(values.mean()), 6)
+            summary[f"sd_{metric}"] = round(float(values.std(ddof=1)), 6) if len(values) > 1 else None
+    return summary
 
 
 def _quality_checks(quality: dict | None) -> list[dict]:
@@ -151,14 +181,24 @@ def _quality_checks(quality: dict | None) -> list[dict]:
     for name, run in (quality or {}).items():
         if not isinstance(run, dict) or "final" not in run:
             continue
-        ref = run["recbole"]
+        ref, seeds = run["recbole"], run.get("seeds") or {}
         for metric in ("test_hr@10", "test_ndcg@10"):
+            if seeds.get("finished", 0) > 1:  # the mean over seeds, not one draw
+                checks.append(check(f"{name} default settings, validation-selected {metric}, mean of "
+                                    f"{seeds['finished']} seeds (RecBole's final)",
+                                    round(100 * seeds[f"mean_{metric}"], 2), round(100 * ref[metric], 2), "%",
+                                    le=False, note=f"sd {100 * seeds[f'sd_{metric}']:.2f}"))
+                continue
             checks.append(check(f"{name} default settings, validation-selected {metric} (RecBole's final)",
                                 round(100 * run["final"][metric], 2), round(100 * ref[metric], 2), "%", le=False))
         reached = run.get("time_to_quality") or {}
+        note = "" if reached.get("reached") else "not reached within the run"
+        if seeds.get("finished", 0) > 1:
+            hits = sum(bool((r.get("time_to_quality") or {}).get("reached")) for r in seeds["runs"])
+            note = "; ".join(x for x in (f"seed 0; {hits} of {seeds['finished']} seeds reached it", note) if x)
         line = check(f"{name}: CPU s until the selected model reaches RecBole's test NDCG@10 (10% of its "
                      f"{ref['cpu_s_to_selected']:,} s)", reached.get("cpu_s"), round(0.1 * ref["cpu_s_to_selected"]),
-                     "s", note="" if reached.get("reached") else "not reached within the run")
+                     "s", note=note)
         checks.append({**line, "met": bool(reached.get("reached")) and line["met"]})
     return checks
 
@@ -178,7 +218,8 @@ def _train_ours(opts: Options) -> tuple[dict, dict]:
 
     threads = opts.threads or torch.get_num_threads()
     ours = {}
-    for name, spec in TRAIN_MODELS.items():
+    for name in _models(opts):
+        spec = TRAIN_MODELS[name]
         ours[name] = {}
         for variant, batch in variants.items():
             params = {"seq_file": str(seq_file), "model": name, "params": spec["params"], "epochs": epochs,
