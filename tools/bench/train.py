@@ -152,7 +152,7 @@ def _time_to_quality(opts: Options, data_info: dict, previous: dict) -> dict:
                   + (f"reached after {reached['cpu_s']:.0f} CPU s" if reached.get("reached") else "not reached"),
                   flush=True)
         out[name] = {**runs[0], **({"seeds": seed_summary(runs)} if len(runs) > 1 else {})}
-    return out
+    return {name: out[name] for name in TRAIN_MODELS if name in out}  # the suite's order, kept or not
 
 
 def seed_summary(runs: list[dict]) -> dict:
