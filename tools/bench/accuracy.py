@@ -2,6 +2,7 @@
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,9 +35,11 @@ class DataSpec:
     # rank only items not already in the prefix (RunConfig.exclude_seen, for validation in training too): the
     # published protocol where a log never repeats an item (ML-1M: no user rates a film twice)
     exclude_seen: bool = False
-    # relative to shared/data: S3-Rec's item -> attributes file, whose leaf categories become the items'
-    # category_id (read by category-aware models such as lstm-cat; see s3rec_leaf_categories)
-    categories: str | None = None
+    # relative to shared/data: the files the items' category_id is read from (by `category_reader`, called with
+    # their paths and the item ids), for category-aware models such as lstm-cat: Beauty's S3-Rec item ->
+    # attributes file (s3rec_leaf_categories), ML-1M's SASRec id mapping and GroupLens movies.dat (ml1m_genres)
+    categories: tuple[str, ...] | None = None
+    category_reader: Callable | None = None
 
 
 ACCURACY_DATASETS = {
@@ -53,7 +56,8 @@ ACCURACY_DATASETS = {
                        "leave-one-out: last item of each user is test, second to last validation; items already in "
                        "the user's sequence are excluded from the ranking (Beauty has no repeated user-item pair; "
                        "the published eSASRec and SASRec+SS rows filter them: filter_viewed in their code)", 10,
-                       exclude_seen=True, categories="s3rec/Beauty_item2attributes.json"),
+                       exclude_seen=True, categories=("s3rec/Beauty_item2attributes.json",),
+                       category_reader=lambda path, ids: s3rec_leaf_categories(path, ids)),
     "ml-1m": DataSpec("ml-1m-partial", tuple(f"ml-1m/gsasrec_split_partial/{f}.txt" for f in (
                           "train/input", "val/input", "val/output", "test/output")),
                       "leave-one-out evaluated on the 512 users whose whole sequence survives in the partial "
@@ -61,7 +65,9 @@ ACCURACY_DATASETS = {
                       "two items, as standard; items the user already rated are excluded from the ranking (ML-1M "
                       "has no repeated user-item pair; both published setups filter them: filter_seen in "
                       "Klenitskiy and Vasilev's code, filter_rated in gSASRec's); the published rows are over all "
-                      "6,040 users", 10, refit=False, exclude_seen=True),
+                      "6,040 users", 10, refit=False, exclude_seen=True,
+                      categories=("ml-1m/sas_id_mapping/sas_to_original_items.txt", "ml-1m/grouplens_meta/movies.dat"),
+                      category_reader=lambda mapping, movies, ids: ml1m_genres(mapping, movies, ids)),
 }
 # ../shared/data/ANCHORS.md, percent. (name, metrics, source); the "measured" rows are its simple baselines.
 ANCHOR_ROWS = {
@@ -143,9 +149,31 @@ def _quick_inputs(opts: Options, name: str, spec: DataSpec) -> list[str]:
 
 def _accuracy_data(opts: Options, name: str, spec: DataSpec):
     data = _prepared_data(opts, name, spec)
-    if spec.categories and (opts.shared_data / spec.categories).is_file():
-        data.items["category_id"] = s3rec_leaf_categories(opts.shared_data / spec.categories, data.items["item_id"])
+    paths = [opts.shared_data / p for p in spec.categories or ()]
+    if paths and all(p.is_file() for p in paths):
+        data.items["category_id"] = spec.category_reader(*paths, data.items["item_id"])
     return data
+
+
+def ml1m_genres(mapping_path: Path, movies_path: Path, item_ids):
+    """Each SASRec ML-1M item's genres from GroupLens movies.dat, through asash's recovered id mapping
+    (SOURCES.md 4b: `sas_to_original_items.txt`, "SASRec id original id" a line; movies.dat, "id;title;genres"
+    or GroupLens's "::" layout, latin-1), NA where a film is missing. The category is the film's whole genre list
+    ("Comedy|Romance"): movies.dat lists a film's genres in alphabetical order, not by importance, so no single
+    genre of the list is the film's main one (299 genre lists over the 3,416 films, every film has one)."""
+    import pandas as pd
+
+    original = {}
+    for line in Path(mapping_path).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            original[parts[0]] = parts[1]
+    genres = {}
+    for line in Path(movies_path).read_text(encoding="latin-1").splitlines():
+        fields = line.split("::" if "::" in line else ";")  # id first, genres last (a title may hold the separator)
+        if len(fields) >= 3 and fields[-1].strip():
+            genres[fields[0].strip()] = fields[-1].strip()
+    return pd.array([genres.get(original.get(str(i), ""), None) for i in item_ids], dtype="string")
 
 
 def s3rec_leaf_categories(path: Path, item_ids):
