@@ -200,3 +200,25 @@ def test_the_learning_rate_is_the_models_own_unless_the_rules_give_one():
     assert choose_recipe(tiny("gru4rec"), DATA).lr == choose_recipe(tiny("lstm"), DATA).lr == 3e-3
     assert choose_recipe(tiny("gru4rec"), DATA, Rules(lr=5e-4)).lr == 5e-4
     assert REGISTRY["gru4rec"].Config().cosine_scale == 16.0  # scaled-cosine logits by default (see rnn.py)
+
+
+@pytest.mark.parametrize("min_context", [0, 2, 4])
+@pytest.mark.parametrize("want", [1, 3, 5])
+def test_short_context_share_counts_what_the_windows_give(min_context, want):
+    from tools.window_context import short_context_share
+
+    max_len = 5
+    sessions = Sessions.from_lists([list(range(1, n + 1)) for n in (1, 2, 6, 7, 13, 21)])
+    starts, lengths, context = position_windows(sessions, max_len, min_context)
+    samples = PaddedSamples(sessions.items, starts, lengths, pad_side="left", context=context)
+    x, y, _ = samples.__getitems__(np.arange(len(samples)))
+    short = total = 0
+    for row in range(len(samples)):
+        for col in np.flatnonzero(y[row].numpy()):
+            read = int((x[row, : col + 1] > 0).sum())
+            before = int(y[row, col]) - 1  # items 1..n: the target's value minus one items precede it
+            short += read < min(want, before)
+            total += 1
+    assert short_context_share(sessions, max_len, min_context, want) == (short, total)
+    if min_context >= want - 1:
+        assert short == 0
